@@ -1,0 +1,336 @@
+//! Parsing wire JSON into an [`Event`], collecting every problem in one pass.
+
+use chrono::{DateTime, Duration, Utc};
+use serde_json::{Map, Value};
+use uuid::Uuid;
+
+use crate::error::{ErrorCode, FieldError, ValidationErrors};
+use crate::event::{
+    CtaClick, Event, EventType, Form, FormSubmit, MAX_EVENT_BYTES, PageView, Payload, json_type,
+};
+use crate::fields::{Element, FieldProblem, Host, SessionId, UrlPath};
+use crate::timestamp::parse_timestamp;
+
+/// The fields an event may have at the top level.
+pub const EVENT_FIELDS: [&str; 6] = ["id", "session_id", "category", "name", "data", "timestamp"];
+
+/// What validation depends on besides the input: the current time and how far in the
+/// future a timestamp may be (clock skew between the sender and The Eye). Injected so
+/// tests are deterministic.
+///
+/// ```
+/// use chrono::{TimeZone, Utc};
+/// use eye_core::{ErrorCode, Event, ValidationContext};
+/// let now = Utc.with_ymd_and_hms(2022, 1, 1, 0, 0, 0).unwrap();
+/// let ctx = ValidationContext::at(now);
+/// let json = br#"{"session_id": "s", "category": "page_interaction", "name": "page_view",
+///     "data": {"host": "a.com", "path": "/"}, "timestamp": "2022-01-01T00:10:00Z"}"#;
+/// let err = Event::parse_json(json, &ctx).unwrap_err();
+/// assert!(err.has_code(ErrorCode::TimestampInFuture));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ValidationContext {
+    now: DateTime<Utc>,
+    max_clock_skew: Duration,
+}
+
+impl ValidationContext {
+    /// The default allowed clock skew: 5 minutes.
+    pub const DEFAULT_MAX_CLOCK_SKEW: Duration = Duration::minutes(5);
+
+    /// Validation as of `now`, with the default clock skew.
+    pub fn at(now: DateTime<Utc>) -> Self {
+        Self {
+            now,
+            max_clock_skew: Self::DEFAULT_MAX_CLOCK_SKEW,
+        }
+    }
+
+    /// Validation as of the system clock, with the default clock skew.
+    pub fn system() -> Self {
+        Self::at(Utc::now())
+    }
+
+    /// Sets how far in the future a timestamp may be.
+    #[must_use]
+    pub fn with_max_clock_skew(mut self, skew: Duration) -> Self {
+        self.max_clock_skew = skew;
+        self
+    }
+
+    /// The instant validation runs at.
+    pub fn now(&self) -> DateTime<Utc> {
+        self.now
+    }
+
+    /// The latest timestamp accepted.
+    pub fn latest_accepted(&self) -> DateTime<Utc> {
+        self.now + self.max_clock_skew
+    }
+}
+
+impl Event {
+    /// Parses one event from JSON bytes: checks the size limit, the JSON syntax, then
+    /// every rule of [`Event::parse_value`].
+    pub fn parse_json(json: &[u8], ctx: &ValidationContext) -> Result<Event, ValidationErrors> {
+        if json.len() > MAX_EVENT_BYTES {
+            return Err(ValidationErrors::single(FieldError::new(
+                "",
+                ErrorCode::EventTooLarge,
+                format!(
+                    "event is {} bytes of JSON; at most {MAX_EVENT_BYTES} are allowed",
+                    json.len()
+                ),
+            )));
+        }
+        let value: Value = serde_json::from_slice(json).map_err(|e| {
+            ValidationErrors::single(FieldError::new(
+                "",
+                ErrorCode::InvalidJson,
+                format!("malformed JSON: {e}"),
+            ))
+        })?;
+        Event::parse_value(&value, ctx)
+    }
+
+    /// Parses one event from a JSON value, reporting every problem found. Does not check
+    /// the size limit (the value no longer has a size); [`Event::parse_json`] does.
+    pub fn parse_value(value: &Value, ctx: &ValidationContext) -> Result<Event, ValidationErrors> {
+        let Some(obj) = value.as_object() else {
+            return Err(ValidationErrors::single(FieldError::new(
+                "",
+                ErrorCode::WrongType,
+                format!("an event must be a JSON object, not {}", json_type(value)),
+            )));
+        };
+        let mut c = Collector::default();
+        c.unknown_fields("", obj, &EVENT_FIELDS);
+
+        let id = match obj.get("id") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(s)) => c.field("/id", parse_id(s)),
+            Some(other) => c.wrong_type("/id", "a UUID string", other),
+        };
+        let session_id = c
+            .string(obj, "", "session_id")
+            .and_then(|s| c.field("/session_id", SessionId::parse(s)));
+        let category = c.string(obj, "", "category");
+        let name = c.string(obj, "", "name");
+        let event_type = match (category, name) {
+            (Some(cat), Some(name)) => c.event_type(cat, name),
+            _ => None,
+        };
+        let data = match obj.get("data") {
+            None => c.missing("/data"),
+            Some(Value::Object(m)) => Some(m),
+            Some(other) => c.wrong_type("/data", "an object", other),
+        };
+        let payload = match (event_type, data) {
+            (Some(t), Some(data)) => c.payload(t, data),
+            _ => None,
+        };
+        let timestamp = c.string(obj, "", "timestamp").and_then(|s| match parse_timestamp(s) {
+            None => c.push(
+                "/timestamp",
+                ErrorCode::InvalidTimestamp,
+                format!(
+                    "`{}` is not a timestamp: use RFC 3339 (`2022-04-11T01:08:01.407119Z`), \
+                     ISO 8601 without offset (UTC) or `2022-04-11 01:08:01.407119`",
+                    truncate_for_message(s)
+                ),
+            ),
+            Some(t) if t > ctx.latest_accepted() => c.push(
+                "/timestamp",
+                ErrorCode::TimestampInFuture,
+                format!(
+                    "timestamp {} is in the future (now {}, allowed clock skew {} s)",
+                    crate::format_timestamp(&t),
+                    crate::format_timestamp(&ctx.now()),
+                    ctx.max_clock_skew.num_seconds()
+                ),
+            ),
+            Some(t) => Some(t),
+        });
+
+        if let Some(errors) = ValidationErrors::from_vec(c.0) {
+            return Err(errors);
+        }
+        match (session_id, payload, timestamp) {
+            (Some(session_id), Some(payload), Some(timestamp)) => Ok(Event {
+                id,
+                session_id,
+                timestamp,
+                payload,
+            }),
+            _ => unreachable!("every missing part recorded an error"),
+        }
+    }
+}
+
+impl Payload {
+    /// Parses the `data` of an event whose (category, name) is already known, without a
+    /// clock: what a reader of stored events needs.
+    pub fn from_parts(category: &str, name: &str, data: &Value) -> Result<Payload, ValidationErrors> {
+        let mut c = Collector::default();
+        let payload = match (c.event_type(category, name), data) {
+            (Some(t), Value::Object(m)) => c.payload(t, m),
+            (_, Value::Object(_)) => None,
+            (_, other) => c.wrong_type("/data", "an object", other),
+        };
+        match (ValidationErrors::from_vec(c.0), payload) {
+            (Some(errors), _) => Err(errors),
+            (None, Some(p)) => Ok(p),
+            (None, None) => unreachable!("no payload means an error was recorded"),
+        }
+    }
+}
+
+fn parse_id(s: &str) -> Result<Uuid, FieldProblem> {
+    // Only the hyphenated form, which is also what the schema's pattern allows.
+    let hyphenated = s.len() == 36 && s.as_bytes()[8] == b'-';
+    match Uuid::try_parse(s) {
+        Ok(id) if hyphenated => Ok(id),
+        _ => Err(FieldProblem {
+            code: ErrorCode::InvalidId,
+            message: format!(
+                "id `{}` is not a hyphenated UUID such as `0190a3f0-8c2e-7cc3-8d4e-2b1a3f5e6d7c`",
+                truncate_for_message(s)
+            ),
+        }),
+    }
+}
+
+/// Keeps error messages bounded when the offending value is huge.
+fn truncate_for_message(s: &str) -> String {
+    const MAX: usize = 64;
+    match s.char_indices().nth(MAX) {
+        Some((i, _)) => format!("{}…", &s[..i]),
+        None => s.to_owned(),
+    }
+}
+
+/// Escapes a key for use in a JSON pointer (RFC 6901).
+fn pointer_token(key: &str) -> String {
+    key.replace('~', "~0").replace('/', "~1")
+}
+
+/// Accumulates errors. Each helper records its problem and returns `None` on failure so
+/// parsing continues and every problem is reported.
+#[derive(Default)]
+struct Collector(Vec<FieldError>);
+
+impl Collector {
+    fn push<T>(&mut self, path: &str, code: ErrorCode, message: String) -> Option<T> {
+        self.0.push(FieldError::new(path, code, message));
+        None
+    }
+
+    fn missing<T>(&mut self, path: &str) -> Option<T> {
+        let name = path.rsplit('/').next().unwrap_or(path);
+        self.push(path, ErrorCode::MissingField, format!("`{name}` is required"))
+    }
+
+    fn wrong_type<T>(&mut self, path: &str, expected: &str, got: &Value) -> Option<T> {
+        let name = path.rsplit('/').next().unwrap_or(path);
+        self.push(
+            path,
+            ErrorCode::WrongType,
+            format!("`{name}` must be {expected}, not {}", json_type(got)),
+        )
+    }
+
+    fn field<T>(&mut self, path: &str, r: Result<T, FieldProblem>) -> Option<T> {
+        match r {
+            Ok(v) => Some(v),
+            Err(p) => self.push(path, p.code, p.message),
+        }
+    }
+
+    fn unknown_fields(&mut self, parent: &str, obj: &Map<String, Value>, allowed: &[&str]) {
+        for key in obj.keys().filter(|k| !allowed.contains(&k.as_str())) {
+            self.0.push(FieldError::new(
+                format!("{parent}/{}", pointer_token(key)),
+                ErrorCode::UnknownField,
+                format!(
+                    "unknown field `{}`; allowed: {}",
+                    truncate_for_message(key),
+                    allowed.join(", ")
+                ),
+            ));
+        }
+    }
+
+    fn string<'v>(&mut self, obj: &'v Map<String, Value>, parent: &str, key: &str) -> Option<&'v str> {
+        let path = format!("{parent}/{key}");
+        match obj.get(key) {
+            None => self.missing(&path),
+            Some(Value::String(s)) => Some(s),
+            Some(other) => self.wrong_type(&path, "a string", other),
+        }
+    }
+
+    fn event_type(&mut self, category: &str, name: &str) -> Option<EventType> {
+        if let Some(t) = EventType::from_pair(category, name) {
+            return Some(t);
+        }
+        let known_category = EventType::ALL.iter().any(|t| t.category() == category);
+        let path = if known_category { "/name" } else { "/category" };
+        let allowed: Vec<_> = EventType::ALL.iter().map(|t| t.as_str()).collect();
+        let suggestion = EventType::suggest(category, name);
+        let mut message = format!(
+            "unknown event type `{}`/`{}`; allowed (category/name): {}",
+            truncate_for_message(category),
+            truncate_for_message(name),
+            allowed.join(", ")
+        );
+        if let Some(s) = suggestion {
+            message.push_str(&format!(
+                "; did you mean category `{}` and name `{}`?",
+                s.category(),
+                s.name()
+            ));
+        }
+        let mut error = FieldError::new(path, ErrorCode::UnknownEventType, message);
+        error.suggestion = suggestion.map(|s| s.as_str().to_owned());
+        self.0.push(error);
+        None
+    }
+
+    fn payload(&mut self, t: EventType, data: &Map<String, Value>) -> Option<Payload> {
+        self.unknown_fields("/data", data, t.data_fields());
+        let host = self
+            .string(data, "/data", "host")
+            .and_then(|s| self.field("/data/host", Host::parse(s)));
+        let path = self
+            .string(data, "/data", "path")
+            .and_then(|s| self.field("/data/path", UrlPath::parse(s)));
+        match t {
+            EventType::PageView => Some(Payload::PageView(PageView {
+                host: host?,
+                path: path?,
+            })),
+            EventType::CtaClick => {
+                let element = self
+                    .string(data, "/data", "element")
+                    .and_then(|s| self.field("/data/element", Element::parse(s)));
+                Some(Payload::CtaClick(CtaClick {
+                    host: host?,
+                    path: path?,
+                    element: element?,
+                }))
+            }
+            EventType::FormSubmit => {
+                let form = match data.get("form") {
+                    None => self.missing("/data/form"),
+                    Some(Value::Object(m)) => self.field("/data/form", Form::from_map(m.clone())),
+                    Some(other) => self.wrong_type("/data/form", "an object", other),
+                };
+                Some(Payload::FormSubmit(FormSubmit {
+                    host: host?,
+                    path: path?,
+                    form: form?,
+                }))
+            }
+        }
+    }
+}

@@ -1,0 +1,496 @@
+//! The query model: filters and pagination parsed from URL query pairs, and the page
+//! shape answers come in. One model drives the SQL, the HTTP parameters, the SDK's
+//! query builder and the OpenAPI document.
+
+use chrono::{DateTime, NaiveTime, TimeZone, Utc};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::timestamp::{parse_date, parse_timestamp};
+
+/// Page-size bounds, configured by the server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PageLimits {
+    /// Page size when the request names none.
+    pub default_page_size: u32,
+    /// Largest page size a request may ask for.
+    pub max_page_size: u32,
+}
+
+impl Default for PageLimits {
+    fn default() -> Self {
+        Self {
+            default_page_size: 10,
+            max_page_size: 1000,
+        }
+    }
+}
+
+/// Why query parameters were refused.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema, thiserror::Error)]
+#[error("{parameter}: {message}")]
+pub struct QueryError {
+    /// The offending parameter.
+    pub parameter: String,
+    /// Stable machine code: `invalid_page` (answered 404 as DRF does),
+    /// `invalid_page_size`, `invalid_time`, `invalid_time_range`, `invalid_filter`.
+    pub code: String,
+    /// Human explanation.
+    pub message: String,
+}
+
+impl QueryError {
+    fn new(parameter: &str, code: &str, message: impl Into<String>) -> Self {
+        Self {
+            parameter: parameter.to_owned(),
+            code: code.to_owned(),
+            message: message.into(),
+        }
+    }
+
+    /// True for a malformed `page`, which DRF answers with 404 `Invalid page.`.
+    pub fn is_invalid_page(&self) -> bool {
+        self.code == "invalid_page"
+    }
+}
+
+/// Which page of results, and how many per page.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct Pagination {
+    /// 1-based page number.
+    pub page: u64,
+    /// Results per page.
+    pub page_size: u32,
+}
+
+impl Pagination {
+    /// Rows to skip before this page.
+    pub fn offset(&self) -> u64 {
+        (self.page - 1).saturating_mul(u64::from(self.page_size))
+    }
+}
+
+impl Default for Pagination {
+    fn default() -> Self {
+        Self {
+            page: 1,
+            page_size: PageLimits::default().default_page_size,
+        }
+    }
+}
+
+/// An inclusive time range; either bound may be open.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+pub struct TimeRange {
+    /// Earliest instant included.
+    pub start: Option<DateTime<Utc>>,
+    /// Latest instant included.
+    pub end: Option<DateTime<Utc>>,
+}
+
+/// Filters for `GET /events`: any combination, all optional.
+///
+/// ```
+/// use eye_core::{EventQuery, PageLimits};
+/// let q = EventQuery::from_pairs(
+///     [("session_id", "abc123"), ("start_time", "2022-01-01"), ("end_time", "2022-02-01")],
+///     &PageLimits::default(),
+/// ).unwrap();
+/// assert_eq!(q.session_id.as_deref(), Some("abc123"));
+/// // A date-only end_time covers that whole day.
+/// assert_eq!(eye_core::format_timestamp(&q.time.end.unwrap()), "2022-02-01T23:59:59.999999Z");
+/// assert_eq!(q.pagination.page_size, 10);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+pub struct EventQuery {
+    /// Only this session's events.
+    pub session_id: Option<String>,
+    /// Only this category (`page_interaction`, `form_interaction`).
+    pub category: Option<String>,
+    /// Only this name (`page_view`, `cta_click`, `submit`).
+    pub name: Option<String>,
+    /// Only events sent by this application.
+    pub application: Option<String>,
+    /// Only events that occurred in this range.
+    pub time: TimeRange,
+    /// Which page.
+    pub pagination: Pagination,
+}
+
+/// Filters for `GET /errors`, the log of rejected events.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+pub struct ErrorQuery {
+    /// Only errors from this application.
+    pub application: Option<String>,
+    /// Only errors carrying this code (`timestamp_in_future`, ...).
+    pub code: Option<String>,
+    /// Only errors received in this range.
+    pub time: TimeRange,
+    /// Which page.
+    pub pagination: Pagination,
+}
+
+/// Parses the parameters every query shares; the rest go to `extra`.
+struct Common<'a> {
+    time: TimeRange,
+    pagination: Pagination,
+    extra: Vec<(&'a str, &'a str)>,
+}
+
+fn parse_common<'a, I>(pairs: I, limits: &PageLimits) -> Result<Common<'a>, QueryError>
+where
+    I: IntoIterator<Item = (&'a str, &'a str)>,
+{
+    let mut time = TimeRange::default();
+    let mut pagination = Pagination {
+        page: 1,
+        page_size: limits.default_page_size,
+    };
+    let mut extra = Vec::new();
+    for (key, value) in pairs {
+        // Empty values mean "no filter", as django-filter treats them.
+        if value.is_empty() {
+            continue;
+        }
+        match key {
+            "start_time" => time.start = Some(parse_bound(key, value, Bound::Start)?),
+            "end_time" => time.end = Some(parse_bound(key, value, Bound::End)?),
+            "page" => {
+                pagination.page = match value.parse::<u64>() {
+                    Ok(p) if p >= 1 => p,
+                    _ => return Err(QueryError::new(key, "invalid_page", "Invalid page.")),
+                }
+            }
+            "page_size" => {
+                pagination.page_size = match value.parse::<u32>() {
+                    Ok(n) if (1..=limits.max_page_size).contains(&n) => n,
+                    _ => {
+                        return Err(QueryError::new(
+                            key,
+                            "invalid_page_size",
+                            format!(
+                                "page_size must be a whole number from 1 to {}",
+                                limits.max_page_size
+                            ),
+                        ));
+                    }
+                }
+            }
+            _ => extra.push((key, value)),
+        }
+    }
+    if let (Some(s), Some(e)) = (time.start, time.end) {
+        if s > e {
+            return Err(QueryError::new(
+                "start_time",
+                "invalid_time_range",
+                "start_time is later than end_time",
+            ));
+        }
+    }
+    Ok(Common {
+        time,
+        pagination,
+        extra,
+    })
+}
+
+#[derive(Clone, Copy)]
+enum Bound {
+    Start,
+    End,
+}
+
+fn parse_bound(key: &str, value: &str, bound: Bound) -> Result<DateTime<Utc>, QueryError> {
+    if let Some(date) = parse_date(value) {
+        let time = match bound {
+            Bound::Start => NaiveTime::MIN,
+            Bound::End => NaiveTime::from_hms_micro_opt(23, 59, 59, 999_999).unwrap_or(NaiveTime::MIN),
+        };
+        return Ok(Utc.from_utc_datetime(&date.and_time(time)));
+    }
+    parse_timestamp(value).ok_or_else(|| {
+        QueryError::new(
+            key,
+            "invalid_time",
+            format!(
+                "{key} must be a date (2022-01-01) or a date-time (2022-01-01T10:00:00Z, \
+                 2022-01-01 10:00:00.000000)"
+            ),
+        )
+    })
+}
+
+fn filter_value(key: &str, value: &str) -> Result<String, QueryError> {
+    const MAX: usize = 256;
+    if value.chars().count() > MAX {
+        return Err(QueryError::new(
+            key,
+            "invalid_filter",
+            format!("{key} is longer than {MAX} characters"),
+        ));
+    }
+    Ok(value.to_owned())
+}
+
+impl EventQuery {
+    /// A query with no filters: the first page of every event, newest first.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Parses URL query pairs. Unknown parameters are ignored, as DRF does; empty
+    /// values mean no filter.
+    pub fn from_pairs<'a, I>(pairs: I, limits: &PageLimits) -> Result<Self, QueryError>
+    where
+        I: IntoIterator<Item = (&'a str, &'a str)>,
+    {
+        let common = parse_common(pairs, limits)?;
+        let mut q = EventQuery {
+            time: common.time,
+            pagination: common.pagination,
+            ..Self::default()
+        };
+        for (key, value) in common.extra {
+            let slot = match key {
+                "session_id" => &mut q.session_id,
+                "category" => &mut q.category,
+                "name" => &mut q.name,
+                "application" => &mut q.application,
+                _ => continue,
+            };
+            *slot = Some(filter_value(key, value)?);
+        }
+        Ok(q)
+    }
+
+    /// The query as URL pairs, the inverse of [`EventQuery::from_pairs`].
+    ///
+    /// ```
+    /// use eye_core::{EventQuery, PageLimits};
+    /// let q = EventQuery::new().session("abc").category("page_interaction").page(2);
+    /// let pairs = q.to_pairs();
+    /// let back = EventQuery::from_pairs(
+    ///     pairs.iter().map(|(k, v)| (*k, v.as_str())), &PageLimits::default()).unwrap();
+    /// assert_eq!(back, q);
+    /// ```
+    pub fn to_pairs(&self) -> Vec<(&'static str, String)> {
+        let mut pairs = Vec::new();
+        let filters = [
+            ("session_id", &self.session_id),
+            ("category", &self.category),
+            ("name", &self.name),
+            ("application", &self.application),
+        ];
+        for (key, value) in filters {
+            if let Some(v) = value {
+                pairs.push((key, v.clone()));
+            }
+        }
+        push_common(&mut pairs, &self.time, &self.pagination);
+        pairs
+    }
+
+    /// Only this session.
+    #[must_use]
+    pub fn session(mut self, session_id: impl Into<String>) -> Self {
+        self.session_id = Some(session_id.into());
+        self
+    }
+
+    /// Only this category.
+    #[must_use]
+    pub fn category(mut self, category: impl Into<String>) -> Self {
+        self.category = Some(category.into());
+        self
+    }
+
+    /// Only this name.
+    #[must_use]
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = Some(name.into());
+        self
+    }
+
+    /// Only this event type (category and name).
+    #[must_use]
+    pub fn event_type(self, t: crate::EventType) -> Self {
+        self.category(t.category()).name(t.name())
+    }
+
+    /// Only this application.
+    #[must_use]
+    pub fn application(mut self, application: impl Into<String>) -> Self {
+        self.application = Some(application.into());
+        self
+    }
+
+    /// Only events at or after `start`.
+    #[must_use]
+    pub fn start_time(mut self, start: DateTime<Utc>) -> Self {
+        self.time.start = Some(start);
+        self
+    }
+
+    /// Only events at or before `end`.
+    #[must_use]
+    pub fn end_time(mut self, end: DateTime<Utc>) -> Self {
+        self.time.end = Some(end);
+        self
+    }
+
+    /// This page (1-based).
+    #[must_use]
+    pub fn page(mut self, page: u64) -> Self {
+        self.pagination.page = page.max(1);
+        self
+    }
+
+    /// This many results per page.
+    #[must_use]
+    pub fn page_size(mut self, page_size: u32) -> Self {
+        self.pagination.page_size = page_size.max(1);
+        self
+    }
+}
+
+impl ErrorQuery {
+    /// Parses URL query pairs; unknown parameters are ignored.
+    ///
+    /// ```
+    /// use eye_core::{ErrorQuery, PageLimits};
+    /// let q = ErrorQuery::from_pairs([("code", "timestamp_in_future")], &PageLimits::default())
+    ///     .unwrap();
+    /// assert_eq!(q.code.as_deref(), Some("timestamp_in_future"));
+    /// ```
+    pub fn from_pairs<'a, I>(pairs: I, limits: &PageLimits) -> Result<Self, QueryError>
+    where
+        I: IntoIterator<Item = (&'a str, &'a str)>,
+    {
+        let common = parse_common(pairs, limits)?;
+        let mut q = ErrorQuery {
+            time: common.time,
+            pagination: common.pagination,
+            ..Self::default()
+        };
+        for (key, value) in common.extra {
+            let slot = match key {
+                "application" => &mut q.application,
+                "code" => &mut q.code,
+                _ => continue,
+            };
+            *slot = Some(filter_value(key, value)?);
+        }
+        Ok(q)
+    }
+
+    /// The query as URL pairs.
+    pub fn to_pairs(&self) -> Vec<(&'static str, String)> {
+        let mut pairs = Vec::new();
+        for (key, value) in [("application", &self.application), ("code", &self.code)] {
+            if let Some(v) = value {
+                pairs.push((key, v.clone()));
+            }
+        }
+        push_common(&mut pairs, &self.time, &self.pagination);
+        pairs
+    }
+}
+
+impl Pagination {
+    /// Parses only `page` and `page_size`, for endpoints without filters.
+    pub fn from_pairs<'a, I>(pairs: I, limits: &PageLimits) -> Result<Self, QueryError>
+    where
+        I: IntoIterator<Item = (&'a str, &'a str)>,
+    {
+        let pairs = pairs
+            .into_iter()
+            .filter(|(k, _)| *k == "page" || *k == "page_size");
+        Ok(parse_common(pairs, limits)?.pagination)
+    }
+}
+
+fn push_common(pairs: &mut Vec<(&'static str, String)>, time: &TimeRange, p: &Pagination) {
+    if let Some(s) = time.start {
+        pairs.push(("start_time", crate::format_timestamp(&s)));
+    }
+    if let Some(e) = time.end {
+        pairs.push(("end_time", crate::format_timestamp(&e)));
+    }
+    pairs.push(("page", p.page.to_string()));
+    pairs.push(("page_size", p.page_size.to_string()));
+}
+
+/// One page of results in the shape DRF answers with: the total count, absolute URLs of
+/// the neighbouring pages, and the results.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Page<T> {
+    /// How many results match in all pages.
+    pub count: u64,
+    /// Absolute URL of the next page, if any.
+    pub next: Option<String>,
+    /// Absolute URL of the previous page, if any.
+    pub previous: Option<String>,
+    /// This page's results.
+    pub results: Vec<T>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn q(pairs: &[(&str, &str)]) -> Result<EventQuery, QueryError> {
+        EventQuery::from_pairs(pairs.iter().copied(), &PageLimits::default())
+    }
+
+    #[test]
+    fn unknown_parameters_and_empty_values_are_ignored() {
+        let query = q(&[("format", "json"), ("category", "")]).unwrap();
+        assert_eq!(query, EventQuery::new());
+    }
+
+    #[test]
+    fn each_time_bound_works_alone() {
+        assert!(q(&[("start_time", "2022-01-01")]).unwrap().time.end.is_none());
+        assert!(q(&[("end_time", "2022-01-01")]).unwrap().time.start.is_none());
+    }
+
+    #[test]
+    fn start_after_end_is_invalid_time_range() {
+        let err = q(&[("start_time", "2022-02-01"), ("end_time", "2022-01-01")]).unwrap_err();
+        assert_eq!(err.code, "invalid_time_range");
+    }
+
+    #[test]
+    fn same_day_range_is_the_whole_day() {
+        let query = q(&[("start_time", "2022-01-01"), ("end_time", "2022-01-01")]).unwrap();
+        let span = query.time.end.unwrap() - query.time.start.unwrap();
+        assert_eq!(span.num_microseconds(), Some(86_400_000_000 - 1));
+    }
+
+    #[test]
+    fn malformed_time_names_the_parameter() {
+        let err = q(&[("end_time", "last tuesday")]).unwrap_err();
+        assert_eq!((err.parameter.as_str(), err.code.as_str()), ("end_time", "invalid_time"));
+    }
+
+    #[test]
+    fn non_numeric_or_zero_page_is_invalid_page() {
+        for page in ["abc", "0", "-1", "1.5"] {
+            assert!(q(&[("page", page)]).unwrap_err().is_invalid_page(), "{page}");
+        }
+    }
+
+    #[test]
+    fn page_size_is_bounded_by_limits() {
+        assert_eq!(q(&[("page_size", "1000")]).unwrap().pagination.page_size, 1000);
+        assert_eq!(q(&[("page_size", "1001")]).unwrap_err().code, "invalid_page_size");
+        assert_eq!(q(&[("page_size", "0")]).unwrap_err().code, "invalid_page_size");
+    }
+
+    #[test]
+    fn offset_of_page_three_of_ten() {
+        let p = Pagination { page: 3, page_size: 10 };
+        assert_eq!(p.offset(), 20);
+    }
+}

@@ -1,0 +1,224 @@
+//! The command line: `serve` (default), `worker`, `migrate`, `apps`, `schema`.
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::auth::{Authenticator, generate_key, hash_key};
+use crate::clock::SystemClock;
+use crate::config::{ServeConfig, StoreConfig};
+use crate::queue::Queue;
+use crate::queue::embedded::{EmbeddedConfig, EmbeddedQueue};
+use crate::state::AppState;
+use crate::store::{NewApp, Scopes, Store};
+
+/// The Eye: collects user web interactions from trusted applications.
+#[derive(Debug, Parser)]
+#[command(name = "eye-server", version, about)]
+pub struct Cli {
+    /// Log format.
+    #[arg(long, env = "EYE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
+    pub log_format: LogFormat,
+    /// What to do (default: serve).
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    /// Settings of the default `serve` command.
+    #[command(flatten)]
+    pub serve: ServeConfig,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line, for machines.
+    Json,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the HTTP API and the background worker (the default).
+    Serve(Box<ServeConfig>),
+    /// Run a worker only: move events from Redis into the store (Redis mode).
+    Worker(Box<ServeConfig>),
+    /// Apply the database migrations and exit.
+    Migrate(StoreConfig),
+    /// Manage applications and their API keys.
+    Apps {
+        /// The database.
+        #[command(flatten)]
+        store: StoreConfig,
+        /// What to do.
+        #[command(subcommand)]
+        command: AppsCommand,
+    },
+    /// Print the JSON Schema of the event format.
+    Schema,
+}
+
+/// `apps` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum AppsCommand {
+    /// Register an application; prints its new API key alone on stdout.
+    Create {
+        /// Unique name, recorded on every event it sends.
+        name: String,
+        /// What the key may do.
+        #[arg(long, value_enum, default_value_t = ScopeArg::Ingest)]
+        scope: ScopeArg,
+    },
+    /// List applications.
+    List,
+    /// Revoke an application's key (its events stay).
+    Revoke {
+        /// The application's name.
+        name: String,
+    },
+}
+
+/// Scopes as the CLI names them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ScopeArg {
+    /// Send events.
+    Ingest,
+    /// Read events.
+    Query,
+    /// Both.
+    All,
+}
+
+impl From<ScopeArg> for Scopes {
+    fn from(s: ScopeArg) -> Self {
+        match s {
+            ScopeArg::Ingest => Scopes { ingest: true, query: false },
+            ScopeArg::Query => Scopes { ingest: false, query: true },
+            ScopeArg::All => Scopes::ALL,
+        }
+    }
+}
+
+/// Runs the parsed command line.
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        None => serve(cli.serve).await,
+        Some(Command::Serve(config)) => serve(*config).await,
+        Some(Command::Worker(config)) => crate::worker::run_standalone(*config).await,
+        Some(Command::Migrate(store)) => {
+            Store::open(&store.database_url).await?;
+            eprintln!("migrations applied to {}", store.database_url);
+            Ok(())
+        }
+        Some(Command::Apps { store, command }) => apps(&store, command).await,
+        Some(Command::Schema) => {
+            print!("{}", eye_core::event_schema_json());
+            Ok(())
+        }
+    }
+}
+
+async fn apps(store: &StoreConfig, command: AppsCommand) -> anyhow::Result<()> {
+    let store = Store::open(&store.database_url).await?;
+    match command {
+        AppsCommand::Create { name, scope } => {
+            let key = generate_key();
+            store
+                .create_app(&NewApp {
+                    name: name.clone(),
+                    key_hash: hash_key(&key),
+                    scopes: scope.into(),
+                })
+                .await?;
+            eprintln!("created application `{name}` ({}); its key is shown once:", Scopes::from(scope).to_db());
+            println!("{key}");
+        }
+        AppsCommand::List => {
+            for app in store.list_apps().await? {
+                let state = match app.revoked_at {
+                    Some(t) => format!("revoked {}", eye_core::format_timestamp(&t)),
+                    None => "active".into(),
+                };
+                println!("{}\t{}\t{}", app.name, app.scopes.to_db(), state);
+            }
+        }
+        AppsCommand::Revoke { name } => {
+            store.revoke_app(&name).await?;
+            eprintln!("revoked application `{name}`");
+        }
+    }
+    store.close().await;
+    Ok(())
+}
+
+/// Creates the `default` application on the very first start and prints its key.
+async fn first_run(store: &Store, config: &ServeConfig) -> anyhow::Result<()> {
+    if store.count_apps().await? > 0 {
+        return Ok(());
+    }
+    let key = generate_key();
+    store
+        .create_app(&NewApp {
+            name: "default".into(),
+            key_hash: hash_key(&key),
+            scopes: Scopes::ALL,
+        })
+        .await?;
+    let addr = config.http.bind;
+    eprintln!(
+        "\nFirst run: created application `default` with every scope. Its API key, shown only this once:\n\n    {key}\n\nTry it:\n    curl -H 'Authorization: Bearer {key}' http://{addr}/events\n"
+    );
+    Ok(())
+}
+
+/// Builds the queue the configuration asks for.
+pub async fn make_queue(store: &Store, config: &ServeConfig) -> anyhow::Result<Arc<dyn Queue>> {
+    if config.queue.redis_url.is_some() {
+        anyhow::bail!("the Redis queue is not available in this build yet");
+    }
+    Ok(Arc::new(EmbeddedQueue::start(
+        store.clone(),
+        EmbeddedConfig {
+            commit_batch: config.queue.commit_batch,
+            commit_interval: config.queue.commit_interval(),
+            max_backlog: config.queue.max_backlog,
+        },
+    )))
+}
+
+/// Builds the application state for a configuration: opens the store (applying
+/// migrations) and starts the queue.
+pub async fn build_state(config: ServeConfig) -> anyhow::Result<AppState> {
+    config.validate().map_err(anyhow::Error::msg)?;
+    let store = Store::open(&config.store.database_url)
+        .await
+        .with_context(|| format!("opening the store at {}", config.store.database_url))?;
+    let queue = make_queue(&store, &config).await?;
+    Ok(AppState {
+        queue,
+        auth: Authenticator::new(store.clone(), config.http.insecure_no_auth),
+        store,
+        clock: Arc::new(SystemClock),
+        config: Arc::new(config),
+    })
+}
+
+async fn serve(config: ServeConfig) -> anyhow::Result<()> {
+    let state = build_state(config).await?;
+    let config = Arc::clone(&state.config);
+    if config.http.insecure_no_auth {
+        tracing::warn!("authentication is DISABLED (--insecure-no-auth): anyone who can reach this port can send and read events");
+    } else {
+        first_run(&state.store, &config).await?;
+    }
+    let listener = tokio::net::TcpListener::bind(config.http.bind)
+        .await
+        .with_context(|| format!("binding {}", config.http.bind))?;
+    tracing::info!(addr = %listener.local_addr()?, queue = state.queue.kind(), "The Eye is listening");
+    let store = state.store.clone();
+    crate::server::run(listener, state, crate::server::shutdown_signal()).await?;
+    store.close().await;
+    tracing::info!("stopped cleanly");
+    Ok(())
+}

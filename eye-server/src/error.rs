@@ -1,0 +1,215 @@
+//! The API's one error type. 4xx bodies are precise and machine-readable
+//! (`{"error": {"code", "message", "details"}}`); 5xx bodies are opaque and the cause is
+//! logged, never sent.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use eye_core::{ErrorBody, ErrorDetail, QueryError, ValidationErrors};
+use serde_json::{Value, json};
+
+use crate::queue::QueueError;
+use crate::store::{Scope, StoreError};
+
+/// Seconds a client is told to wait before retrying a 503.
+pub const RETRY_AFTER_SECS: u64 = 1;
+
+/// Everything a handler can answer besides success.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// A single event failed validation (400 `validation_failed`, details: the errors).
+    #[error("event failed validation")]
+    Validation(ValidationErrors),
+    /// The body is not valid JSON, or not the expected shape (400 `malformed_json`).
+    #[error("malformed JSON: {0}")]
+    MalformedJson(String),
+    /// The body is not `application/json` (415).
+    #[error("unsupported media type")]
+    UnsupportedMediaType,
+    /// The body (after decompression) is over the limit (413 `payload_too_large`).
+    #[error("payload too large")]
+    PayloadTooLarge {
+        /// The limit in bytes.
+        limit: usize,
+    },
+    /// A batch holds more events than allowed (413 `batch_too_large`, split it).
+    #[error("batch too large")]
+    BatchTooLarge {
+        /// Events sent.
+        len: usize,
+        /// Events allowed.
+        max: usize,
+    },
+    /// An empty batch (400 `empty_batch`).
+    #[error("empty batch")]
+    EmptyBatch,
+    /// Malformed query parameters (400 `invalid_query`).
+    #[error("invalid query: {0}")]
+    Query(QueryError),
+    /// A page past the end or a malformed page number: 404 `{"detail": "Invalid page."}`
+    /// as DRF answers, plus the usual error object.
+    #[error("invalid page")]
+    InvalidPage,
+    /// No such resource (404 `not_found`).
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    /// Missing or unknown API key (401 with `WWW-Authenticate`).
+    #[error("unauthorized")]
+    Unauthorized,
+    /// The key lacks the scope (403 `forbidden`).
+    #[error("forbidden: needs scope {0:?}")]
+    Forbidden(Scope),
+    /// The queue cannot take events now (503 with `Retry-After`): retry later.
+    #[error("unavailable: {0}")]
+    Unavailable(String),
+    /// Anything else (500, opaque body, cause logged).
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl From<QueryError> for ApiError {
+    fn from(e: QueryError) -> Self {
+        if e.is_invalid_page() {
+            ApiError::InvalidPage
+        } else {
+            ApiError::Query(e)
+        }
+    }
+}
+
+impl From<QueueError> for ApiError {
+    fn from(e: QueueError) -> Self {
+        ApiError::Unavailable(e.to_string())
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        ApiError::Internal(e.to_string())
+    }
+}
+
+impl ApiError {
+    /// The HTTP status.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::Validation(_) | Self::MalformedJson(_) | Self::EmptyBatch | Self::Query(_) => {
+                StatusCode::BAD_REQUEST
+            }
+            Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::PayloadTooLarge { .. } | Self::BatchTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::InvalidPage | Self::NotFound(_) => StatusCode::NOT_FOUND,
+            Self::Unauthorized => StatusCode::UNAUTHORIZED,
+            Self::Forbidden(_) => StatusCode::FORBIDDEN,
+            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The stable machine code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Validation(_) => "validation_failed",
+            Self::MalformedJson(_) => "malformed_json",
+            Self::UnsupportedMediaType => "unsupported_media_type",
+            Self::PayloadTooLarge { .. } => "payload_too_large",
+            Self::BatchTooLarge { .. } => "batch_too_large",
+            Self::EmptyBatch => "empty_batch",
+            Self::Query(_) => "invalid_query",
+            Self::InvalidPage => "invalid_page",
+            Self::NotFound(_) => "not_found",
+            Self::Unauthorized => "unauthorized",
+            Self::Forbidden(_) => "forbidden",
+            Self::Unavailable(_) => "unavailable",
+            Self::Internal(_) => "internal",
+        }
+    }
+
+    fn message_and_details(&self) -> (String, Value) {
+        match self {
+            Self::Validation(errors) => (
+                format!("the event has {} problem(s)", errors.errors().len()),
+                json!({ "errors": errors }),
+            ),
+            Self::MalformedJson(why) => (format!("request body is not valid JSON: {why}"), Value::Null),
+            Self::UnsupportedMediaType => (
+                "send the body as `Content-Type: application/json`".into(),
+                Value::Null,
+            ),
+            Self::PayloadTooLarge { limit } => (
+                format!("request body is larger than {limit} bytes (after decompression)"),
+                json!({ "limit": limit }),
+            ),
+            Self::BatchTooLarge { len, max } => (
+                format!("a batch holds at most {max} events; this one has {len}: split it"),
+                json!({ "len": len, "max": max }),
+            ),
+            Self::EmptyBatch => ("the batch is empty".into(), Value::Null),
+            Self::Query(e) => (
+                e.message.clone(),
+                json!({ "parameter": e.parameter, "code": e.code }),
+            ),
+            Self::InvalidPage => ("Invalid page.".into(), Value::Null),
+            Self::NotFound(what) => (format!("{what} not found"), Value::Null),
+            Self::Unauthorized => (
+                "a valid API key is required: `Authorization: Bearer <key>` or HTTP Basic with the key as password".into(),
+                Value::Null,
+            ),
+            Self::Forbidden(scope) => (
+                format!("this API key lacks the `{}` scope", match scope {
+                    Scope::Ingest => "ingest",
+                    Scope::Query => "query",
+                }),
+                Value::Null,
+            ),
+            Self::Unavailable(_) => (
+                "The Eye cannot take events right now; nothing was accepted, retry later".into(),
+                Value::Null,
+            ),
+            Self::Internal(_) => ("internal error".into(), Value::Null),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        match &self {
+            Self::Internal(cause) => tracing::error!(%cause, "internal error"),
+            Self::Unavailable(cause) => tracing::warn!(%cause, "answering 503"),
+            _ => {}
+        }
+        let (message, details) = self.message_and_details();
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code: self.code().to_owned(),
+                message,
+                details,
+            },
+        };
+        let mut value = serde_json::to_value(&body).unwrap_or(Value::Null);
+        if matches!(self, Self::InvalidPage) {
+            value["detail"] = Value::from("Invalid page.");
+        }
+        let mut response = (status, Json(value)).into_response();
+        let headers = response.headers_mut();
+        match self {
+            Self::Unauthorized => {
+                // Basic first so a browser prompts for the key; SDKs use Bearer.
+                headers.insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static(r#"Basic realm="the-eye", charset="UTF-8""#),
+                );
+                headers.append(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static(r#"Bearer realm="the-eye""#),
+                );
+            }
+            Self::Unavailable(_) => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
+            }
+            _ => {}
+        }
+        response
+    }
+}

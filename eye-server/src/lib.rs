@@ -1,0 +1,44 @@
+//! The Eye's server: ingest, queue, store and query in one binary.
+//!
+//! Applications (trusted clients with API keys) `POST /events`; each event is
+//! validated at the edge with [`eye_core`], then handed to a [`queue::Queue`]. In the
+//! default embedded mode the queue is an in-process group-commit writer that answers
+//! only once the events are committed to SQLite; in Redis mode it is a Redis Stream that
+//! workers drain into the store. Analysts query events, sessions and the errors log.
+//!
+//! ```no_run
+//! # async fn demo() -> anyhow::Result<()> {
+//! let config = eye_server::config::ServeConfig::for_tests("sqlite://eye.db");
+//! let state = eye_server::cli::build_state(config).await?;
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+//! eye_server::server::run(listener, state, eye_server::server::shutdown_signal()).await?;
+//! # Ok(()) }
+//! ```
+//!
+//! # Layout
+//!
+//! - [`cli`]: the command line (`serve`, `worker`, `migrate`, `apps`, `schema`) and
+//!   [`cli::build_state`], which wires a configuration into an [`state::AppState`].
+//! - [`config`]: typed, nested configuration from flags, `EYE_*` variables and `.env`.
+//! - [`server`]: [`server::run`] (listener + shutdown future) and signal handling.
+//! - [`routes`]: the HTTP API, one file per resource, and [`routes::router`].
+//! - [`auth`]: API keys and request authentication.
+//! - [`error`]: [`error::ApiError`], the one error type handlers return.
+//! - [`queue`]: the [`queue::Queue`] trait, its message format, and the embedded and
+//!   Redis implementations.
+//! - [`worker`]: the Redis worker that moves messages into the store.
+//! - [`store`]: SQLite through sqlx: events, sessions, errors log, applications.
+//! - [`clock`]: the injected clock.
+//! - [`state`]: [`state::AppState`], what every handler shares.
+
+pub mod auth;
+pub mod cli;
+pub mod clock;
+pub mod config;
+pub mod error;
+pub mod queue;
+pub mod routes;
+pub mod server;
+pub mod state;
+pub mod store;
+pub mod worker;

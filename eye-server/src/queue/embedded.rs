@@ -1,0 +1,231 @@
+//! The embedded queue: an in-process group-commit writer.
+//!
+//! Handlers hand their messages to one writer task over a bounded channel and wait for
+//! its answer. The writer gathers whatever arrives within `commit_interval` (or until
+//! `commit_batch` messages) and writes it to the store in one transaction, then answers
+//! every waiting handler. A handler answers 2xx only after its events are committed,
+//! so killing the process at any moment loses nothing that was acknowledged, while one
+//! transaction per group keeps throughput close to SQLite's batch-insert rate.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tokio::sync::{Mutex, mpsc, oneshot};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use super::{Message, Queue, QueueError};
+use crate::store::Store;
+
+/// Most handler requests waiting for the writer at once; past it, ingest answers 503.
+const CHANNEL_CAPACITY: usize = 8192;
+
+/// Settings of the group-commit writer.
+#[derive(Debug, Clone, Copy)]
+pub struct EmbeddedConfig {
+    /// Most messages per transaction (a single larger request is still written whole).
+    pub commit_batch: usize,
+    /// Longest a message waits for its group to fill.
+    pub commit_interval: Duration,
+    /// Most messages accepted but not yet committed.
+    pub max_backlog: u64,
+}
+
+struct Job {
+    messages: Vec<Message>,
+    done: oneshot::Sender<Result<(), String>>,
+}
+
+enum Command {
+    Write(Job),
+    Close,
+}
+
+/// The embedded queue. Cheap to share behind an `Arc`.
+pub struct EmbeddedQueue {
+    tx: mpsc::Sender<Command>,
+    backlog: Arc<AtomicU64>,
+    closed: AtomicBool,
+    writer: Mutex<Option<JoinHandle<()>>>,
+    max_backlog: u64,
+    store: Store,
+}
+
+impl EmbeddedQueue {
+    /// Starts the writer task on the current runtime.
+    pub fn start(store: Store, config: EmbeddedConfig) -> Self {
+        let (tx, rx) = mpsc::channel(CHANNEL_CAPACITY);
+        let backlog = Arc::new(AtomicU64::new(0));
+        let writer = tokio::spawn(writer_loop(store.clone(), rx, Arc::clone(&backlog), config));
+        Self {
+            tx,
+            backlog,
+            closed: AtomicBool::new(false),
+            writer: Mutex::new(Some(writer)),
+            max_backlog: config.max_backlog,
+            store,
+        }
+    }
+}
+
+#[async_trait]
+impl Queue for EmbeddedQueue {
+    async fn enqueue(&self, messages: Vec<Message>) -> Result<(), QueueError> {
+        if messages.is_empty() {
+            return Ok(());
+        }
+        if self.closed.load(Ordering::Acquire) {
+            return Err(QueueError::ShuttingDown);
+        }
+        let n = messages.len() as u64;
+        let before = self.backlog.fetch_add(n, Ordering::AcqRel);
+        if before + n > self.max_backlog && before > 0 {
+            self.backlog.fetch_sub(n, Ordering::AcqRel);
+            return Err(QueueError::Full {
+                backlog: before,
+                limit: self.max_backlog,
+            });
+        }
+        let (done, answer) = oneshot::channel();
+        let sent = self.tx.try_send(Command::Write(Job { messages, done }));
+        if let Err(e) = sent {
+            self.backlog.fetch_sub(n, Ordering::AcqRel);
+            return Err(match e {
+                mpsc::error::TrySendError::Full(_) => QueueError::Full {
+                    backlog: before,
+                    limit: self.max_backlog,
+                },
+                mpsc::error::TrySendError::Closed(_) => QueueError::ShuttingDown,
+            });
+        }
+        match answer.await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(cause)) => Err(QueueError::Unavailable(cause)),
+            Err(_) => Err(QueueError::ShuttingDown),
+        }
+    }
+
+    async fn backlog(&self) -> Result<u64, QueueError> {
+        Ok(self.backlog.load(Ordering::Acquire))
+    }
+
+    async fn ready(&self) -> Result<(), QueueError> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(QueueError::ShuttingDown);
+        }
+        self.store
+            .ping()
+            .await
+            .map_err(|e| QueueError::Unavailable(e.to_string()))
+    }
+
+    fn kind(&self) -> &'static str {
+        "embedded"
+    }
+
+    async fn close(&self) {
+        self.closed.store(true, Ordering::Release);
+        // Jobs already in the channel are ahead of `Close`, so they are written first.
+        let _ = self.tx.send(Command::Close).await;
+        if let Some(writer) = self.writer.lock().await.take() {
+            if let Err(e) = writer.await {
+                tracing::error!(error = %e, "embedded queue writer panicked");
+            }
+        }
+    }
+}
+
+async fn writer_loop(
+    store: Store,
+    mut rx: mpsc::Receiver<Command>,
+    backlog: Arc<AtomicU64>,
+    config: EmbeddedConfig,
+) {
+    let mut closing = false;
+    while !closing {
+        let first = match rx.recv().await {
+            Some(Command::Write(job)) => job,
+            Some(Command::Close) | None => break,
+        };
+        let mut group = vec![first];
+        let mut size = group[0].messages.len();
+        let deadline = Instant::now() + config.commit_interval;
+        while size < config.commit_batch {
+            let next = match rx.try_recv() {
+                Ok(cmd) => Some(cmd),
+                Err(mpsc::error::TryRecvError::Empty) => {
+                    match tokio::time::timeout_at(deadline, rx.recv()).await {
+                        Ok(cmd) => cmd,
+                        Err(_elapsed) => break,
+                    }
+                }
+                Err(mpsc::error::TryRecvError::Disconnected) => None,
+            };
+            match next {
+                Some(Command::Write(job)) => {
+                    size += job.messages.len();
+                    group.push(job);
+                }
+                Some(Command::Close) | None => {
+                    closing = true;
+                    break;
+                }
+            }
+        }
+        commit_group(&store, group, &backlog).await;
+    }
+    // Closing: write whatever is still queued behind the `Close`.
+    rx.close();
+    let mut rest = Vec::new();
+    while let Some(cmd) = rx.recv().await {
+        if let Command::Write(job) = cmd {
+            rest.push(job);
+        }
+    }
+    if !rest.is_empty() {
+        commit_group(&store, rest, &backlog).await;
+    }
+    tracing::info!("embedded queue drained");
+}
+
+/// Writes a group in one transaction. If that fails, writes each job on its own so one
+/// job's failure cannot fail the others, and answers each job with its own outcome.
+async fn commit_group(store: &Store, group: Vec<Job>, backlog: &AtomicU64) {
+    let size: usize = group.iter().map(|j| j.messages.len()).sum();
+    let mut messages = Vec::with_capacity(size);
+    let mut waiters = Vec::with_capacity(group.len());
+    for job in group {
+        waiters.push((job.done, job.messages.len()));
+        messages.extend(job.messages);
+    }
+    let outcome = store.write_batch(&messages).await;
+    match outcome {
+        Ok(_) => {
+            for (done, _) in waiters {
+                let _ = done.send(Ok(()));
+            }
+        }
+        Err(e) if waiters.len() == 1 => {
+            tracing::error!(error = %e, events = size, "group commit failed");
+            for (done, _) in waiters {
+                let _ = done.send(Err(e.to_string()));
+            }
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, jobs = waiters.len(), "group commit failed; retrying jobs one by one");
+            let mut start = 0;
+            for (done, n) in waiters {
+                let slice = &messages[start..start + n];
+                start += n;
+                let result = store.write_batch(slice).await.map(|_| ()).map_err(|e| {
+                    tracing::error!(error = %e, "commit failed");
+                    e.to_string()
+                });
+                let _ = done.send(result);
+            }
+        }
+    }
+    backlog.fetch_sub(size as u64, Ordering::AcqRel);
+}
