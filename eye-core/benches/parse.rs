@@ -1,1 +1,3 @@
-fn main(){}
+//! Parsing benchmarks (filled in by the eye-core tests work).
+
+fn main() {}

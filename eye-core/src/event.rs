@@ -28,7 +28,9 @@ pub const MAX_FORM_DEPTH: usize = 32;
 /// assert_eq!(t, EventType::CtaClick);
 /// assert_eq!(t.to_string(), "page_interaction/cta_click");
 /// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum EventType {
     /// `page_interaction` / `page_view`.
@@ -347,7 +349,14 @@ impl Event {
         let (Some(s), Some(host), Some(path), Some(element)) = (s, h, p, e) else {
             unreachable!("no errors means every part parsed")
         };
-        Ok(Self::new(s, Payload::CtaClick(CtaClick { host, path, element })))
+        Ok(Self::new(
+            s,
+            Payload::CtaClick(CtaClick {
+                host,
+                path,
+                element,
+            }),
+        ))
     }
 
     /// A form submission, timestamped now. `form` must be a JSON object.
@@ -370,7 +379,10 @@ impl Event {
         let (Some(s), Some(host), Some(path), Some(form)) = (s, h, p, f) else {
             unreachable!("no errors means every part parsed")
         };
-        Ok(Self::new(s, Payload::FormSubmit(FormSubmit { host, path, form })))
+        Ok(Self::new(
+            s,
+            Payload::FormSubmit(FormSubmit { host, path, form }),
+        ))
     }
 
     /// Sets the idempotency id. Two deliveries with the same id are stored once.

@@ -123,7 +123,10 @@ impl SessionId {
         if n > Self::MAX_CHARS {
             return Err(FieldProblem::new(
                 ErrorCode::InvalidSessionId,
-                format!("session_id is {n} characters; at most {} are allowed", Self::MAX_CHARS),
+                format!(
+                    "session_id is {n} characters; at most {} are allowed",
+                    Self::MAX_CHARS
+                ),
             ));
         }
         if s.chars().any(char::is_control) {
@@ -169,7 +172,8 @@ string_newtype!(
 /// One DNS label: alphanumeric at both ends, hyphens inside, 1..=63 characters.
 const LABEL_PATTERN: &str = "[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?";
 /// A port from 1 to 65535, without leading zeros.
-const PORT_PATTERN: &str = "(?:6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[1-9][0-9]{0,3})";
+const PORT_PATTERN: &str =
+    "(?:6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[1-9][0-9]{0,3})";
 
 impl Host {
     /// Maximum length of the whole value, port included.
@@ -197,10 +201,10 @@ impl Host {
                 "must be a host name: dot-separated labels of letters, digits and inner hyphens",
             ));
         }
-        if let Some(port) = port {
-            if !is_port(port) {
-                return Err(bad("port must be a number from 1 to 65535"));
-            }
+        if let Some(port) = port
+            && !is_port(port)
+        {
+            return Err(bad("port must be a number from 1 to 65535"));
         }
         Ok(Self(s.to_owned()))
     }
@@ -265,7 +269,10 @@ impl UrlPath {
         if n > Self::MAX_CHARS {
             return Err(FieldProblem::new(
                 ErrorCode::InvalidPath,
-                format!("path is {n} characters; at most {} are allowed", Self::MAX_CHARS),
+                format!(
+                    "path is {n} characters; at most {} are allowed",
+                    Self::MAX_CHARS
+                ),
             ));
         }
         Ok(Self(s.to_owned()))
@@ -315,7 +322,10 @@ impl Element {
         if n > Self::MAX_CHARS {
             return Err(FieldProblem::new(
                 ErrorCode::InvalidElement,
-                format!("element is {n} characters; at most {} are allowed", Self::MAX_CHARS),
+                format!(
+                    "element is {n} characters; at most {} are allowed",
+                    Self::MAX_CHARS
+                ),
             ));
         }
         Ok(Self(s.to_owned()))
@@ -372,7 +382,7 @@ mod tests {
             "a:1:2",
             "https://a.com",
             &"a".repeat(64),
-            &format!("{}.com", ["a".repeat(60); 4].join(".")),
+            &format!("{}.com", vec!["a".repeat(60); 5].join(".")),
         ] {
             let err = Host::parse(bad).expect_err(bad);
             assert_eq!(err.code, ErrorCode::InvalidHost, "{bad}");
@@ -400,7 +410,9 @@ mod tests {
         assert!(UrlPath::parse("/").is_ok());
         assert!(UrlPath::parse(&format!("/{}", "a".repeat(2047))).is_ok());
         assert_eq!(
-            UrlPath::parse(&format!("/{}", "a".repeat(2048))).unwrap_err().code,
+            UrlPath::parse(&format!("/{}", "a".repeat(2048)))
+                .unwrap_err()
+                .code,
             ErrorCode::InvalidPath
         );
         assert_eq!(UrlPath::parse("").unwrap_err().code, ErrorCode::InvalidPath);
@@ -409,6 +421,9 @@ mod tests {
     #[test]
     fn element_is_one_to_256_chars() {
         assert!(Element::parse(&"e".repeat(256)).is_ok());
-        assert_eq!(Element::parse(&"e".repeat(257)).unwrap_err().code, ErrorCode::InvalidElement);
+        assert_eq!(
+            Element::parse(&"e".repeat(257)).unwrap_err().code,
+            ErrorCode::InvalidElement
+        );
     }
 }

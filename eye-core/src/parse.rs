@@ -129,28 +129,30 @@ impl Event {
             (Some(t), Some(data)) => c.payload(t, data),
             _ => None,
         };
-        let timestamp = c.string(obj, "", "timestamp").and_then(|s| match parse_timestamp(s) {
-            None => c.push(
-                "/timestamp",
-                ErrorCode::InvalidTimestamp,
-                format!(
-                    "`{}` is not a timestamp: use RFC 3339 (`2022-04-11T01:08:01.407119Z`), \
+        let timestamp = c
+            .string(obj, "", "timestamp")
+            .and_then(|s| match parse_timestamp(s) {
+                None => c.push(
+                    "/timestamp",
+                    ErrorCode::InvalidTimestamp,
+                    format!(
+                        "`{}` is not a timestamp: use RFC 3339 (`2022-04-11T01:08:01.407119Z`), \
                      ISO 8601 without offset (UTC) or `2022-04-11 01:08:01.407119`",
-                    truncate_for_message(s)
+                        truncate_for_message(s)
+                    ),
                 ),
-            ),
-            Some(t) if t > ctx.latest_accepted() => c.push(
-                "/timestamp",
-                ErrorCode::TimestampInFuture,
-                format!(
-                    "timestamp {} is in the future (now {}, allowed clock skew {} s)",
-                    crate::format_timestamp(&t),
-                    crate::format_timestamp(&ctx.now()),
-                    ctx.max_clock_skew.num_seconds()
+                Some(t) if t > ctx.latest_accepted() => c.push(
+                    "/timestamp",
+                    ErrorCode::TimestampInFuture,
+                    format!(
+                        "timestamp {} is in the future (now {}, allowed clock skew {} s)",
+                        crate::format_timestamp(&t),
+                        crate::format_timestamp(&ctx.now()),
+                        ctx.max_clock_skew.num_seconds()
+                    ),
                 ),
-            ),
-            Some(t) => Some(t),
-        });
+                Some(t) => Some(t),
+            });
 
         if let Some(errors) = ValidationErrors::from_vec(c.0) {
             return Err(errors);
@@ -170,7 +172,11 @@ impl Event {
 impl Payload {
     /// Parses the `data` of an event whose (category, name) is already known, without a
     /// clock: what a reader of stored events needs.
-    pub fn from_parts(category: &str, name: &str, data: &Value) -> Result<Payload, ValidationErrors> {
+    pub fn from_parts(
+        category: &str,
+        name: &str,
+        data: &Value,
+    ) -> Result<Payload, ValidationErrors> {
         let mut c = Collector::default();
         let payload = match (c.event_type(category, name), data) {
             (Some(t), Value::Object(m)) => c.payload(t, m),
@@ -227,7 +233,11 @@ impl Collector {
 
     fn missing<T>(&mut self, path: &str) -> Option<T> {
         let name = path.rsplit('/').next().unwrap_or(path);
-        self.push(path, ErrorCode::MissingField, format!("`{name}` is required"))
+        self.push(
+            path,
+            ErrorCode::MissingField,
+            format!("`{name}` is required"),
+        )
     }
 
     fn wrong_type<T>(&mut self, path: &str, expected: &str, got: &Value) -> Option<T> {
@@ -260,7 +270,12 @@ impl Collector {
         }
     }
 
-    fn string<'v>(&mut self, obj: &'v Map<String, Value>, parent: &str, key: &str) -> Option<&'v str> {
+    fn string<'v>(
+        &mut self,
+        obj: &'v Map<String, Value>,
+        parent: &str,
+        key: &str,
+    ) -> Option<&'v str> {
         let path = format!("{parent}/{key}");
         match obj.get(key) {
             None => self.missing(&path),

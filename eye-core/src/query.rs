@@ -179,14 +179,14 @@ where
             _ => extra.push((key, value)),
         }
     }
-    if let (Some(s), Some(e)) = (time.start, time.end) {
-        if s > e {
-            return Err(QueryError::new(
-                "start_time",
-                "invalid_time_range",
-                "start_time is later than end_time",
-            ));
-        }
+    if let (Some(s), Some(e)) = (time.start, time.end)
+        && s > e
+    {
+        return Err(QueryError::new(
+            "start_time",
+            "invalid_time_range",
+            "start_time is later than end_time",
+        ));
     }
     Ok(Common {
         time,
@@ -205,7 +205,9 @@ fn parse_bound(key: &str, value: &str, bound: Bound) -> Result<DateTime<Utc>, Qu
     if let Some(date) = parse_date(value) {
         let time = match bound {
             Bound::Start => NaiveTime::MIN,
-            Bound::End => NaiveTime::from_hms_micro_opt(23, 59, 59, 999_999).unwrap_or(NaiveTime::MIN),
+            Bound::End => {
+                NaiveTime::from_hms_micro_opt(23, 59, 59, 999_999).unwrap_or(NaiveTime::MIN)
+            }
         };
         return Ok(Utc.from_utc_datetime(&date.and_time(time)));
     }
@@ -451,8 +453,20 @@ mod tests {
 
     #[test]
     fn each_time_bound_works_alone() {
-        assert!(q(&[("start_time", "2022-01-01")]).unwrap().time.end.is_none());
-        assert!(q(&[("end_time", "2022-01-01")]).unwrap().time.start.is_none());
+        assert!(
+            q(&[("start_time", "2022-01-01")])
+                .unwrap()
+                .time
+                .end
+                .is_none()
+        );
+        assert!(
+            q(&[("end_time", "2022-01-01")])
+                .unwrap()
+                .time
+                .start
+                .is_none()
+        );
     }
 
     #[test]
@@ -471,26 +485,44 @@ mod tests {
     #[test]
     fn malformed_time_names_the_parameter() {
         let err = q(&[("end_time", "last tuesday")]).unwrap_err();
-        assert_eq!((err.parameter.as_str(), err.code.as_str()), ("end_time", "invalid_time"));
+        assert_eq!(
+            (err.parameter.as_str(), err.code.as_str()),
+            ("end_time", "invalid_time")
+        );
     }
 
     #[test]
     fn non_numeric_or_zero_page_is_invalid_page() {
         for page in ["abc", "0", "-1", "1.5"] {
-            assert!(q(&[("page", page)]).unwrap_err().is_invalid_page(), "{page}");
+            assert!(
+                q(&[("page", page)]).unwrap_err().is_invalid_page(),
+                "{page}"
+            );
         }
     }
 
     #[test]
     fn page_size_is_bounded_by_limits() {
-        assert_eq!(q(&[("page_size", "1000")]).unwrap().pagination.page_size, 1000);
-        assert_eq!(q(&[("page_size", "1001")]).unwrap_err().code, "invalid_page_size");
-        assert_eq!(q(&[("page_size", "0")]).unwrap_err().code, "invalid_page_size");
+        assert_eq!(
+            q(&[("page_size", "1000")]).unwrap().pagination.page_size,
+            1000
+        );
+        assert_eq!(
+            q(&[("page_size", "1001")]).unwrap_err().code,
+            "invalid_page_size"
+        );
+        assert_eq!(
+            q(&[("page_size", "0")]).unwrap_err().code,
+            "invalid_page_size"
+        );
     }
 
     #[test]
     fn offset_of_page_three_of_ten() {
-        let p = Pagination { page: 3, page_size: 10 };
+        let p = Pagination {
+            page: 3,
+            page_size: 10,
+        };
         assert_eq!(p.offset(), 20);
     }
 }

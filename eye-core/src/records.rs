@@ -87,8 +87,8 @@ impl Serialize for StoredEvent {
 impl<'de> Deserialize<'de> for StoredEvent {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let w = StoredEventWire::deserialize(d)?;
-        let payload = Payload::from_parts(&w.category, &w.name, &w.data)
-            .map_err(serde::de::Error::custom)?;
+        let payload =
+            Payload::from_parts(&w.category, &w.name, &w.data).map_err(serde::de::Error::custom)?;
         let session_id = SessionId::parse(&w.session_id).map_err(serde::de::Error::custom)?;
         Ok(StoredEvent {
             id: w.id,

@@ -1,6 +1,8 @@
 //! Timestamps: the formats the seed accepted, parsed to UTC with microsecond precision.
 
-use chrono::{DateTime, FixedOffset, NaiveDate, NaiveDateTime, NaiveTime, SecondsFormat, TimeZone, Utc};
+use chrono::{
+    DateTime, FixedOffset, NaiveDate, NaiveDateTime, NaiveTime, SecondsFormat, TimeZone, Utc,
+};
 
 /// The JSON Schema pattern of an accepted timestamp. The calendar (no 30 February) is
 /// checked by the parser only: a regular expression cannot express it.
@@ -80,9 +82,9 @@ fn parse_date_bytes(b: &[u8]) -> Option<NaiveDate> {
     if b.len() != 10 || b[4] != b'-' || b[7] != b'-' {
         return None;
     }
-    let year = b[..4]
-        .iter()
-        .try_fold(0i32, |acc, c| c.is_ascii_digit().then(|| acc * 10 + i32::from(c - b'0')))?;
+    let year = b[..4].iter().try_fold(0i32, |acc, c| {
+        c.is_ascii_digit().then(|| acc * 10 + i32::from(c - b'0'))
+    })?;
     NaiveDate::from_ymd_opt(year, two_digits(&b[5..7])?, two_digits(&b[8..10])?)
 }
 
@@ -141,14 +143,26 @@ mod tests {
 
     #[test]
     fn seed_formats_both_parse_to_the_same_instant() {
-        assert_eq!(ts("2022-04-11T01:08:01.407119"), "2022-04-11T01:08:01.407119Z");
-        assert_eq!(ts("2022-04-11 01:08:01.407119"), "2022-04-11T01:08:01.407119Z");
+        assert_eq!(
+            ts("2022-04-11T01:08:01.407119"),
+            "2022-04-11T01:08:01.407119Z"
+        );
+        assert_eq!(
+            ts("2022-04-11 01:08:01.407119"),
+            "2022-04-11T01:08:01.407119Z"
+        );
     }
 
     #[test]
     fn offsets_are_converted_to_utc() {
-        assert_eq!(ts("2022-04-11T01:08:01-03:30"), "2022-04-11T04:38:01.000000Z");
-        assert_eq!(ts("2022-01-01T00:30:00+01:00"), "2021-12-31T23:30:00.000000Z");
+        assert_eq!(
+            ts("2022-04-11T01:08:01-03:30"),
+            "2022-04-11T04:38:01.000000Z"
+        );
+        assert_eq!(
+            ts("2022-01-01T00:30:00+01:00"),
+            "2021-12-31T23:30:00.000000Z"
+        );
         assert_eq!(ts("2022-01-01T00:00:00Z"), "2022-01-01T00:00:00.000000Z");
     }
 
@@ -156,7 +170,10 @@ mod tests {
     fn zero_to_nine_fraction_digits_are_kept_to_microseconds() {
         assert_eq!(ts("2022-01-01 00:00:00"), "2022-01-01T00:00:00.000000Z");
         assert_eq!(ts("2022-01-01 00:00:00.5"), "2022-01-01T00:00:00.500000Z");
-        assert_eq!(ts("2022-01-01 00:00:00.123456789"), "2022-01-01T00:00:00.123456Z");
+        assert_eq!(
+            ts("2022-01-01 00:00:00.123456789"),
+            "2022-01-01T00:00:00.123456Z"
+        );
         assert!(parse_timestamp("2022-01-01 00:00:00.1234567890").is_none());
         assert!(parse_timestamp("2022-01-01 00:00:00.").is_none());
     }

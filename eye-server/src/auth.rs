@@ -46,7 +46,11 @@ impl Authenticator {
 
     /// The caller named by the request's credentials, if it may use `scope`:
     /// 401 when the key is missing or unknown, 403 when it lacks the scope.
-    pub async fn authenticate(&self, headers: &HeaderMap, scope: Scope) -> Result<Caller, ApiError> {
+    pub async fn authenticate(
+        &self,
+        headers: &HeaderMap,
+        scope: Scope,
+    ) -> Result<Caller, ApiError> {
         let _ = (headers, scope, &self.store, self.disabled);
         todo!("http helper")
     }

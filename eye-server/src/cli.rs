@@ -93,8 +93,14 @@ pub enum ScopeArg {
 impl From<ScopeArg> for Scopes {
     fn from(s: ScopeArg) -> Self {
         match s {
-            ScopeArg::Ingest => Scopes { ingest: true, query: false },
-            ScopeArg::Query => Scopes { ingest: false, query: true },
+            ScopeArg::Ingest => Scopes {
+                ingest: true,
+                query: false,
+            },
+            ScopeArg::Query => Scopes {
+                ingest: false,
+                query: true,
+            },
             ScopeArg::All => Scopes::ALL,
         }
     }
@@ -131,7 +137,10 @@ async fn apps(store: &StoreConfig, command: AppsCommand) -> anyhow::Result<()> {
                     scopes: scope.into(),
                 })
                 .await?;
-            eprintln!("created application `{name}` ({}); its key is shown once:", Scopes::from(scope).to_db());
+            eprintln!(
+                "created application `{name}` ({}); its key is shown once:",
+                Scopes::from(scope).to_db()
+            );
             println!("{key}");
         }
         AppsCommand::List => {
@@ -208,7 +217,9 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     let state = build_state(config).await?;
     let config = Arc::clone(&state.config);
     if config.http.insecure_no_auth {
-        tracing::warn!("authentication is DISABLED (--insecure-no-auth): anyone who can reach this port can send and read events");
+        tracing::warn!(
+            "authentication is DISABLED (--insecure-no-auth): anyone who can reach this port can send and read events"
+        );
     } else {
         first_run(&state.store, &config).await?;
     }

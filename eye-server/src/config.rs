@@ -148,7 +148,9 @@ impl QueryConfig {
 impl ServeConfig {
     /// Checks what clap cannot: relations between settings.
     pub fn validate(&self) -> Result<(), String> {
-        if self.query.default_page_size == 0 || self.query.default_page_size > self.query.max_page_size {
+        if self.query.default_page_size == 0
+            || self.query.default_page_size > self.query.max_page_size
+        {
             return Err("page size default must be between 1 and the maximum".into());
         }
         if self.queue.commit_batch == 0 {

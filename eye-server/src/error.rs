@@ -2,9 +2,9 @@
 //! (`{"error": {"code", "message", "details"}}`); 5xx bodies are opaque and the cause is
 //! logged, never sent.
 
+use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
 use eye_core::{ErrorBody, ErrorDetail, QueryError, ValidationErrors};
 use serde_json::{Value, json};
 
@@ -97,7 +97,9 @@ impl ApiError {
                 StatusCode::BAD_REQUEST
             }
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            Self::PayloadTooLarge { .. } | Self::BatchTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::PayloadTooLarge { .. } | Self::BatchTooLarge { .. } => {
+                StatusCode::PAYLOAD_TOO_LARGE
+            }
             Self::InvalidPage | Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
             Self::Forbidden(_) => StatusCode::FORBIDDEN,

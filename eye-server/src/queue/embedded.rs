@@ -129,10 +129,10 @@ impl Queue for EmbeddedQueue {
         self.closed.store(true, Ordering::Release);
         // Jobs already in the channel are ahead of `Close`, so they are written first.
         let _ = self.tx.send(Command::Close).await;
-        if let Some(writer) = self.writer.lock().await.take() {
-            if let Err(e) = writer.await {
-                tracing::error!(error = %e, "embedded queue writer panicked");
-            }
+        if let Some(writer) = self.writer.lock().await.take()
+            && let Err(e) = writer.await
+        {
+            tracing::error!(error = %e, "embedded queue writer panicked");
         }
     }
 }
