@@ -319,6 +319,11 @@ async fn sigterm_while_posting_stores_every_acknowledged_event() {
 
     assert_eq!(code, Some(0), "{}", server.stderr_text());
     let acked = acked.lock().unwrap().clone();
+    eprintln!(
+        "SIGTERM: {} events acknowledged of {} sent",
+        acked.len(),
+        sent.load(Ordering::Relaxed)
+    );
     assert_all_stored_once(dir.path(), &acked, sent.load(Ordering::Relaxed)).await;
 }
 
@@ -331,7 +336,7 @@ async fn sigkill_under_load_loses_no_acknowledged_event() {
         Default::default();
     let tasks = load(
         server.url("/events"),
-        key,
+        key.clone(),
         8,
         Arc::clone(&acked),
         Arc::clone(&stop),
@@ -348,6 +353,46 @@ async fn sigkill_under_load_loses_no_acknowledged_event() {
 
     assert_eq!(code, None, "killed by a signal");
     let acked = acked.lock().unwrap().clone();
+    let sent = sent.load(Ordering::Relaxed);
+    eprintln!(
+        "SIGKILL: {} events acknowledged of {sent} sent",
+        acked.len()
+    );
     assert!(acked.len() >= 500);
-    assert_all_stored_once(dir.path(), &acked, sent.load(Ordering::Relaxed)).await;
+    assert_all_stored_once(dir.path(), &acked, sent).await;
+
+    // The clients retry everything after the crash: still stored once.
+    let before = stored_count(dir.path()).await;
+    let server = Server::start(dir.path(), &[]);
+    let http = reqwest::Client::new();
+    for chunk in acked.chunks(1000) {
+        let batch: Vec<Value> = chunk
+            .iter()
+            .map(|id| {
+                let mut e = page_view("retry", "2022-01-01T00:00:00Z");
+                e["id"] = json!(id.to_string());
+                e
+            })
+            .collect();
+        let r = http
+            .post(server.url("/events"))
+            .bearer_auth(&key)
+            .json(&batch)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 201);
+    }
+    drop(server);
+    assert_eq!(stored_count(dir.path()).await, before);
+}
+
+async fn stored_count(dir: &Path) -> u64 {
+    let store = Store::open(&database_url(dir)).await.unwrap();
+    let (count, _) = store
+        .query_events(&eye_core::EventQuery::new())
+        .await
+        .unwrap();
+    store.close().await;
+    count
 }

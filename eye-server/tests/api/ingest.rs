@@ -292,3 +292,21 @@ async fn event_over_the_per_event_limit_is_rejected_in_a_batch() {
         "{body}"
     );
 }
+
+#[tokio::test]
+async fn concurrent_posts_to_one_session_count_every_event() {
+    let app = spawn_app().await;
+    let requests = (0..40).map(|i| {
+        let event = page_view("shared", &format!("2022-01-01T00:00:{:02}Z", i % 60));
+        let app = &app;
+        async move { app.post_events(&json!([event.clone(), event])).await }
+    });
+
+    let responses = futures_util::future::join_all(requests).await;
+
+    assert!(responses.iter().all(|r| r.status().as_u16() == 201));
+    let session = app.get_json("/sessions/shared", 200).await;
+    assert_eq!(session["event_count"], 80, "{session}");
+    assert_eq!(session["first_seen"], "2022-01-01T00:00:00.000000Z");
+    assert_eq!(session["last_seen"], "2022-01-01T00:00:39.000000Z");
+}

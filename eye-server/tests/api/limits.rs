@@ -180,3 +180,18 @@ async fn large_pages_are_gzip_compressed_when_asked() {
     assert_eq!(response.status().as_u16(), 200);
     assert_eq!(response.headers()[CONTENT_ENCODING], "gzip");
 }
+
+#[tokio::test]
+async fn request_over_the_timeout_is_a_json_408() {
+    let app = spawn_app_with(|c| c.http.request_timeout_secs = 0).await;
+    let response = post_raw(
+        &app,
+        page_view("s", "2022-01-01T00:00:00Z")
+            .to_string()
+            .into_bytes(),
+        None,
+    )
+    .await;
+    assert_eq!(response.status().as_u16(), 408);
+    assert_error(&response.json().await.unwrap(), "timeout");
+}
