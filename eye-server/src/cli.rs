@@ -187,7 +187,8 @@ async fn first_run(store: &Store, config: &ServeConfig) -> anyhow::Result<()> {
 pub async fn make_queue(store: &Store, config: &ServeConfig) -> anyhow::Result<Arc<dyn Queue>> {
     if config.queue.redis_url.is_some() {
         let queue = RedisQueue::connect(RedisQueueConfig::from(&config.queue))
-            .context("invalid Redis URL")?;
+            .context("invalid Redis URL")?
+            .with_store_check(store.clone());
         if config.no_worker {
             tracing::info!("Redis queue without a worker (--no-worker): run `eye-server worker`");
         } else {
