@@ -366,3 +366,60 @@ async fn prefixes_keep_deployments_on_one_redis_apart() {
     assert!(!sink.stored().contains(&eb.id));
     assert_eq!(qb.backlog().await.expect("backlog"), 1);
 }
+
+#[tokio::test]
+async fn an_append_whose_reply_is_lost_is_retried_and_acknowledged_and_stored_once() {
+    // Arrange: Redis behind a proxy that will swallow replies.
+    let redis = TestRedis::get();
+    let url = redis.url();
+    let upstream = url
+        .trim_start_matches("redis://")
+        .trim_end_matches('/')
+        .to_owned();
+    let proxy = crate::harness::LossyProxy::start(upstream).await;
+    let prefix = unique_prefix("lost-reply");
+    let keys = Keys::new(&prefix);
+    let q = Arc::new(queue(&proxy.url(), &prefix, 1000));
+    q.enqueue(vec![Message::EventV1(accepted("warm-up"))])
+        .await
+        .expect("enqueue through the proxy");
+    let event = accepted("s");
+
+    // Act: the append reaches Redis but its reply is lost, for a while.
+    proxy
+        .drop_replies
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let pending = tokio::spawn({
+        let (q, event) = (Arc::clone(&q), event.clone());
+        async move { q.enqueue(vec![Message::EventV1(event)]).await }
+    });
+    let applied_meanwhile = eventually(Duration::from_secs(5), || async {
+        xlen(&url, &keys.stream).await >= 2
+    })
+    .await;
+    let still_waiting = !pending.is_finished();
+    proxy
+        .drop_replies
+        .store(false, std::sync::atomic::Ordering::SeqCst);
+    let answer = pending.await.expect("enqueue task");
+    let copies = xlen(&url, &keys.stream).await - 1;
+    let sink = MemorySink::failing_on([]);
+    let w = start_worker(&url, &prefix, "w", Arc::clone(&sink));
+    let stored = eventually(Duration::from_secs(10), || async {
+        sink.stored().contains(&event.id)
+    })
+    .await;
+    let stats = w.stop().await;
+
+    // Assert
+    assert!(applied_meanwhile, "the first attempt was applied by Redis");
+    assert!(still_waiting, "no answer while the outcome is unknown");
+    assert!(
+        answer.is_ok(),
+        "acknowledged once Redis answered: {answer:?}"
+    );
+    assert!(copies >= 2, "the retry appended it again ({copies} copies)");
+    assert!(stored);
+    assert_eq!(stats.stored, 2, "the warm-up event and this one, once each");
+    assert_eq!(stats.duplicates, copies - 1);
+}
