@@ -80,6 +80,9 @@ pub struct WorkerConfig {
     pub max_deliveries: u64,
     /// Most entries kept in the dead-letter stream.
     pub dead_letter_maxlen: u64,
+    /// Consumers idle this long with nothing pending (workers that exited) are removed
+    /// from the group, so restarts with fresh names do not pile up.
+    pub forget_consumers_after: Duration,
 }
 
 impl WorkerConfig {
@@ -104,6 +107,7 @@ impl WorkerConfig {
             claim_idle: Duration::from_millis(c.claim_idle_ms),
             max_deliveries: c.max_deliveries.max(1),
             dead_letter_maxlen: c.redis_dead_letter_maxlen,
+            forget_consumers_after: Duration::from_secs(3600),
         }
     }
 
@@ -116,7 +120,28 @@ impl WorkerConfig {
     fn claim_interval(&self) -> Duration {
         (self.claim_idle / 4).clamp(Duration::from_millis(20), Duration::from_secs(5))
     }
+
+    fn forget_interval(&self) -> Duration {
+        (self.forget_consumers_after / 4).clamp(Duration::from_millis(20), Duration::from_secs(300))
+    }
 }
+
+/// Removes consumers with nothing pending that have been idle at least `ARGV[2]` ms,
+/// except `ARGV[3]` (the caller). Atomic, so a consumer cannot receive entries between
+/// the check and the removal (which would orphan them). Returns how many it removed.
+const FORGET_CONSUMERS_SCRIPT: &str = r"
+local removed = 0
+local min_idle = tonumber(ARGV[2])
+for _, c in ipairs(redis.call('XINFO', 'CONSUMERS', KEYS[1], ARGV[1])) do
+  local f = {}
+  for i = 1, #c, 2 do f[c[i]] = c[i + 1] end
+  if f['pending'] == 0 and f['idle'] >= min_idle and f['name'] ~= ARGV[3] then
+    redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], f['name'])
+    removed = removed + 1
+  end
+end
+return removed
+";
 
 fn default_consumer_name() -> String {
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
@@ -181,6 +206,7 @@ pub struct Worker {
     stats: WorkerStats,
     claim_cursor: String,
     next_claim: Instant,
+    next_forget: Instant,
     group_ready: bool,
 }
 
@@ -195,6 +221,7 @@ impl Worker {
             stats: WorkerStats::default(),
             claim_cursor: "0-0".into(),
             next_claim: Instant::now(),
+            next_forget: Instant::now(),
             group_ready: false,
         }
     }
@@ -259,6 +286,9 @@ impl Worker {
             if !claimed.is_empty() {
                 self.handle(claimed, true).await?;
             }
+        }
+        if Instant::now() >= self.next_forget {
+            self.forget_idle_consumers().await?;
         }
         let fresh = self.read_new().await?;
         if !fresh.is_empty() {
@@ -328,6 +358,24 @@ impl Worker {
             tracing::info!(consumer = %self.config.consumer, entries = n, "claimed idle pending entries");
         }
         Ok(reply.claimed)
+    }
+
+    async fn forget_idle_consumers(&mut self) -> Result<(), redis::RedisError> {
+        let removed: u64 = redis::Script::new(FORGET_CONSUMERS_SCRIPT)
+            .key(&self.config.keys.stream)
+            .arg(&self.config.keys.group)
+            .arg(self.config.forget_consumers_after.as_millis() as u64)
+            .arg(&self.config.consumer)
+            .invoke_async(&mut self.conn)
+            .await?;
+        if removed > 0 {
+            tracing::info!(
+                removed,
+                "removed idle consumers with nothing pending from the group"
+            );
+        }
+        self.next_forget = Instant::now() + self.config.forget_interval();
+        Ok(())
     }
 
     /// How often each of `entries` was delivered (XPENDING per entry, pipelined).

@@ -201,6 +201,7 @@ pub fn worker_config(prefix: &str, consumer: &str) -> WorkerConfig {
         claim_idle: Duration::from_millis(300),
         max_deliveries: 3,
         dead_letter_maxlen: 1000,
+        forget_consumers_after: Duration::from_secs(3600),
     }
 }
 

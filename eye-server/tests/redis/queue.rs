@@ -423,3 +423,70 @@ async fn an_append_whose_reply_is_lost_is_retried_and_acknowledged_and_stored_on
     assert_eq!(stats.stored, 2, "the warm-up event and this one, once each");
     assert_eq!(stats.duplicates, copies - 1);
 }
+
+#[tokio::test]
+async fn idle_consumers_with_nothing_pending_are_removed_and_those_holding_entries_kept() {
+    // Arrange: `holder` holds an entry; `gone` holds nothing; both are idle.
+    let redis = TestRedis::get();
+    let url = redis.url();
+    let prefix = unique_prefix("forget");
+    let keys = Keys::new(&prefix);
+    let q = queue(&url, &prefix, 1000);
+    let mut c = conn(&url).await;
+    let _: () = c
+        .xgroup_create_mkstream(&keys.stream, &keys.group, "0")
+        .await
+        .expect("group");
+    q.enqueue(vec![Message::EventV1(accepted("s"))])
+        .await
+        .expect("enqueue");
+    let opts = redis::streams::StreamReadOptions::default()
+        .group(&keys.group, "holder")
+        .count(1);
+    let _: redis::streams::StreamReadReply = c
+        .xread_options(&[&keys.stream], &[">"], &opts)
+        .await
+        .expect("XREADGROUP");
+    let _: u64 = redis::cmd("XGROUP")
+        .arg("CREATECONSUMER")
+        .arg(&keys.stream)
+        .arg(&keys.group)
+        .arg("gone")
+        .query_async(&mut c)
+        .await
+        .expect("CREATECONSUMER");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut config = worker_config(&prefix, "w");
+    config.claim_idle = Duration::from_secs(3600);
+    config.forget_consumers_after = Duration::from_millis(200);
+    let conn_w = eye_server::queue::redis::connect(&url, config.response_timeout()).expect("URL");
+
+    // Act
+    let w = Worker::new(conn_w, MemorySink::failing_on([]), config).spawn();
+    let names = || {
+        let mut c = c.clone();
+        let stream = keys.stream.clone();
+        let group = keys.group.clone();
+        async move {
+            let info: redis::streams::StreamInfoConsumersReply =
+                c.xinfo_consumers(&stream, &group).await.expect("XINFO");
+            info.consumers
+                .into_iter()
+                .map(|c| c.name)
+                .collect::<std::collections::HashSet<_>>()
+        }
+    };
+    let forgotten = eventually(Duration::from_secs(5), || async {
+        !names().await.contains("gone")
+    })
+    .await;
+    w.stop().await;
+
+    // Assert
+    assert!(forgotten);
+    let left = names().await;
+    assert!(
+        left.contains("holder"),
+        "a consumer holding entries is kept: {left:?}"
+    );
+}
