@@ -14,10 +14,11 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use chrono::Utc;
 use eye_core::Event;
-use eye_server::queue::redis::Keys;
+use eye_server::queue::redis::{Keys, RedisQueue, RedisQueueConfig};
 use eye_server::queue::{AcceptedEvent, Message};
 use eye_server::store::{StoreError, WriteOutcome};
-use eye_server::worker::{Sink, WorkerConfig};
+use eye_server::worker::{Sink, Worker, WorkerConfig};
+use redis::AsyncCommands;
 use uuid::Uuid;
 
 /// A key prefix no other test (or test run) uses.
@@ -361,4 +362,33 @@ impl Drop for LossyProxy {
     fn drop(&mut self) {
         self.task.abort();
     }
+}
+
+/// A Redis queue under `prefix`, with a 5 s enqueue timeout.
+pub fn queue(url: &str, prefix: &str, max_backlog: u64) -> RedisQueue {
+    RedisQueue::connect(RedisQueueConfig {
+        url: url.into(),
+        keys: Keys::new(prefix),
+        max_backlog,
+        enqueue_timeout: Duration::from_secs(5),
+    })
+    .expect("a valid URL")
+}
+
+/// A worker on its own connection, writing to `sink`.
+pub fn start_worker(
+    url: &str,
+    prefix: &str,
+    consumer: &str,
+    sink: Arc<MemorySink>,
+) -> eye_server::worker::WorkerHandle {
+    let config = worker_config(prefix, consumer);
+    let conn =
+        eye_server::queue::redis::connect(url, config.response_timeout()).expect("a valid URL");
+    Worker::new(conn, sink, config).spawn()
+}
+
+/// The length of a stream.
+pub async fn xlen(url: &str, key: &str) -> u64 {
+    conn(url).await.xlen(key).await.expect("XLEN")
 }
