@@ -228,3 +228,31 @@ async fn session_timeline_is_oldest_first_and_paginated() {
         .unwrap();
     assert_eq!((count, none.len()), (0, 0));
 }
+
+#[tokio::test]
+async fn count_events_agrees_with_query_events_for_every_shape() {
+    let (store, _dir, _) = fixture().await;
+    let queries = [
+        EventQuery::new(),
+        EventQuery::new().session("a").name("page_view"),
+        EventQuery::new()
+            .category("page_interaction")
+            .application("shop"),
+        EventQuery::new().start_time(t(3000)).end_time(t(25_000)),
+        EventQuery::new()
+            .start_time(t(7200))
+            .category("form_interaction"),
+        EventQuery::new().end_time(t(7200)).name("cta_click"),
+        EventQuery::new()
+            .category("form_interaction")
+            .name("page_view"),
+    ];
+    for q in queries {
+        let (count, events) = store
+            .query_events(&q.clone().page_size(1000))
+            .await
+            .unwrap();
+        assert_eq!(count, events.len() as u64, "{q:?}");
+        assert_eq!(store.count_events(&q).await.unwrap(), count, "{q:?}");
+    }
+}
