@@ -266,14 +266,14 @@ async fn empty_body_is_400_malformed_json() {
 }
 
 #[tokio::test]
-async fn form_encoded_body_is_415_unsupported_media_type() {
+async fn xml_body_is_415_unsupported_media_type() {
     let app = spawn_app().await;
     let response = app
         .http
         .post(format!("{}/events", app.base))
         .header(AUTHORIZATION, format!("Bearer {}", app.key))
-        .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
-        .body(seed_event().to_string())
+        .header(CONTENT_TYPE, "application/xml")
+        .body("<event/>")
         .send()
         .await
         .unwrap();
