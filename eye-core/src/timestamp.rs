@@ -1,7 +1,8 @@
 //! Timestamps: the formats the seed accepted, parsed to UTC with microsecond precision.
 
 use chrono::{
-    DateTime, FixedOffset, NaiveDate, NaiveDateTime, NaiveTime, SecondsFormat, TimeZone, Utc,
+    DateTime, Datelike, FixedOffset, NaiveDate, NaiveDateTime, NaiveTime, SecondsFormat, TimeZone,
+    Utc,
 };
 
 /// The JSON Schema pattern of an accepted timestamp. The calendar (no 30 February) is
@@ -15,7 +16,9 @@ pub(crate) const TIMESTAMP_PATTERN: &str = "^[0-9]{4}-(?:0[1-9]|1[0-2])-(?:0[1-9
 /// - ISO 8601 without an offset, taken as UTC: `2022-04-11T01:08:01.407119`;
 /// - the seed's `%Y-%m-%d %H:%M:%S.%f`: `2022-04-11 01:08:01.407119`.
 ///
-/// Seconds are required; 0 to 9 fractional digits are accepted.
+/// Seconds are required; 0 to 9 fractional digits are accepted. The instant in UTC
+/// must fall in the years 0000 to 9999, so [`format_timestamp`] can write it back in a
+/// form this function reads.
 ///
 /// ```
 /// use eye_core::parse_timestamp;
@@ -69,8 +72,11 @@ pub fn parse_timestamp(s: &str) -> Option<DateTime<Utc>> {
         _ => return None,
     };
     let offset = FixedOffset::east_opt(offset_seconds)?;
-    let local = offset.from_local_datetime(&naive).single()?;
-    Some(local.with_timezone(&Utc))
+    let utc = offset
+        .from_local_datetime(&naive)
+        .single()?
+        .with_timezone(&Utc);
+    (0..=9999).contains(&utc.year()).then_some(utc)
 }
 
 /// Parses `YYYY-MM-DD` into a calendar date.
