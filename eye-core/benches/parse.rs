@@ -1,7 +1,8 @@
 //! Parse + validate cost per event type: JSON bytes to a valid `Event`, as ingest does.
 //!
 //! `cargo bench -p eye-core` prints the time per event (median and spread) for each type,
-//! then the same with the JSON already parsed into a `Value` (validation alone).
+//! then the same with the JSON already parsed into a `Value` (validation alone, by
+//! reference and by value).
 
 use divan::counter::BytesCount;
 use divan::{Bencher, black_box};
@@ -64,6 +65,16 @@ fn parse_value(bencher: Bencher, kind: &str) {
         "{kind} must be valid"
     );
     bencher.bench(|| Event::parse_value(black_box(&value), &ctx));
+}
+
+/// Validation of a `Value` the caller gives up, so a form is moved rather than copied.
+#[divan::bench(args = ["page_view", "nested_form"])]
+fn parse_owned(bencher: Bencher, kind: &str) {
+    let value: Value = serde_json::from_str(json_of(kind)).unwrap_or_default();
+    let ctx = ctx();
+    bencher
+        .with_inputs(|| value.clone())
+        .bench_local_values(|v| Event::parse_owned(v, &ctx));
 }
 
 /// An invalid event with several problems: the cost of a rejection with every error.

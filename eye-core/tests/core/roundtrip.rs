@@ -141,6 +141,18 @@ proptest! {
     }
 
     #[test]
+    fn parse_value_parse_owned_and_parse_json_give_the_same_answer(
+        v in prop_oneof![strategies::valid_event(), strategies::json_value()],
+    ) {
+        let by_ref = Event::parse_value(&v, &ctx());
+        let owned = Event::parse_owned(v.clone(), &ctx());
+        let bytes = Event::parse_json(&serde_json::to_vec(&v).unwrap(), &ctx());
+
+        prop_assert_eq!(&by_ref, &owned);
+        prop_assert_eq!(&by_ref, &bytes);
+    }
+
+    #[test]
     fn parse_never_panics_on_any_json_value(v in strategies::json_value()) {
         let _ = parse(&v);
     }
