@@ -65,7 +65,10 @@ impl ValidationContext {
 
     /// The latest timestamp accepted.
     pub fn latest_accepted(&self) -> DateTime<Utc> {
-        self.now + self.max_clock_skew
+        // A skew too large to add means no timestamp is too far in the future.
+        self.now
+            .checked_add_signed(self.max_clock_skew)
+            .unwrap_or(DateTime::<Utc>::MAX_UTC)
     }
 }
 

@@ -50,7 +50,7 @@ impl JsonSchema for Timestamp {
     }
     fn json_schema(_: &mut SchemaGenerator) -> Schema {
         json_schema!({
-            "description": "When the interaction happened: RFC 3339 with offset, ISO 8601 without offset (UTC), or `YYYY-MM-DD HH:MM:SS.ffffff`; 0 to 9 fractional digits, kept to microseconds.",
+            "description": "When the interaction happened: RFC 3339 with offset (`T` and `Z` in either case), ISO 8601 without offset (taken as UTC), or `YYYY-MM-DD HH:MM:SS.ffffff`; 0 to 9 fractional digits, kept to microseconds. Must not be later than the server's clock plus its allowed skew (5 minutes by default).",
             "type": "string",
             "pattern": TIMESTAMP_PATTERN
         })

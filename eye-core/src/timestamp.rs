@@ -7,12 +7,13 @@ use chrono::{
 
 /// The JSON Schema pattern of an accepted timestamp. The calendar (no 30 February) is
 /// checked by the parser only: a regular expression cannot express it.
-pub(crate) const TIMESTAMP_PATTERN: &str = "^[0-9]{4}-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12][0-9]|3[01])[T ](?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](?:\\.[0-9]{1,9})?(?:Z|[+-](?:[01][0-9]|2[0-3]):[0-5][0-9])?$";
+pub(crate) const TIMESTAMP_PATTERN: &str = "^[0-9]{4}-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12][0-9]|3[01])[Tt ](?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](?:\\.[0-9]{1,9})?(?:[Zz]|[+-](?:[01][0-9]|2[0-3]):[0-5][0-9])?$";
 
 /// Parses a timestamp in one of the accepted formats and returns it in UTC, truncated to
 /// microseconds:
 ///
-/// - RFC 3339 with an offset: `2022-04-11T01:08:01.407119+02:00` or `...Z`;
+/// - RFC 3339 with an offset: `2022-04-11T01:08:01.407119+02:00` or `...Z` (`t` and
+///   `z` may be lower case, as RFC 3339 allows);
 /// - ISO 8601 without an offset, taken as UTC: `2022-04-11T01:08:01.407119`;
 /// - the seed's `%Y-%m-%d %H:%M:%S.%f`: `2022-04-11 01:08:01.407119`.
 ///
@@ -34,7 +35,8 @@ pub fn parse_timestamp(s: &str) -> Option<DateTime<Utc>> {
         return None;
     }
     let date = parse_date_bytes(&b[..10])?;
-    if b[10] != b'T' && b[10] != b' ' {
+    // RFC 3339 (section 5.6) allows lower-case `t` and `z`.
+    if !matches!(b[10], b'T' | b't' | b' ') {
         return None;
     }
     let hour = two_digits(&b[11..13])?;
@@ -59,7 +61,7 @@ pub fn parse_timestamp(s: &str) -> Option<DateTime<Utc>> {
     let time = NaiveTime::from_hms_micro_opt(hour, minute, second, nanos / 1_000)?;
     let naive = NaiveDateTime::new(date, time);
     let offset_seconds = match rest {
-        [] | [b'Z'] => 0,
+        [] | [b'Z' | b'z'] => 0,
         [sign @ (b'+' | b'-'), h1, h2, b':', m1, m2] => {
             let h = two_digits(&[*h1, *h2])?;
             let m = two_digits(&[*m1, *m2])?;
@@ -196,7 +198,7 @@ mod tests {
             "2022-01-01T23:59:60",
             "2022-01-01T00:00:00+24:00",
             "2022-01-01T00:00:00+0100",
-            "2022-01-01t00:00:00",
+            "2022-01-01_00:00:00",
             "22-01-01T00:00:00",
             "2022-01-01T00:00:00 ",
             "yesterday",

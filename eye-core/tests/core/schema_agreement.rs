@@ -234,7 +234,7 @@ fn bad_id() -> impl Strategy<Value = String> {
 
 fn bad_timestamp() -> impl Strategy<Value = String> {
     prop_oneof![
-        strategies::timestamp().prop_map(|t| t.replacen(['T', ' '], "t", 1)),
+        strategies::timestamp().prop_map(|t| t.replacen(['T', ' '], "_", 1)),
         strategies::timestamp().prop_map(|t| t[..16].to_owned()),
         strategies::timestamp().prop_map(|t| t[..10].to_owned()),
         strategies::timestamp().prop_map(|t| format!("{}.1234567890", &t[..19])),
@@ -318,7 +318,7 @@ fn timestamp_parts() -> impl Strategy<Value = (String, bool)> {
         0u32..=60,
         0u32..=60,
         "(\\.[0-9]{0,10})?",
-        prop::sample::select(vec!["T", " ", "t", "_"]),
+        prop::sample::select(vec!["T", " ", "t", "_", "x"]),
         prop_oneof![
             Just(String::new()),
             Just("Z".to_owned()),
