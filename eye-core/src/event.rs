@@ -81,6 +81,13 @@ impl EventType {
     /// The canonical type a misspelt pair most likely meant: the same letters and
     /// digits ignoring case, spaces, hyphens and underscores (`page interaction` /
     /// `pageview`), or failing that a name that only one type has.
+    ///
+    /// ```
+    /// use eye_core::EventType;
+    /// assert_eq!(EventType::suggest("page interaction", "pageview"), Some(EventType::PageView));
+    /// assert_eq!(EventType::suggest("clicks", "cta_click"), Some(EventType::CtaClick));
+    /// assert_eq!(EventType::suggest("video", "play"), None);
+    /// ```
     pub fn suggest(category: &str, name: &str) -> Option<Self> {
         let (c, n) = (normalise(category), normalise(name));
         Self::ALL
@@ -238,7 +245,18 @@ pub(crate) fn json_type(v: &Value) -> &'static str {
     }
 }
 
-/// The typed payload of an event; the variant is the event type.
+/// The typed payload of an event; the variant is the event type. Serialises as the
+/// wire `data` object.
+///
+/// ```
+/// use eye_core::{Event, Payload};
+/// let event = Event::cta_click("s1", "example.com", "/pricing", "buy").unwrap();
+/// let payload = event.payload();
+/// assert_eq!(payload.host().as_str(), "example.com");
+/// assert!(matches!(payload, Payload::CtaClick(c) if c.element.as_str() == "buy"));
+/// assert_eq!(payload.to_value(),
+///     serde_json::json!({"host": "example.com", "path": "/pricing", "element": "buy"}));
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(untagged)]
 pub enum Payload {
