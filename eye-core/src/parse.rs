@@ -63,6 +63,16 @@ impl ValidationContext {
         self.now
     }
 
+    /// How far in the future a timestamp may be.
+    ///
+    /// ```
+    /// let ctx = eye_core::ValidationContext::system();
+    /// assert_eq!(ctx.max_clock_skew(), chrono::Duration::minutes(5));
+    /// ```
+    pub fn max_clock_skew(&self) -> Duration {
+        self.max_clock_skew
+    }
+
     /// The latest timestamp accepted.
     pub fn latest_accepted(&self) -> DateTime<Utc> {
         // A skew too large to add means no timestamp is too far in the future.
