@@ -178,13 +178,25 @@ impl Form {
 
     /// Checks the nesting depth of an object.
     pub fn from_map(map: Map<String, Value>) -> Result<Self, crate::fields::FieldProblem> {
+        Self::check_depth(&map)?;
+        Ok(Self(map))
+    }
+
+    /// Checks the nesting depth without taking the map, so the parser can validate a
+    /// borrowed form and copy it only once the whole event is known to be valid.
+    pub(crate) fn check_depth(map: &Map<String, Value>) -> Result<(), crate::fields::FieldProblem> {
         if map.values().any(|v| deeper_than(v, MAX_FORM_DEPTH - 1)) {
             return Err(crate::fields::FieldProblem {
                 code: ErrorCode::FormTooDeep,
                 message: format!("form nests deeper than {MAX_FORM_DEPTH} levels"),
             });
         }
-        Ok(Self(map))
+        Ok(())
+    }
+
+    /// A form whose depth was already checked.
+    pub(crate) fn from_checked(map: Map<String, Value>) -> Self {
+        Self(map)
     }
 
     /// The form's fields.
@@ -207,15 +219,11 @@ impl<'de> Deserialize<'de> for Form {
 /// True when `v` holds containers nested more than `budget` levels deep. Recursion
 /// stops at the budget, so hostile input costs at most `budget` frames.
 fn deeper_than(v: &Value, budget: usize) -> bool {
-    let children: Box<dyn Iterator<Item = &Value>> = match v {
-        Value::Object(m) => Box::new(m.values()),
-        Value::Array(a) => Box::new(a.iter()),
-        _ => return false,
-    };
-    if budget == 0 {
-        return true;
+    match v {
+        Value::Object(m) => budget == 0 || m.values().any(|c| deeper_than(c, budget - 1)),
+        Value::Array(a) => budget == 0 || a.iter().any(|c| deeper_than(c, budget - 1)),
+        _ => false,
     }
-    children.into_iter().any(|c| deeper_than(c, budget - 1))
 }
 
 /// The name of a JSON value's type, for messages.
