@@ -42,6 +42,9 @@ pub enum ErrorCode {
     TimestampInFuture,
     /// The event's JSON is larger than [`crate::MAX_EVENT_BYTES`].
     EventTooLarge,
+    /// A queued message could not be decoded, or could not be stored after repeated
+    /// deliveries; it was moved to the dead-letter stream (Redis queue).
+    DeadLettered,
 }
 
 impl ErrorCode {
@@ -66,6 +69,7 @@ impl ErrorCode {
             Self::InvalidTimestamp => "invalid_timestamp",
             Self::TimestampInFuture => "timestamp_in_future",
             Self::EventTooLarge => "event_too_large",
+            Self::DeadLettered => "dead_lettered",
         }
     }
 }

@@ -3,19 +3,29 @@
 use std::sync::Arc;
 
 use anyhow::Context;
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::auth::{Authenticator, generate_key, hash_key};
 use crate::clock::SystemClock;
 use crate::config::{ServeConfig, StoreConfig};
 use crate::queue::Queue;
 use crate::queue::embedded::{EmbeddedConfig, EmbeddedQueue};
+use crate::queue::redis::{RedisQueue, RedisQueueConfig};
 use crate::state::AppState;
 use crate::store::{NewApp, Scopes, Store};
+use crate::worker::WorkerConfig;
 
 /// The Eye: collects user web interactions from trusted applications.
 #[derive(Debug, Parser)]
-#[command(name = "eye-server", version, about)]
+// Flags go after the subcommand they belong to: `eye-server --database-url X migrate`
+// is refused rather than silently migrating the default database. (`--log-format` is
+// global: it goes anywhere after the subcommand.)
+#[command(
+    name = "eye-server",
+    version,
+    about,
+    args_conflicts_with_subcommands = true
+)]
 pub struct Cli {
     /// Log format.
     #[arg(long, env = "EYE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
@@ -50,13 +60,27 @@ pub enum Command {
     Apps {
         /// The database.
         #[command(flatten)]
-        store: StoreConfig,
+        store: AppsStore,
         /// What to do.
         #[command(subcommand)]
         command: AppsCommand,
     },
     /// Print the JSON Schema of the event format.
     Schema,
+}
+
+/// Where the `apps` commands find the database. Global within `apps`, so both
+/// `apps --database-url X create shop` and `apps create shop --database-url X` work.
+#[derive(Debug, Clone, Args)]
+pub struct AppsStore {
+    /// SQLite database URL; the file is created when missing.
+    #[arg(
+        long,
+        env = "EYE_DATABASE_URL",
+        default_value = "sqlite://eye.db",
+        global = true
+    )]
+    pub database_url: String,
 }
 
 /// `apps` subcommands.
@@ -125,7 +149,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
-async fn apps(store: &StoreConfig, command: AppsCommand) -> anyhow::Result<()> {
+async fn apps(store: &AppsStore, command: AppsCommand) -> anyhow::Result<()> {
     let store = Store::open(&store.database_url).await?;
     match command {
         AppsCommand::Create { name, scope } => {
@@ -184,7 +208,21 @@ async fn first_run(store: &Store, config: &ServeConfig) -> anyhow::Result<()> {
 /// Builds the queue the configuration asks for.
 pub async fn make_queue(store: &Store, config: &ServeConfig) -> anyhow::Result<Arc<dyn Queue>> {
     if config.queue.redis_url.is_some() {
-        anyhow::bail!("the Redis queue is not available in this build yet");
+        let queue = RedisQueue::connect(RedisQueueConfig::from(&config.queue))
+            .context("invalid Redis URL")?
+            .with_store_check(store.clone());
+        if config.no_worker {
+            tracing::info!("Redis queue without a worker (--no-worker): run `eye-server worker`");
+        } else {
+            queue
+                .start_worker(
+                    store.clone(),
+                    WorkerConfig::from_queue_config(&config.queue),
+                )
+                .await
+                .context("starting the worker")?;
+        }
+        return Ok(Arc::new(queue));
     }
     Ok(Arc::new(EmbeddedQueue::start(
         store.clone(),
@@ -232,4 +270,51 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     store.close().await;
     tracing::info!("stopped cleanly");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    #[test]
+    fn command_line_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn apps_database_url_may_come_before_or_after_the_subcommand() {
+        for args in [
+            &[
+                "eye-server",
+                "apps",
+                "--database-url",
+                "sqlite://x.db",
+                "list",
+            ][..],
+            &[
+                "eye-server",
+                "apps",
+                "create",
+                "shop",
+                "--database-url",
+                "sqlite://x.db",
+            ][..],
+        ] {
+            let cli = Cli::try_parse_from(args).unwrap();
+            let Some(Command::Apps { store, .. }) = cli.command else {
+                panic!("not apps: {args:?}")
+            };
+            assert_eq!(store.database_url, "sqlite://x.db");
+        }
+    }
+
+    #[test]
+    fn serve_flags_before_another_subcommand_are_refused() {
+        let r = Cli::try_parse_from(["eye-server", "--database-url", "sqlite://x.db", "migrate"]);
+        assert!(r.is_err(), "{r:?}");
+        assert!(Cli::try_parse_from(["eye-server", "schema", "--log-format", "json"]).is_ok());
+        assert!(Cli::try_parse_from(["eye-server", "--bind", "127.0.0.1:9000"]).is_ok());
+    }
 }
