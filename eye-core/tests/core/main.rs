@@ -11,7 +11,9 @@
 mod all_errors;
 mod dependencies;
 mod event_rules;
+mod field_rules;
 mod helpers;
+mod mutations;
 mod query;
 mod roundtrip;
 mod schema_agreement;
