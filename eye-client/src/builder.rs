@@ -118,7 +118,9 @@ impl EyeClientBuilder {
     }
 
     /// Use this HTTP client (proxies, TLS roots, ...) instead of building one; the
-    /// request and connect timeouts set here are then not applied.
+    /// request and connect timeouts set here are then not applied. It serves both the
+    /// sender thread and the queries, so its pooled connections may move between the
+    /// two runtimes; after `shutdown`, prefer a fresh client for queries.
     pub fn http_client(mut self, client: reqwest::Client) -> Self {
         self.http_client = Some(client);
         self
@@ -177,15 +179,24 @@ impl EyeClientBuilder {
                 "must be non-empty printable ASCII".into(),
             )?;
         }
-        let http = match &self.http_client {
-            Some(c) => c.clone(),
-            None => reqwest::Client::builder()
-                .timeout(self.request_timeout)
-                .connect_timeout(self.connect_timeout)
-                .build()
-                .map_err(BuildError::Http)?,
+        // Two pools when the client builds its own: connections made on the sender's
+        // runtime must not be handed to queries on the caller's runtime (and vice
+        // versa), or one runtime's shutdown would break the other's requests.
+        let (send, query) = match &self.http_client {
+            Some(c) => (c.clone(), c.clone()),
+            None => (self.new_http()?, self.new_http()?),
         };
-        client::start(self, base, http)
+        client::start(self, base, send, query)
+    }
+}
+
+impl EyeClientBuilder {
+    fn new_http(&self) -> Result<reqwest::Client, BuildError> {
+        reqwest::Client::builder()
+            .timeout(self.request_timeout)
+            .connect_timeout(self.connect_timeout)
+            .build()
+            .map_err(BuildError::Http)
     }
 }
 

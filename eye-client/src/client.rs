@@ -48,7 +48,8 @@ impl std::fmt::Debug for EyeClient {
 pub(crate) fn start(
     b: EyeClientBuilder,
     base: Url,
-    http: reqwest::Client,
+    send_http: reqwest::Client,
+    query_http: reqwest::Client,
 ) -> Result<EyeClient, BuildError> {
     let events_url = base.join("events").map_err(|e| BuildError::InvalidUrl {
         url: b.base_url.clone(),
@@ -57,7 +58,7 @@ pub(crate) fn start(
     let shared = Arc::new(Shared::default());
     let (tx, rx) = mpsc::channel(b.buffer_capacity);
     let transport = Arc::new(Transport {
-        http: http.clone(),
+        http: send_http,
         events_url,
         api_key: b.api_key.clone(),
         gzip: b.gzip,
@@ -104,7 +105,7 @@ pub(crate) fn start(
         inner: Arc::new(Inner {
             tx: Some(tx),
             shared,
-            http,
+            http: query_http,
             base,
             api_key: b.api_key,
             done: Mutex::new(Some(done_rx)),
