@@ -37,6 +37,7 @@ pub struct EyeClientBuilder {
     pub(crate) connect_timeout: Duration,
     pub(crate) retry: RetryPolicy,
     pub(crate) gzip: bool,
+    pub(crate) max_batch_bytes: usize,
     pub(crate) http_client: Option<reqwest::Client>,
     pub(crate) drop_timeout: Duration,
     pub(crate) report_detail_limit: usize,
@@ -55,6 +56,7 @@ impl EyeClientBuilder {
             connect_timeout: Duration::from_secs(5),
             retry: RetryPolicy::default(),
             gzip: true,
+            max_batch_bytes: 512 * 1024,
             http_client: None,
             drop_timeout: Duration::from_secs(2),
             report_detail_limit: 256,
@@ -117,6 +119,14 @@ impl EyeClientBuilder {
         self
     }
 
+    /// Largest batch body before compression (default 512 KiB, half the server's
+    /// default limit): a larger batch is split in halves before it is sent, so large
+    /// form events do not cost 413 round trips.
+    pub fn max_batch_bytes(mut self, bytes: usize) -> Self {
+        self.max_batch_bytes = bytes;
+        self
+    }
+
     /// Use this HTTP client (proxies, TLS roots, ...) instead of building one; the
     /// request and connect timeouts set here are then not applied. It serves both the
     /// sender thread and the queries, so its pooled connections may move between the
@@ -160,6 +170,11 @@ impl EyeClientBuilder {
             "flush_interval",
             !self.flush_interval.is_zero(),
             "must be positive".into(),
+        )?;
+        check(
+            "max_batch_bytes",
+            self.max_batch_bytes >= 1024,
+            "must be at least 1 KiB".into(),
         )?;
         check(
             "max_in_flight",

@@ -62,6 +62,7 @@ pub(crate) fn start(
         events_url,
         api_key: b.api_key.clone(),
         gzip: b.gzip,
+        max_batch_bytes: b.max_batch_bytes,
         retry: b.retry,
         shared: shared.clone(),
     });
