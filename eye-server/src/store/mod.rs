@@ -7,6 +7,7 @@
 
 mod apps;
 mod events;
+mod stats;
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -16,6 +17,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 
 pub use apps::{AppRecord, NewApp, Scope, Scopes};
 pub use events::WriteOutcome;
+pub use stats::{DashboardStats, HourBucket};
 
 /// Store failures. Callers log them and answer an opaque 500/503; they never reach a
 /// client's body.

@@ -1,0 +1,222 @@
+//! `GET /`: the dashboard. Events per hour over the last 24 hours by type (an SVG
+//! chart rendered on the server), totals by type, the newest sessions (each opens its
+//! timeline), the newest errors with their codes, queue backlog and store size.
+//! Needs a key with the `query` scope, like the data it summarises.
+
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use eye_core::{EventType, format_timestamp};
+use maud::{Markup, html};
+
+use super::layout::{encode, page};
+use super::{error_as_html, html_response, pages};
+use crate::error::ApiError;
+use crate::state::AppState;
+use crate::store::{DashboardStats, HourBucket, Scope};
+
+/// What the dashboard shows besides the store's numbers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueStatus {
+    /// `embedded` or `redis`.
+    pub kind: &'static str,
+    /// Messages accepted but not yet stored; `None` when the queue does not answer.
+    pub backlog: Option<u64>,
+}
+
+pub(super) async fn dashboard(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    if let Err(e) = state.auth.authenticate(&headers, Scope::Query).await {
+        return error_as_html(e.into_response()).await;
+    }
+    let stats = match state.store.dashboard_stats(state.clock.now()).await {
+        Ok(s) => s,
+        Err(e) => return error_as_html(ApiError::from(e).into_response()).await,
+    };
+    let queue = QueueStatus {
+        kind: state.queue.kind(),
+        backlog: state.queue.backlog().await.ok(),
+    };
+    html_response(StatusCode::OK, render(&stats, &queue))
+}
+
+/// Human-readable bytes.
+fn bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = n as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{n} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
+/// The dashboard page.
+///
+/// ```
+/// use eye_server::store::DashboardStats;
+/// use eye_server::web::dashboard::{QueueStatus, render};
+/// let stats = DashboardStats { hours: vec![], totals: [3, 2, 1], newest_sessions: vec![],
+///     newest_errors: vec![], error_count: 0, store_bytes: 4096 };
+/// let html = render(&stats, &QueueStatus { kind: "embedded", backlog: Some(0) }).into_string();
+/// assert!(html.contains("4.0 KiB"));
+/// assert!(html.contains("<svg"));
+/// ```
+pub fn render(stats: &DashboardStats, queue: &QueueStatus) -> Markup {
+    let total: u64 = stats.totals.iter().sum();
+    let last_day: u64 = stats.hours.iter().map(HourBucket::total).sum();
+    let body = html! {
+        h1 { "Dashboard" }
+        div.cards {
+            div.card { div.value #total-events { (total) } div.label { "events stored" } }
+            div.card { div.value { (last_day) } div.label { "events in the last 24 h" } }
+            @for (t, n) in EventType::ALL.iter().zip(stats.totals) {
+                div.card { div.value { (n) } div.label { span class={ "swatch t-" (t.name()) } {} (t.as_str()) } }
+            }
+            div.card { div.value.error { (stats.error_count) } div.label { a href="/errors" { "rejected events" } } }
+            div.card {
+                div.value #backlog { @if let Some(b) = queue.backlog { (b) } @else { span.error { "?" } } }
+                div.label { "queue backlog (" (queue.kind) ")" }
+            }
+            div.card { div.value #store-size { (bytes(stats.store_bytes)) } div.label { "store size" } }
+        }
+        h2 { "Events per hour, last 24 hours (by when they happened, UTC)" }
+        div.chart { (chart(&stats.hours)) }
+        div.grid2 {
+            div {
+                h2 { "Newest sessions" }
+                table {
+                    thead { tr { th { "session" } th.num { "events" } th { "last seen" } th { "applications" } } }
+                    tbody {
+                        @for s in &stats.newest_sessions {
+                            tr {
+                                td { a href={ "/sessions/" (encode(&s.session_id)) "/events" } { (s.session_id) } }
+                                td.num { (s.event_count) }
+                                td.mono { (format_timestamp(&s.last_seen)) }
+                                td { (s.applications.join(", ")) }
+                            }
+                        }
+                        @if stats.newest_sessions.is_empty() { tr { td colspan="4" .muted { "No sessions yet." } } }
+                    }
+                }
+            }
+            div {
+                h2 { "Newest errors" }
+                (pages::errors_table(&stats.newest_errors))
+            }
+        }
+    };
+    page("Dashboard", body)
+}
+
+const CHART_W: f64 = 960.0;
+const CHART_H: f64 = 240.0;
+const LEFT: f64 = 48.0;
+const BOTTOM: f64 = 28.0;
+const TOP: f64 = 12.0;
+
+/// A "nice" axis maximum at or above `n`: 1, 2 or 5 times a power of ten.
+fn nice_max(n: u64) -> u64 {
+    let mut step = 1;
+    loop {
+        for m in [1, 2, 5] {
+            if step * m >= n {
+                return step * m;
+            }
+        }
+        step *= 10;
+    }
+}
+
+/// The segments of one stacked bar: (type index, top, height), bottom up.
+fn stack(counts: &[u64; 3], y: &impl Fn(u64) -> f64) -> Vec<(usize, f64, f64)> {
+    let mut below = 0;
+    counts
+        .iter()
+        .enumerate()
+        .map(|(k, n)| {
+            let top = y(below + n);
+            let height = y(below) - top;
+            below += n;
+            (k, top, height)
+        })
+        .collect()
+}
+
+/// Stacked bars, one per hour, one colour per event type, with a legend; each bar has
+/// a `<title>` tooltip with its numbers.
+///
+/// ```
+/// use eye_server::store::HourBucket;
+/// let hour = HourBucket { start: chrono::Utc::now(), counts: [1, 2, 3] };
+/// let svg = eye_server::web::dashboard::chart(&[hour]).into_string();
+/// assert_eq!(svg.matches("<rect class=\"bar").count(), 3);
+/// ```
+pub fn chart(hours: &[HourBucket]) -> Markup {
+    let max = nice_max(
+        hours
+            .iter()
+            .map(HourBucket::total)
+            .max()
+            .unwrap_or(0)
+            .max(1),
+    );
+    let plot_h = CHART_H - BOTTOM - TOP;
+    let slot = (CHART_W - LEFT - 8.0) / hours.len().max(1) as f64;
+    let bar_w = (slot * 0.75).max(1.0);
+    let y = |v: u64| TOP + plot_h - plot_h * v as f64 / max as f64;
+    let colors = ["#2856c7", "#d9822b", "#1f9d6b"];
+    html! {
+        svg xmlns="http://www.w3.org/2000/svg" viewBox={ "0 0 " (CHART_W) " " (CHART_H + 22.0) }
+            width="100%" role="img" aria-label="Events per hour over the last 24 hours, by type" {
+            @for tick in [0, max / 2, max] {
+                line x1=(LEFT) x2=(CHART_W - 8.0) y1=(y(tick)) y2=(y(tick)) stroke="#e3e6ee" {}
+                text x=(LEFT - 6.0) y=(y(tick) + 4.0) text-anchor="end" font-size="11" fill="#5d6679" { (tick) }
+            }
+            @for (i, hour) in hours.iter().enumerate() {
+                @let x = LEFT + slot * i as f64 + (slot - bar_w) / 2.0;
+                @let tip = format!("{} UTC: {} page views, {} CTA clicks, {} form submits",
+                    hour.start.format("%Y-%m-%d %H:00"), hour.counts[0], hour.counts[1], hour.counts[2]);
+                g {
+                    title { (tip) }
+                    @for (k, top, height) in stack(&hour.counts, &y) {
+                        rect class={ "bar t" (k) } x=(format!("{x:.1}")) y=(format!("{top:.1}")) width=(format!("{bar_w:.1}"))
+                            height=(format!("{height:.1}")) fill=(colors[k]) {}
+                    }
+                }
+                @if i % 3 == 0 || i + 1 == hours.len() {
+                    text x=(format!("{:.1}", x + bar_w / 2.0)) y=(CHART_H - BOTTOM + 16.0) text-anchor="middle" font-size="11" fill="#5d6679" {
+                        (hour.start.format("%H:00"))
+                    }
+                }
+            }
+            @for (k, t) in EventType::ALL.iter().enumerate() {
+                rect x=(LEFT + 170.0 * k as f64) y=(CHART_H + 4.0) width="10" height="10" fill=(colors[k]) {}
+                text x=(LEFT + 14.0 + 170.0 * k as f64) y=(CHART_H + 13.0) font-size="12" fill="#1d2330" { (t.as_str()) }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nice_max_rounds_up_to_one_two_or_five() {
+        assert_eq!(
+            [1, 3, 7, 10, 11, 240].map(nice_max),
+            [1, 5, 10, 10, 20, 500]
+        );
+    }
+
+    #[test]
+    fn bytes_are_human_readable() {
+        assert_eq!(bytes(512), "512 B");
+        assert_eq!(bytes(3 * 1024 * 1024), "3.0 MiB");
+    }
+}

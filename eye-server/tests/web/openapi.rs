@@ -1,0 +1,143 @@
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use serde_json::Value;
+
+fn document() -> Value {
+    eye_server::openapi::document()
+}
+
+#[test]
+fn document_is_valid_openapi_3_1() {
+    let meta: Value =
+        serde_json::from_str(include_str!("../fixtures/openapi-3.1.schema.json")).unwrap();
+    let validator = jsonschema::validator_for(&meta).unwrap();
+    let doc = document();
+    let errors: Vec<String> = validator
+        .iter_errors(&doc)
+        .map(|e| format!("{} at {}", e, e.instance_path()))
+        .collect();
+    assert!(errors.is_empty(), "{errors:#?}");
+}
+
+#[test]
+fn the_validator_does_reject_a_broken_document() {
+    let meta: Value =
+        serde_json::from_str(include_str!("../fixtures/openapi-3.1.schema.json")).unwrap();
+    let validator = jsonschema::validator_for(&meta).unwrap();
+    let mut doc = document();
+    doc["paths"]["/events"]["get"]["responses"] = Value::String("nope".into());
+    assert!(!validator.is_valid(&doc));
+}
+
+#[test]
+fn every_schema_in_the_document_is_valid_json_schema_2020_12() {
+    let doc = document();
+    for (name, schema) in doc["components"]["schemas"].as_object().unwrap() {
+        assert!(
+            jsonschema::meta::is_valid(schema),
+            "{name} is not a valid JSON Schema"
+        );
+    }
+}
+
+fn parameters(operation: &Value) -> BTreeSet<String> {
+    operation["parameters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["in"] == "query")
+        .map(|p| p["name"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[test]
+fn query_parameters_match_the_query_model() {
+    use chrono::Utc;
+    use eye_core::{ErrorQuery, EventQuery};
+    let every_filter = EventQuery::new()
+        .session("s")
+        .category("c")
+        .name("n")
+        .application("a")
+        .start_time(Utc::now())
+        .end_time(Utc::now());
+    let from_model: BTreeSet<String> = every_filter
+        .to_pairs()
+        .iter()
+        .map(|(k, _)| (*k).to_owned())
+        .collect();
+    let doc = document();
+    assert_eq!(parameters(&doc["paths"]["/events"]["get"]), from_model);
+
+    let every_error_filter = ErrorQuery {
+        application: Some("a".into()),
+        code: Some("c".into()),
+        time: eye_core::TimeRange {
+            start: Some(Utc::now()),
+            end: Some(Utc::now()),
+        },
+        ..ErrorQuery::default()
+    };
+    let from_model: BTreeSet<String> = every_error_filter
+        .to_pairs()
+        .iter()
+        .map(|(k, _)| (*k).to_owned())
+        .collect();
+    assert_eq!(parameters(&doc["paths"]["/errors"]["get"]), from_model);
+}
+
+#[test]
+fn event_request_schema_is_the_one_eye_core_exports() {
+    let doc = document();
+    let event = &doc["components"]["schemas"]["Event"];
+    assert_eq!(event["oneOf"].as_array().unwrap().len(), 3);
+    assert_eq!(event["title"], "The Eye event");
+}
+
+/// Every `.route("PATH", ...)` literal in the server's source, and every route-path
+/// constant (`*_PATH`), so a new route cannot ship undocumented.
+fn routes_in_source() -> BTreeSet<String> {
+    fn walk(dir: &Path, out: &mut BTreeSet<String>) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                walk(&path, out);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                let text = std::fs::read_to_string(&path).unwrap();
+                for part in text.split(".route(\"").skip(1) {
+                    out.insert(part[..part.find('"').unwrap()].to_owned());
+                }
+                for line in text.lines() {
+                    let line = line.trim();
+                    if line.starts_with("pub const ") && line.contains("_PATH: &str = \"/") {
+                        let value = line.split('"').nth(1).unwrap();
+                        out.insert(value.to_owned());
+                    }
+                }
+            }
+        }
+    }
+    let mut out = BTreeSet::new();
+    walk(&Path::new(env!("CARGO_MANIFEST_DIR")).join("src"), &mut out);
+    out
+}
+
+#[test]
+fn every_route_in_the_source_is_documented() {
+    let doc = document();
+    let paths = doc["paths"].as_object().unwrap();
+    let routes = routes_in_source();
+    assert!(
+        routes.contains("/openapi.json"),
+        "the scan finds routes: {routes:?}"
+    );
+    for route in routes {
+        let documented =
+            paths.contains_key(&route) || paths.contains_key(route.trim_end_matches('/'));
+        assert!(
+            documented,
+            "{route} is served but not in the OpenAPI document"
+        );
+    }
+}
