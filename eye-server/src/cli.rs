@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use anyhow::Context;
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::auth::{Authenticator, generate_key, hash_key};
 use crate::clock::SystemClock;
@@ -15,7 +15,15 @@ use crate::store::{NewApp, Scopes, Store};
 
 /// The Eye: collects user web interactions from trusted applications.
 #[derive(Debug, Parser)]
-#[command(name = "eye-server", version, about)]
+// Flags go after the subcommand they belong to: `eye-server --database-url X migrate`
+// is refused rather than silently migrating the default database. (`--log-format` is
+// global: it goes anywhere after the subcommand.)
+#[command(
+    name = "eye-server",
+    version,
+    about,
+    args_conflicts_with_subcommands = true
+)]
 pub struct Cli {
     /// Log format.
     #[arg(long, env = "EYE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
@@ -50,7 +58,7 @@ pub enum Command {
     Apps {
         /// The database.
         #[command(flatten)]
-        store: StoreConfig,
+        store: AppsStore,
         /// What to do.
         #[command(subcommand)]
         command: AppsCommand,
@@ -59,6 +67,20 @@ pub enum Command {
     Schema,
     /// Print the OpenAPI 3.1 document of the HTTP API (what `GET /openapi.json` serves).
     Openapi,
+}
+
+/// Where the `apps` commands find the database. Global within `apps`, so both
+/// `apps --database-url X create shop` and `apps create shop --database-url X` work.
+#[derive(Debug, Clone, Args)]
+pub struct AppsStore {
+    /// SQLite database URL; the file is created when missing.
+    #[arg(
+        long,
+        env = "EYE_DATABASE_URL",
+        default_value = "sqlite://eye.db",
+        global = true
+    )]
+    pub database_url: String,
 }
 
 /// `apps` subcommands.
@@ -131,7 +153,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
-async fn apps(store: &StoreConfig, command: AppsCommand) -> anyhow::Result<()> {
+async fn apps(store: &AppsStore, command: AppsCommand) -> anyhow::Result<()> {
     let store = Store::open(&store.database_url).await?;
     match command {
         AppsCommand::Create { name, scope } => {
@@ -238,4 +260,51 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     store.close().await;
     tracing::info!("stopped cleanly");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    #[test]
+    fn command_line_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn apps_database_url_may_come_before_or_after_the_subcommand() {
+        for args in [
+            &[
+                "eye-server",
+                "apps",
+                "--database-url",
+                "sqlite://x.db",
+                "list",
+            ][..],
+            &[
+                "eye-server",
+                "apps",
+                "create",
+                "shop",
+                "--database-url",
+                "sqlite://x.db",
+            ][..],
+        ] {
+            let cli = Cli::try_parse_from(args).unwrap();
+            let Some(Command::Apps { store, .. }) = cli.command else {
+                panic!("not apps: {args:?}")
+            };
+            assert_eq!(store.database_url, "sqlite://x.db");
+        }
+    }
+
+    #[test]
+    fn serve_flags_before_another_subcommand_are_refused() {
+        let r = Cli::try_parse_from(["eye-server", "--database-url", "sqlite://x.db", "migrate"]);
+        assert!(r.is_err(), "{r:?}");
+        assert!(Cli::try_parse_from(["eye-server", "schema", "--log-format", "json"]).is_ok());
+        assert!(Cli::try_parse_from(["eye-server", "--bind", "127.0.0.1:9000"]).is_ok());
+    }
 }

@@ -31,6 +31,10 @@
 //! | `eye_http_requests_total` | counter | `method`, `route`, `status` |
 //! | `eye_http_request_duration_seconds` | histogram | `method`, `route`, `status` |
 //!
+//! The ingest handler and the embedded queue add `eye_ingest_events_total{outcome}`,
+//! `eye_errors_log_dropped_total` and `eye_commit_group_messages` (requests' messages
+//! per group commit).
+//!
 //! ```
 //! let handle = eye_server::metrics::install();
 //! eye_server::metrics::batch_committed(3, 3, 0, std::time::Duration::from_millis(2));
@@ -285,8 +289,8 @@ pub async fn render(state: &AppState) -> String {
         Ok(n) => gauge!(names::QUEUE_BACKLOG).set(n as f64),
         Err(e) => tracing::warn!(error = %e, "cannot read the queue backlog for /metrics"),
     }
-    if let Ok(bytes) = state.store.size_bytes().await {
-        gauge!(names::STORE_BYTES).set(bytes as f64);
+    if let Ok(size) = state.store.store_size().await {
+        gauge!(names::STORE_BYTES).set(size.database_bytes as f64);
     }
     handle.render()
 }
@@ -301,4 +305,9 @@ pub async fn metrics_handler(State(state): State<AppState>) -> impl IntoResponse
         )],
         render(&state).await,
     )
+}
+
+/// `GET /metrics`.
+pub fn router() -> axum::Router<AppState> {
+    axum::Router::new().route("/metrics", axum::routing::get(metrics_handler))
 }

@@ -261,6 +261,18 @@ fn meta(id: &str, summary: &str, content_type: &str, schema: Value) -> Value {
     })
 }
 
+/// The same operation under a second path (the seed's Django URLs end in `/`).
+fn alias(mut operation: Value, of: &str) -> Value {
+    let id = operation["operationId"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    operation["operationId"] = Value::String(format!("{id}TrailingSlash"));
+    operation["summary"] = Value::String(format!("Same as `{of}`"));
+    operation["deprecated"] = Value::Bool(false);
+    operation
+}
+
 /// Every path the server serves, with its operations.
 pub fn paths() -> Value {
     let text = json!({"type": "string"});
@@ -282,6 +294,7 @@ pub fn paths() -> Value {
     json!({
         "/": {"get": dashboard},
         "/events": {"post": post_events(), "get": get_events()},
+        "/events/": {"post": alias(post_events(), "/events"), "get": alias(get_events(), "/events")},
         "/events/{id}": {"get": get_event()},
         "/sessions/{session_id}": {"get": get_session()},
         "/sessions/{session_id}/events": {"get": get_session_events()},

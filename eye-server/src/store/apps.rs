@@ -1,8 +1,11 @@
 //! Applications: the trusted clients, each with a hashed API key and scopes.
 
 use chrono::{DateTime, Utc};
+use eye_core::truncate_to_micros;
 use serde::Serialize;
+use sqlx::AssertSqlSafe;
 
+use super::rows::{from_micros, to_micros};
 use super::{Store, StoreError};
 
 /// What a key may do.
@@ -86,11 +89,61 @@ pub struct NewApp {
     pub scopes: Scopes,
 }
 
+/// One row of `applications`.
+#[derive(sqlx::FromRow)]
+struct AppRow {
+    id: i64,
+    name: String,
+    scopes: String,
+    created_at: i64,
+    revoked_at: Option<i64>,
+}
+
+impl TryFrom<AppRow> for AppRecord {
+    type Error = StoreError;
+
+    fn try_from(r: AppRow) -> Result<Self, StoreError> {
+        Ok(AppRecord {
+            id: r.id,
+            name: r.name,
+            scopes: Scopes::from_db(&r.scopes),
+            created_at: from_micros(r.created_at)?,
+            revoked_at: r.revoked_at.map(from_micros).transpose()?,
+        })
+    }
+}
+
+const APP_COLUMNS: &str = "SELECT id, name, scopes, created_at, revoked_at FROM applications";
+
 impl Store {
     /// Registers an application. Fails with [`StoreError::AppExists`] on a taken name.
     pub async fn create_app(&self, app: &NewApp) -> Result<AppRecord, StoreError> {
-        let _ = app;
-        todo!("store helper")
+        let created_at = truncate_to_micros(Utc::now());
+        let result = sqlx::query_scalar::<_, i64>(
+            "INSERT INTO applications (name, key_hash, scopes, created_at) \
+             VALUES (?, ?, ?, ?) RETURNING id",
+        )
+        .bind(app.name.as_str())
+        .bind(app.key_hash.as_slice())
+        .bind(app.scopes.to_db())
+        .bind(to_micros(created_at))
+        .fetch_one(&self.writer)
+        .await;
+        match result {
+            Ok(id) => Ok(AppRecord {
+                id,
+                name: app.name.clone(),
+                scopes: app.scopes,
+                created_at,
+                revoked_at: None,
+            }),
+            Err(sqlx::Error::Database(db))
+                if db.is_unique_violation() && db.message().contains("applications.name") =>
+            {
+                Err(StoreError::AppExists(app.name.clone()))
+            }
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// The live (not revoked) application whose key hashes to `key_hash`.
@@ -98,23 +151,60 @@ impl Store {
         &self,
         key_hash: &[u8; 32],
     ) -> Result<Option<AppRecord>, StoreError> {
-        let _ = key_hash;
-        todo!("store helper")
+        let sql = format!("{APP_COLUMNS} WHERE key_hash = ? AND revoked_at IS NULL");
+        sqlx::query_as::<_, AppRow>(AssertSqlSafe(sql))
+            .bind(key_hash.as_slice())
+            .fetch_optional(&self.pool)
+            .await?
+            .map(AppRecord::try_from)
+            .transpose()
+    }
+
+    /// One application by name, revoked or not.
+    pub async fn find_app_by_name(&self, name: &str) -> Result<Option<AppRecord>, StoreError> {
+        let sql = format!("{APP_COLUMNS} WHERE name = ?");
+        sqlx::query_as::<_, AppRow>(AssertSqlSafe(sql))
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await?
+            .map(AppRecord::try_from)
+            .transpose()
     }
 
     /// Every application, revoked ones included, by name.
     pub async fn list_apps(&self) -> Result<Vec<AppRecord>, StoreError> {
-        todo!("store helper")
+        let sql = format!("{APP_COLUMNS} ORDER BY name");
+        sqlx::query_as::<_, AppRow>(AssertSqlSafe(sql))
+            .fetch_all(&self.pool)
+            .await?
+            .into_iter()
+            .map(AppRecord::try_from)
+            .collect()
     }
 
-    /// Revokes an application's key; its stored events stay.
+    /// Revokes an application's key; its stored events stay. Revoking an already
+    /// revoked application keeps its first revocation time.
     pub async fn revoke_app(&self, name: &str) -> Result<(), StoreError> {
-        let _ = name;
-        todo!("store helper")
+        let now = to_micros(truncate_to_micros(Utc::now()));
+        let found: Option<i64> = sqlx::query_scalar(
+            "UPDATE applications SET revoked_at = coalesce(revoked_at, ?) WHERE name = ? \
+             RETURNING id",
+        )
+        .bind(now)
+        .bind(name)
+        .fetch_optional(&self.writer)
+        .await?;
+        match found {
+            Some(_) => Ok(()),
+            None => Err(StoreError::AppNotFound(name.to_owned())),
+        }
     }
 
     /// How many applications exist (revoked included), to detect the first run.
     pub async fn count_apps(&self) -> Result<u64, StoreError> {
-        todo!("store helper")
+        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM applications")
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(u64::try_from(n).unwrap_or(0))
     }
 }

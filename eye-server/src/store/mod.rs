@@ -1,13 +1,31 @@
 //! The store: SQLite through sqlx. Events (idempotent on id), sessions (updated
 //! race-free in the same transaction), the errors log, and applications.
 //!
-//! One type, [`Store`], owns the pool; handlers and workers never touch sqlx directly.
-//! Timestamps are stored as integer microseconds since the Unix epoch, ids as 16-byte
-//! blobs.
+//! One type, [`Store`], owns the connections; handlers and workers never touch sqlx
+//! directly. Timestamps are stored as integer microseconds since the Unix epoch, ids as
+//! 16-byte blobs.
+//!
+//! # Connections
+//!
+//! All writes go through one writer connection and start with `BEGIN IMMEDIATE`, so
+//! SQLite never has two writers racing for the lock (no `SQLITE_BUSY` upgrades, and the
+//! session counters are updated race-free). Reads use a small separate pool; in WAL
+//! mode they never wait for the writer.
+//!
+//! # Layout
+//!
+//! - `events`: [`Store::write_batch`] and the event, session and errors-log queries.
+//! - `sql`: how an [`eye_core::EventQuery`] becomes SQL (index choice, counts).
+//! - `apps`: applications and their keys.
+//! - `stats`: dashboard figures (totals by type, events per hour, newest sessions).
 
 mod apps;
 mod events;
+mod rows;
+mod sql;
 mod stats;
+#[cfg(test)]
+mod tests;
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -17,7 +35,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 
 pub use apps::{AppRecord, NewApp, Scope, Scopes};
 pub use events::WriteOutcome;
-pub use stats::{DashboardStats, HourBucket};
+pub use stats::{HourCount, StoreSize, TypeCount};
 
 /// Store failures. Callers log them and answer an opaque 500/503; they never reach a
 /// client's body.
@@ -40,15 +58,34 @@ pub enum StoreError {
     AppNotFound(String),
 }
 
-/// The store handle: cheap to clone.
+/// The store handle: cheap to clone (the pools are reference-counted).
 #[derive(Debug, Clone)]
 pub struct Store {
+    /// Readers. For an in-memory database this is the writer pool itself.
     pool: SqlitePool,
+    /// The single writer connection.
+    writer: SqlitePool,
 }
+
+/// Reader connections: enough for both cores plus one waiting on I/O.
+const READERS: u32 = 4;
 
 impl Store {
     /// Opens (creating if needed) the SQLite database at `url` (`sqlite://path.db` or
     /// `sqlite::memory:`), sets WAL and the pragmas, and applies migrations.
+    ///
+    /// ```
+    /// # tokio_test_block_on(async {
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let url = format!("sqlite://{}", dir.path().join("eye.db").display());
+    /// let store = eye_server::store::Store::open(&url).await.unwrap();
+    /// let (count, events) = store.query_events(&eye_core::EventQuery::new()).await.unwrap();
+    /// assert_eq!((count, events.len()), (0, 0));
+    /// # });
+    /// # fn tokio_test_block_on<F: std::future::Future>(f: F) -> F::Output {
+    /// #     tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(f)
+    /// # }
+    /// ```
     pub async fn open(url: &str) -> Result<Self, StoreError> {
         let options = SqliteConnectOptions::from_str(url)?
             .create_if_missing(true)
@@ -56,21 +93,29 @@ impl Store {
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(Duration::from_secs(10))
             .foreign_keys(true)
-            .pragma("temp_store", "memory")
-            .pragma("cache_size", "-32000");
-        let pool = SqlitePoolOptions::new()
-            .max_connections(8)
+            .pragma("temp_store", "memory");
+        let in_memory = url.contains(":memory:") || url.contains("mode=memory");
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
             .min_connections(1)
-            .connect_with(options)
+            .connect_with(options.clone().pragma("cache_size", "-16000"))
             .await?;
-        let store = Self { pool };
-        store.migrate().await?;
-        Ok(store)
+        sqlx::migrate!("./migrations").run(&writer).await?;
+        let pool = if in_memory {
+            writer.clone()
+        } else {
+            SqlitePoolOptions::new()
+                .max_connections(READERS)
+                .min_connections(1)
+                .connect_with(options.pragma("cache_size", "-8000"))
+                .await?
+        };
+        Ok(Self { pool, writer })
     }
 
     /// Applies pending migrations (embedded in the binary).
     pub async fn migrate(&self) -> Result<(), StoreError> {
-        sqlx::migrate!("./migrations").run(&self.pool).await?;
+        sqlx::migrate!("./migrations").run(&self.writer).await?;
         Ok(())
     }
 
@@ -85,8 +130,10 @@ impl Store {
         &self.pool
     }
 
-    /// Closes the pool, waiting for connections to finish.
+    /// Closes the pools, waiting for connections to finish. The writer closes last, so
+    /// its final checkpoint sees no reader.
     pub async fn close(&self) {
         self.pool.close().await;
+        self.writer.close().await;
     }
 }

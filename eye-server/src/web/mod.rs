@@ -9,9 +9,9 @@
 //! key: a browser is asked for it by the 401's `WWW-Authenticate: Basic` (any user
 //! name, the API key as password).
 //!
-//! `POST /events` also takes the HTML form of the `/events` page
-//! (`application/x-www-form-urlencoded`, the JSON in a `content` field, like DRF's
-//! browsable API); see `form.rs`. `/` is the dashboard (`dashboard.rs`).
+//! `POST /events` also takes the HTML form of the `/events` page from a browser
+//! (`application/x-www-form-urlencoded` with `Accept: text/html`, the JSON in a
+//! `content` field, like DRF's browsable API); see `form.rs`. `/` is the dashboard (`dashboard.rs`).
 //!
 //! Templates are maud, checked at compile time; every value is escaped, pages load
 //! no script, and a Content-Security-Policy forbids inline script anyway.
@@ -172,7 +172,13 @@ pub async fn negotiate(State(state): State<AppState>, request: Request, next: Ne
     };
     let path = request.uri().path().to_owned();
     let view = View::of(&route, &path);
-    if request.method() == Method::POST && view == Some(View::Events) && form::is_form(&request) {
+    // Only a browser's form post (it asks for HTML); an API client sending a form
+    // body still gets the API's 415.
+    if request.method() == Method::POST
+        && view == Some(View::Events)
+        && form::is_form(&request)
+        && prefers_html(request.headers())
+    {
         return form::post(&state, request, next).await;
     }
     let wants_html =

@@ -165,3 +165,113 @@ pub async fn get_as(app: &Router, uri: &str, accept: &str) -> Answer {
     )
     .await
 }
+
+/// The real server on `127.0.0.1:0` over a fresh SQLite file, with a key of every
+/// scope.
+pub struct RealApp {
+    /// `http://127.0.0.1:PORT`.
+    pub base: String,
+    /// A key with every scope.
+    pub key: String,
+    /// The server's state.
+    pub state: AppState,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    server: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+    _dir: tempfile::TempDir,
+}
+
+pub async fn spawn_real() -> RealApp {
+    use eye_server::auth::{generate_key, hash_key};
+    use eye_server::store::{NewApp, Scopes};
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("eye.db").display());
+    let state = eye_server::cli::build_state(ServeConfig::for_tests(&url))
+        .await
+        .unwrap();
+    let key = generate_key();
+    state
+        .store
+        .create_app(&NewApp {
+            name: "web-tests".into(),
+            key_hash: hash_key(&key),
+            scopes: Scopes::ALL,
+        })
+        .await
+        .unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(eye_server::server::run(listener, state.clone(), async {
+        let _ = stopped.await;
+    }));
+    RealApp {
+        base,
+        key,
+        state,
+        stop: Some(stop),
+        server: Some(server),
+        _dir: dir,
+    }
+}
+
+impl RealApp {
+    /// The real router, for `oneshot` requests.
+    pub fn router(&self) -> Router {
+        eye_server::routes::router(self.state.clone())
+    }
+
+    pub fn client(&self) -> reqwest::Client {
+        reqwest::Client::new()
+    }
+
+    /// `POST /events` with a JSON body; returns the status.
+    pub async fn post(&self, body: &Value) -> u16 {
+        self.client()
+            .post(format!("{}/events", self.base))
+            .bearer_auth(&self.key)
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(body.to_string())
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    }
+
+    /// `GET` with the key as Basic credentials and a browser's `Accept`.
+    pub async fn browse(&self, path: &str) -> (u16, String) {
+        let r = self
+            .client()
+            .get(format!("{}{path}", self.base))
+            .basic_auth("analyst", Some(&self.key))
+            .header(header::ACCEPT, BROWSER)
+            .send()
+            .await
+            .unwrap();
+        (r.status().as_u16(), r.text().await.unwrap())
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(server) = self.server.take() {
+            server.await.unwrap().unwrap();
+        }
+    }
+}
+
+/// A wire event (no server fields) carrying the hostile strings of
+/// [`hostile_event`] where validation lets them through.
+pub fn hostile_wire_event() -> Value {
+    let mut e = hostile_event();
+    let obj = e.as_object_mut().unwrap();
+    obj.remove("application");
+    obj.remove("received_at");
+    obj.remove("id");
+    obj.insert(
+        "timestamp".into(),
+        json!(eye_core::format_timestamp(&chrono::Utc::now())),
+    );
+    e
+}

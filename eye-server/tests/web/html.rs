@@ -164,3 +164,14 @@ async fn form_post_from_another_site_is_refused() {
     .await;
     assert_eq!(answer.status, StatusCode::FORBIDDEN);
 }
+
+#[tokio::test]
+async fn form_body_from_an_api_client_is_left_to_the_api() {
+    let app = app().await;
+    let mut request = form_post(r#"{"session_id": "s"}"#, "http://127.0.0.1:8000");
+    request
+        .headers_mut()
+        .insert(header::ACCEPT, "application/json".parse().unwrap());
+    let answer = send(&app, request).await;
+    assert_eq!(answer.status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+}

@@ -9,3 +9,4 @@
 mod helpers;
 mod html;
 mod openapi;
+mod real;

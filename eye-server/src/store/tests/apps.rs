@@ -1,0 +1,75 @@
+use crate::store::{NewApp, Scopes, StoreError};
+
+use super::*;
+
+fn app(name: &str, key: u8) -> NewApp {
+    NewApp {
+        name: name.to_owned(),
+        key_hash: [key; 32],
+        scopes: Scopes {
+            ingest: true,
+            query: false,
+        },
+    }
+}
+
+#[tokio::test]
+async fn created_app_is_found_by_its_key_hash_until_revoked() {
+    let (store, _dir) = store().await;
+    assert_eq!(store.count_apps().await.unwrap(), 0);
+    let created = store.create_app(&app("shop", 1)).await.unwrap();
+    let found = store.find_app_by_key_hash(&[1; 32]).await.unwrap().unwrap();
+    assert_eq!(found, created);
+    assert!(found.scopes.ingest && !found.scopes.query);
+    assert!(
+        store
+            .find_app_by_key_hash(&[2; 32])
+            .await
+            .unwrap()
+            .is_none()
+    );
+
+    store.revoke_app("shop").await.unwrap();
+    assert!(
+        store
+            .find_app_by_key_hash(&[1; 32])
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let listed = store.list_apps().await.unwrap();
+    assert_eq!(listed.len(), 1);
+    let revoked_at = listed[0].revoked_at.unwrap();
+    // Revoking again keeps the first revocation time.
+    store.revoke_app("shop").await.unwrap();
+    let again = store.find_app_by_name("shop").await.unwrap().unwrap();
+    assert_eq!(again.revoked_at, Some(revoked_at));
+    assert_eq!(store.count_apps().await.unwrap(), 1);
+}
+
+#[tokio::test]
+async fn taken_name_is_app_exists_and_unknown_name_is_app_not_found() {
+    let (store, _dir) = store().await;
+    store.create_app(&app("shop", 1)).await.unwrap();
+    let dup = store.create_app(&app("shop", 2)).await.unwrap_err();
+    assert!(matches!(dup, StoreError::AppExists(n) if n == "shop"));
+    let missing = store.revoke_app("nope").await.unwrap_err();
+    assert!(matches!(missing, StoreError::AppNotFound(n) if n == "nope"));
+}
+
+#[tokio::test]
+async fn apps_are_listed_by_name_with_their_scopes() {
+    let (store, _dir) = store().await;
+    store
+        .create_app(&NewApp {
+            scopes: Scopes::ALL,
+            ..app("zeta", 3)
+        })
+        .await
+        .unwrap();
+    store.create_app(&app("alpha", 4)).await.unwrap();
+    let listed = store.list_apps().await.unwrap();
+    let names: Vec<&str> = listed.iter().map(|a| a.name.as_str()).collect();
+    assert_eq!(names, ["alpha", "zeta"]);
+    assert_eq!(listed[1].scopes, Scopes::ALL);
+}

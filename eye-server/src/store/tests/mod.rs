@@ -1,0 +1,97 @@
+//! Store tests against real SQLite files in temporary directories.
+//!
+//! - `writes`: idempotency, atomicity, sessions and counters.
+//! - `queries`: every filter, ordering, pagination and totals.
+//! - `errors_log`: the errors log and its filters.
+//! - `apps`: applications.
+//! - `plans`: `EXPLAIN QUERY PLAN` of every query shape.
+//! - `stats`: dashboard figures.
+
+#![allow(clippy::unwrap_used)]
+
+mod apps;
+mod errors_log;
+mod plans;
+mod queries;
+mod stats;
+mod writes;
+
+use chrono::{DateTime, Duration, TimeZone, Utc};
+use eye_core::{ErrorCode, Event, FieldError};
+use tempfile::TempDir;
+use uuid::Uuid;
+
+use super::Store;
+use crate::queue::{AcceptedEvent, Message, RejectedEvent};
+
+/// A store in a fresh temporary directory; keep the directory alive with it.
+pub(super) async fn store() -> (Store, TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("eye.db").display());
+    (Store::open(&url).await.unwrap(), dir)
+}
+
+/// 2022-01-01T00:00:00Z plus `secs` seconds.
+pub(super) fn t(secs: i64) -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2022, 1, 1, 0, 0, 0).unwrap() + Duration::seconds(secs)
+}
+
+/// An accepted event message with a fresh UUIDv7 id.
+pub(super) fn accepted(event: Event, application: &str, at: DateTime<Utc>) -> Message {
+    Message::EventV1(AcceptedEvent {
+        id: Uuid::now_v7(),
+        application: application.to_owned(),
+        received_at: at,
+        event: event.with_timestamp(at),
+    })
+}
+
+/// A page view of `session` at `t(secs)` from application `shop`.
+pub(super) fn view(session: &str, secs: i64) -> Message {
+    accepted(
+        Event::page_view(session, "example.com", "/").unwrap(),
+        "shop",
+        t(secs),
+    )
+}
+
+/// A CTA click of `session` at `t(secs)` from application `shop`.
+pub(super) fn click(session: &str, secs: i64) -> Message {
+    accepted(
+        Event::cta_click(session, "example.com", "/", "chat bubble").unwrap(),
+        "shop",
+        t(secs),
+    )
+}
+
+/// A form submit of `session` at `t(secs)` from `application`.
+pub(super) fn submit(session: &str, secs: i64, application: &str) -> Message {
+    let form = serde_json::json!({"first_name": "John", "nested": {"a": [1, 2]}});
+    accepted(
+        Event::form_submit(session, "example.com", "/signup", form).unwrap(),
+        application,
+        t(secs),
+    )
+}
+
+/// A rejected event with `codes` from `application` at `t(secs)`.
+pub(super) fn rejected(application: &str, secs: i64, codes: &[ErrorCode]) -> Message {
+    Message::RejectedV1(RejectedEvent {
+        key: Uuid::now_v7(),
+        application: application.to_owned(),
+        received_at: t(secs),
+        errors: codes
+            .iter()
+            .map(|c| FieldError::new("/x", *c, format!("bad: {}", c.as_str())))
+            .collect(),
+        payload: r#"{"session_id": 1}"#.to_owned(),
+    })
+}
+
+/// The id of an event message.
+pub(super) fn id_of(m: &Message) -> Uuid {
+    match m {
+        Message::EventV1(e) => e.id,
+        Message::RejectedV1(r) => r.key,
+    }
+}

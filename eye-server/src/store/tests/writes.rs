@@ -1,0 +1,181 @@
+use eye_core::{EventQuery, Pagination};
+
+use super::*;
+
+#[tokio::test]
+async fn same_id_written_twice_is_stored_once() {
+    // Arrange
+    let (store, _dir) = store().await;
+    let m = view("s1", 0);
+    // Act
+    let first = store.write_batch(std::slice::from_ref(&m)).await.unwrap();
+    let second = store.write_batch(std::slice::from_ref(&m)).await.unwrap();
+    // Assert
+    assert_eq!((first.inserted, first.duplicates), (1, 0));
+    assert_eq!((second.inserted, second.duplicates), (0, 1));
+    let (count, events) = store.query_events(&EventQuery::new()).await.unwrap();
+    assert_eq!((count, events.len()), (1, 1));
+    assert_eq!(
+        store.get_session("s1").await.unwrap().unwrap().event_count,
+        1
+    );
+}
+
+#[tokio::test]
+async fn same_id_twice_in_one_batch_is_stored_once_with_the_first_content() {
+    let (store, _dir) = store().await;
+    let first = view("s1", 0);
+    let Message::EventV1(mut copy) = view("s2", 5) else {
+        unreachable!()
+    };
+    copy.id = id_of(&first);
+    let outcome = store
+        .write_batch(&[first.clone(), Message::EventV1(copy)])
+        .await
+        .unwrap();
+    assert_eq!((outcome.inserted, outcome.duplicates), (1, 1));
+    let stored = store.get_event(id_of(&first)).await.unwrap().unwrap();
+    assert_eq!(stored.session_id.as_str(), "s1");
+    assert!(store.get_session("s2").await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn stored_event_reads_back_equal_to_what_was_written() {
+    let (store, _dir) = store().await;
+    let m = submit("s1", 42, "crm");
+    store.write_batch(std::slice::from_ref(&m)).await.unwrap();
+    let Message::EventV1(src) = &m else {
+        unreachable!()
+    };
+    let stored = store.get_event(src.id).await.unwrap().unwrap();
+    assert_eq!(stored.id, src.id);
+    assert_eq!(&stored.payload, src.event.payload());
+    assert_eq!(stored.session_id, *src.event.session_id());
+    assert_eq!(stored.timestamp, src.event.timestamp());
+    assert_eq!(stored.application, "crm");
+    assert_eq!(stored.received_at, src.received_at);
+}
+
+#[tokio::test]
+async fn unknown_id_reads_as_none() {
+    let (store, _dir) = store().await;
+    assert!(store.get_event(Uuid::now_v7()).await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn batch_is_atomic_when_a_later_statement_fails() {
+    // Arrange: a trigger makes the errors-log insert fail after the events went in.
+    let (store, _dir) = store().await;
+    sqlx::query(
+        "CREATE TRIGGER fail_errors BEFORE INSERT ON errors \
+         BEGIN SELECT RAISE(ABORT, 'boom'); END",
+    )
+    .execute(&store.writer)
+    .await
+    .unwrap();
+    let batch = [
+        view("s1", 0),
+        click("s1", 1),
+        rejected("shop", 2, &[ErrorCode::InvalidHost]),
+    ];
+    // Act
+    let result = store.write_batch(&batch).await;
+    // Assert: nothing of the batch is visible, and the writer still works.
+    assert!(result.is_err());
+    let (count, events) = store.query_events(&EventQuery::new()).await.unwrap();
+    assert_eq!((count, events.len()), (0, 0));
+    assert!(store.get_session("s1").await.unwrap().is_none());
+    assert!(store.get_event(id_of(&batch[0])).await.unwrap().is_none());
+    let ok = store.write_batch(&batch[..2]).await.unwrap();
+    assert_eq!(ok.inserted, 2);
+}
+
+#[tokio::test]
+async fn batch_larger_than_one_insert_statement_is_written_whole() {
+    let (store, _dir) = store().await;
+    let batch: Vec<Message> = (0..1001).map(|i| view(&format!("s{}", i % 7), i)).collect();
+    let outcome = store.write_batch(&batch).await.unwrap();
+    assert_eq!(outcome.inserted, 1001);
+    let again = store.write_batch(&batch).await.unwrap();
+    assert_eq!((again.inserted, again.duplicates), (0, 1001));
+    let (count, _) = store.query_events(&EventQuery::new()).await.unwrap();
+    assert_eq!(count, 1001);
+}
+
+#[tokio::test]
+async fn session_row_tracks_first_and_last_seen_count_and_applications() {
+    let (store, _dir) = store().await;
+    store
+        .write_batch(&[view("s1", 50), submit("s1", 10, "crm")])
+        .await
+        .unwrap();
+    store
+        .write_batch(&[click("s1", 99), view("other", 0)])
+        .await
+        .unwrap();
+    let s = store.get_session("s1").await.unwrap().unwrap();
+    assert_eq!(s.session_id, "s1");
+    assert_eq!(s.first_seen, t(10));
+    assert_eq!(s.last_seen, t(99));
+    assert_eq!(s.event_count, 3);
+    assert_eq!(s.applications, vec!["crm".to_owned(), "shop".to_owned()]);
+    assert!(store.get_session("nobody").await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn concurrent_writers_keep_session_counts_exact() {
+    // Arrange: 8 tasks each write 25 batches of 4 events of the same session.
+    let (store, _dir) = store().await;
+    let mut tasks = Vec::new();
+    for w in 0..8 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            for b in 0..25 {
+                let base = (w * 100 + b * 4) as i64;
+                let batch: Vec<Message> = (0..4).map(|i| view("hot", base + i)).collect();
+                store.write_batch(&batch).await.unwrap();
+            }
+        }));
+    }
+    // Act
+    for t in tasks {
+        t.await.unwrap();
+    }
+    // Assert
+    let s = store.get_session("hot").await.unwrap().unwrap();
+    assert_eq!(s.event_count, 800);
+    assert_eq!(s.first_seen, t(0));
+    assert_eq!(s.last_seen, t(7 * 100 + 24 * 4 + 3));
+    let (count, _) = store
+        .session_events("hot", &Pagination::default())
+        .await
+        .unwrap();
+    assert_eq!(count, 800);
+}
+
+#[tokio::test]
+async fn empty_batch_writes_nothing() {
+    let (store, _dir) = store().await;
+    let outcome = store.write_batch(&[]).await.unwrap();
+    assert_eq!(outcome, crate::store::WriteOutcome::default());
+}
+
+#[tokio::test]
+async fn reopening_a_store_keeps_its_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("eye.db").display());
+    let m = view("s1", 0);
+    let store = Store::open(&url).await.unwrap();
+    store.write_batch(std::slice::from_ref(&m)).await.unwrap();
+    store.close().await;
+    let store = Store::open(&url).await.unwrap();
+    assert!(store.get_event(id_of(&m)).await.unwrap().is_some());
+}
+
+#[tokio::test]
+async fn in_memory_store_reads_its_own_writes() {
+    let store = Store::open("sqlite::memory:").await.unwrap();
+    let m = view("s1", 0);
+    store.write_batch(std::slice::from_ref(&m)).await.unwrap();
+    assert!(store.get_event(id_of(&m)).await.unwrap().is_some());
+}
