@@ -396,3 +396,20 @@ async fn stored_count(dir: &Path) -> u64 {
     store.close().await;
     count
 }
+
+#[test]
+fn migrate_creates_the_database_and_is_idempotent() {
+    let dir = TempDir::new().unwrap();
+    let first = run(dir.path(), &["migrate"]);
+    let second = run(dir.path(), &["migrate"]);
+    assert!(first.status.success(), "{first:?}");
+    assert!(second.status.success(), "{second:?}");
+    assert!(dir.path().join("eye.db").exists());
+}
+
+#[test]
+fn flags_before_another_subcommand_are_refused() {
+    let dir = TempDir::new().unwrap();
+    let output = run(dir.path(), &["--bind", "127.0.0.1:9", "migrate"]);
+    assert!(!output.status.success());
+}
