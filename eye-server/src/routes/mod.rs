@@ -74,7 +74,17 @@ pub fn router(state: AppState) -> Router {
         .layer(
             ServiceBuilder::new()
                 .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
-                .layer(TraceLayer::new_for_http().make_span_with(request_span))
+                .layer(
+                    TraceLayer::new_for_http()
+                        .make_span_with(request_span)
+                        // One INFO line per request: status and latency, inside the
+                        // span (method, route, path, request id, application).
+                        .on_response(
+                            tower_http::trace::DefaultOnResponse::new()
+                                .level(tracing::Level::INFO)
+                                .latency_unit(tower_http::LatencyUnit::Micros),
+                        ),
+                )
                 .layer(PropagateRequestIdLayer::x_request_id())
                 .layer(CompressionLayer::new()),
         )
@@ -89,11 +99,18 @@ fn request_span(request: &Request<Body>) -> tracing::Span {
         .get("x-request-id")
         .and_then(|v| v.to_str().ok())
         .unwrap_or("-");
+    let route = request
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or("unmatched", |p| p.as_str());
     tracing::info_span!(
         "request",
         method = %request.method(),
+        route = %route,
         path = %request.uri().path(),
         request_id = %id,
+        // Filled in by authentication (`auth::record_application`).
+        application = tracing::field::Empty,
     )
 }
 

@@ -107,8 +107,9 @@ pub struct QueueStatus {
 }
 
 pub(super) async fn dashboard(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    if let Err(e) = state.auth.authenticate(&headers, Scope::Query).await {
-        return error_as_html(e.into_response()).await;
+    match state.auth.authenticate(&headers, Scope::Query).await {
+        Ok(caller) => crate::auth::record_application(&caller),
+        Err(e) => return error_as_html(e.into_response()).await,
     }
     let stats = match DashboardStats::load(&state.store, state.clock.now()).await {
         Ok(s) => s,
@@ -187,7 +188,7 @@ pub fn render(stats: &DashboardStats, queue: &QueueStatus) -> Markup {
             }
             div {
                 h2 { "Newest errors" }
-                (pages::errors_table(&stats.newest_errors))
+                (pages::errors_table(&stats.newest_errors, true))
             }
         }
     };
@@ -276,8 +277,8 @@ pub fn chart(hours: &[HourBucket]) -> Markup {
                 }
             }
             @for (k, t) in EventType::ALL.iter().enumerate() {
-                rect x=(LEFT + 170.0 * k as f64) y=(CHART_H + 4.0) width="10" height="10" fill=(colors[k]) {}
-                text x=(LEFT + 14.0 + 170.0 * k as f64) y=(CHART_H + 13.0) font-size="12" fill="#1d2330" { (t.as_str()) }
+                rect x=(LEFT + 230.0 * k as f64) y=(CHART_H + 4.0) width="10" height="10" fill=(colors[k]) {}
+                text x=(LEFT + 14.0 + 230.0 * k as f64) y=(CHART_H + 13.0) font-size="12" fill="#1d2330" { (t.as_str()) }
             }
         }
     }

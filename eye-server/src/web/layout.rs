@@ -20,7 +20,11 @@ h1 { font-size: 20px; margin: 0 0 12px; }
 h2 { font-size: 16px; margin: 20px 0 8px; }
 a { color: var(--accent); }
 table { border-collapse: collapse; width: 100%; background: #fff; border: 1px solid var(--line); }
-th, td { text-align: left; padding: 6px 10px; border-bottom: 1px solid var(--line); vertical-align: top; }
+th, td { text-align: left; padding: 6px 10px; border-bottom: 1px solid var(--line); vertical-align: top; overflow-wrap: break-word; }
+th { white-space: nowrap; }
+td.mono { white-space: nowrap; }
+td.wrap { white-space: normal; max-width: 260px; }
+.badge { white-space: nowrap; }
 th { background: #eef0f5; font-weight: 600; }
 td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }
 code, pre, .mono { font-family: ui-monospace, SFMono-Regular, Menlo, monospace; font-size: 12.5px; }

@@ -68,7 +68,7 @@ fn session_link(session_id: &str) -> Markup {
 }
 
 fn type_badge(t: EventType) -> Markup {
-    html! { span class={ "swatch t-" (t.name()) } {} (t.as_str()) }
+    html! { span.badge { span class={ "swatch t-" (t.name()) } {} (t.as_str()) } }
 }
 
 fn text_input(ctx: &ListContext, name: &str, label: &str, placeholder: &str) -> Markup {
@@ -106,7 +106,7 @@ fn events_table(events: &[StoredEvent]) -> Markup {
                         td { (type_badge(e.event_type())) }
                         td { (session_link(e.session_id.as_str())) }
                         td { (e.payload.host().as_str()) }
-                        td.mono { (e.payload.path().as_str()) }
+                        td.mono.wrap { (e.payload.path().as_str()) }
                         td { (e.application) }
                         td.mono { a href={ "/events/" (e.id) } { (e.id.to_string()[..8]) "…" } }
                     }
@@ -230,25 +230,31 @@ pub fn errors_page(answer: &Page<ErrorRecord>, ctx: &ListContext) -> Markup {
             (page_size_and_submit(ctx))
         }
         (pager(answer.count, &answer.next, &answer.previous, ctx))
-        (errors_table(&answer.results))
+        (errors_table(&answer.results, false))
         details { summary { "JSON" } pre { (pretty(answer)) } }
     };
     page("Errors", body)
 }
 
-/// A table of errors-log entries (also on the dashboard).
-pub fn errors_table(errors: &[ErrorRecord]) -> Markup {
+/// A table of errors-log entries; `compact` (the dashboard) leaves out the
+/// application and the payload.
+pub fn errors_table(errors: &[ErrorRecord], compact: bool) -> Markup {
     html! {
         table {
-            thead { tr { th { "received" } th { "application" } th { "codes" } th { "problems" } th { "payload" } } }
+            thead { tr {
+                th { "received" }
+                @if !compact { th { "application" } }
+                th { "codes" } th { "problems" }
+                @if !compact { th { "payload" } }
+            } }
             tbody {
                 @for e in errors {
                     tr {
                         td.mono { (format_timestamp(&e.received_at)) }
-                        td { (e.application) }
+                        @if !compact { td { (e.application) } }
                         td.mono.error { (e.codes.join(", ")) }
                         td { @for f in &e.errors { div { code { (f.path) } " " (f.message) } } }
-                        td.mono { (truncate(&e.payload, 160)) }
+                        @if !compact { td.mono.wrap { (truncate(&e.payload, 160)) } }
                     }
                 }
                 @if errors.is_empty() { tr { td colspan="5" .muted { "No errors." } } }

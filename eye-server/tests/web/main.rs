@@ -6,6 +6,7 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod browser;
 mod helpers;
 mod html;
 mod openapi;
