@@ -159,8 +159,13 @@ fn post_events() -> Value {
             "content": {"application/json": {"schema": {"oneOf": [schema_ref("Event"), schema_ref("EventBatch")]}}}
         },
         "responses": responses(vec![
-            ("201", json_body("Accepted: the single event, or at least one event of the batch (each has its own result).", schema_ref("IngestResponse"))),
+            ("201", {
+                let mut created = json_body("Accepted: the single event, or at least one event of the batch (each has its own result).", schema_ref("IngestResponse"));
+                created["headers"] = json!({"Location": {"description": "`/events/{id}` of a single accepted event.", "schema": {"type": "string"}}});
+                created
+            }),
             ("400", json_body("The event is invalid (every problem listed), no event of the batch was valid, or the JSON is malformed.", json!({"oneOf": [schema_ref("ErrorBody"), schema_ref("IngestResponse")]}))),
+            ("408", error("The request took longer than the configured timeout.")),
             ("413", error("Body or batch too large: split it.")),
             ("415", error("Not `application/json`.")),
             ("503", error("The queue cannot take events now; nothing was accepted. Retry after `Retry-After` seconds.")),

@@ -175,3 +175,83 @@ async fn every_documented_operation_is_served() {
     }
     app.stop().await;
 }
+
+/// Validates `body` against the documented schema of `method path` for `status`.
+fn assert_documented(doc: &Value, path: &str, method: &str, status: u16, body: &Value) {
+    let schema = &doc["paths"][path][method]["responses"][status.to_string()]["content"]["application/json"]
+        ["schema"];
+    assert!(
+        !schema.is_null(),
+        "{method} {path} {status} is not documented"
+    );
+    let mut root = schema.clone();
+    root["components"] = doc["components"].clone();
+    let validator = jsonschema::validator_for(&root).unwrap();
+    let errors: Vec<String> = validator.iter_errors(body).map(|e| e.to_string()).collect();
+    assert!(
+        errors.is_empty(),
+        "{method} {path} {status}: {errors:#?}\n{body}"
+    );
+}
+
+/// The real server's answers match the schemas the document gives them.
+#[tokio::test]
+async fn real_answers_match_their_documented_schemas() {
+    use serde_json::json;
+    let app = crate::helpers::spawn_real().await;
+    let doc = document();
+    let client = app.client();
+    let now = eye_core::format_timestamp(&chrono::Utc::now());
+    let event = json!({"session_id": "doc-s", "category": "page_interaction", "name": "page_view",
+        "data": {"host": "a.example", "path": "/"}, "timestamp": now});
+    let post = |body: Value| {
+        client
+            .post(format!("{}/events", app.base))
+            .bearer_auth(&app.key)
+            .header("content-type", "application/json")
+            .body(body.to_string())
+    };
+    let r = post(event.clone()).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 201);
+    let created: Value = r.json().await.unwrap();
+    assert_documented(&doc, "/events", "post", 201, &created);
+    let id = created["results"][0]["id"].as_str().unwrap().to_owned();
+    let mut bad = event.clone();
+    bad["data"]["host"] = json!("not a host");
+    for body in [bad.clone(), json!([bad])] {
+        let r = post(body).send().await.unwrap();
+        assert_eq!(r.status().as_u16(), 400);
+        assert_documented(&doc, "/events", "post", 400, &r.json().await.unwrap());
+    }
+    let get = |path: String| {
+        client
+            .get(format!("{}{path}", app.base))
+            .bearer_auth(&app.key)
+            .send()
+    };
+    for (template, concrete) in [
+        ("/events", "/events".to_owned()),
+        ("/events/{id}", format!("/events/{id}")),
+        ("/sessions/{session_id}", "/sessions/doc-s".to_owned()),
+        (
+            "/sessions/{session_id}/events",
+            "/sessions/doc-s/events".to_owned(),
+        ),
+        ("/errors", "/errors".to_owned()),
+    ] {
+        let r = get(concrete).await.unwrap();
+        assert_eq!(r.status().as_u16(), 200, "{template}");
+        assert_documented(&doc, template, "get", 200, &r.json().await.unwrap());
+    }
+    let r = get("/events?page=99".to_owned()).await.unwrap();
+    assert_eq!(r.status().as_u16(), 404);
+    assert_documented(&doc, "/events", "get", 404, &r.json().await.unwrap());
+    let r = client
+        .get(format!("{}/events", app.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 401);
+    assert_documented(&doc, "/events", "get", 401, &r.json().await.unwrap());
+    app.stop().await;
+}

@@ -91,6 +91,9 @@ async fn metrics_count_ingest_and_http_requests_by_route() {
         "data": {"host": "a.example", "path": "/f", "form": {}},
         "timestamp": eye_core::format_timestamp(&chrono::Utc::now())});
     assert_eq!(app.post(&event).await, 201);
+    let mut bad = event.clone();
+    bad["data"]["path"] = json!("no-slash");
+    assert_eq!(app.post(&bad).await, 400);
     let _ = app
         .browse("/events/0190a3f0-8c2e-7cc3-8d4e-2b1a3f5e6d7c")
         .await;
@@ -107,7 +110,12 @@ async fn metrics_count_ingest_and_http_requests_by_route() {
         text.contains(r#"eye_events_accepted_total{category="form_interaction",name="submit"}"#),
         "{text}"
     );
+    assert!(
+        text.contains(r#"eye_events_rejected_total{code="invalid_path"}"#),
+        "{text}"
+    );
     assert!(text.contains("eye_events_stored_total"));
+    assert!(text.contains("eye_errors_logged_total"));
     assert!(text.contains("eye_commit_duration_seconds_bucket"));
     assert!(text.contains("eye_queue_backlog"));
     assert!(text.contains("eye_store_bytes"));
