@@ -10,8 +10,10 @@ use crate::clock::SystemClock;
 use crate::config::{ServeConfig, StoreConfig};
 use crate::queue::Queue;
 use crate::queue::embedded::{EmbeddedConfig, EmbeddedQueue};
+use crate::queue::redis::{RedisQueue, RedisQueueConfig};
 use crate::state::AppState;
 use crate::store::{NewApp, Scopes, Store};
+use crate::worker::WorkerConfig;
 
 /// The Eye: collects user web interactions from trusted applications.
 #[derive(Debug, Parser)]
@@ -212,7 +214,21 @@ async fn first_run(store: &Store, config: &ServeConfig) -> anyhow::Result<()> {
 /// Builds the queue the configuration asks for.
 pub async fn make_queue(store: &Store, config: &ServeConfig) -> anyhow::Result<Arc<dyn Queue>> {
     if config.queue.redis_url.is_some() {
-        anyhow::bail!("the Redis queue is not available in this build yet");
+        let queue = RedisQueue::connect(RedisQueueConfig::from(&config.queue))
+            .context("invalid Redis URL")?
+            .with_store_check(store.clone());
+        if config.no_worker {
+            tracing::info!("Redis queue without a worker (--no-worker): run `eye-server worker`");
+        } else {
+            queue
+                .start_worker(
+                    store.clone(),
+                    WorkerConfig::from_queue_config(&config.queue),
+                )
+                .await
+                .context("starting the worker")?;
+        }
+        return Ok(Arc::new(queue));
     }
     Ok(Arc::new(EmbeddedQueue::start(
         store.clone(),
