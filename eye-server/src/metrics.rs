@@ -8,7 +8,8 @@
 //!   message it is handed (accepted events by type, rejected events by error code), the
 //!   size of each enqueue and how long it took (in embedded mode, the time to commit);
 //! - the store: [`batch_committed`] after each transaction;
-//! - the Redis worker: [`message_dead_lettered`] and [`message_dropped`];
+//! - the Redis queue and worker count their own (`eye_queue_*`, `eye_worker_*`,
+//!   dead-lettered messages included);
 //! - HTTP: [`track_http`], a middleware labelled by the matched route (never the raw
 //!   path, so `/events/{id}` is one series and unknown paths are `unmatched`);
 //! - at scrape time ([`render`]): queue backlog and store size.
@@ -26,14 +27,15 @@
 //! | `eye_commit_duration_seconds` | histogram | |
 //! | `eye_queue_backlog` | gauge | |
 //! | `eye_queue_dropped_total` | counter | `reason` |
-//! | `eye_queue_dead_lettered_total` | counter | |
 //! | `eye_store_bytes` | gauge | |
 //! | `eye_http_requests_total` | counter | `method`, `route`, `status` |
 //! | `eye_http_request_duration_seconds` | histogram | `method`, `route`, `status` |
 //!
 //! The ingest handler and the embedded queue add `eye_ingest_events_total{outcome}`,
-//! `eye_errors_log_dropped_total` and `eye_commit_group_messages` (requests' messages
-//! per group commit).
+//! `eye_errors_log_dropped_total` and `eye_commit_group_messages`; the Redis queue
+//! `eye_queue_enqueued_total` and `eye_queue_rejected_total{reason}`; the Redis worker
+//! `eye_worker_{stored,duplicates,errors_logged,dead_lettered,claimed,failures,
+//! store_failures}_total` and `eye_worker_batch_seconds`. The README lists them all.
 //!
 //! ```
 //! let handle = eye_server::metrics::install();
@@ -81,8 +83,9 @@ pub mod names {
     pub const QUEUE_BACKLOG: &str = "eye_queue_backlog";
     /// Messages the queue refused or lost, by `reason` (`full`, `unavailable`, ...).
     pub const QUEUE_DROPPED: &str = "eye_queue_dropped_total";
-    /// Messages moved to the dead-letter stream after too many deliveries.
-    pub const QUEUE_DEAD_LETTERED: &str = "eye_queue_dead_lettered_total";
+    /// Messages the Redis worker moved to the dead-letter stream (counted by the
+    /// worker).
+    pub const WORKER_DEAD_LETTERED: &str = "eye_worker_dead_lettered_total";
     /// Size of the SQLite database in bytes, sampled at scrape time.
     pub const STORE_BYTES: &str = "eye_store_bytes";
     /// HTTP requests by `method`, matched `route` and `status`.
@@ -149,11 +152,6 @@ pub fn batch_committed(messages: usize, inserted: u64, duplicates: u64, elapsed:
 /// Records rejected events written to the errors log.
 pub fn errors_logged(n: u64) {
     counter!(names::ERRORS_LOGGED).increment(n);
-}
-
-/// Records a message moved to the dead-letter stream.
-pub fn message_dead_lettered() {
-    counter!(names::QUEUE_DEAD_LETTERED).increment(1);
 }
 
 /// Records `n` messages the queue refused or lost, and why (`full`, `unavailable`,
