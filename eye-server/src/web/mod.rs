@@ -184,9 +184,17 @@ pub async fn negotiate(State(state): State<AppState>, request: Request, next: Ne
     let wants_html =
         format_override(request.uri().query()).unwrap_or_else(|| prefers_html(request.headers()));
     let is_get = request.method() == Method::GET;
-    let Some(view) = view.filter(|_| is_get && wants_html) else {
+    let Some(view) = view.filter(|_| is_get) else {
         return next.run(request).await;
     };
+    if !wants_html {
+        // The same URL answers two representations: tell caches.
+        let mut answer = next.run(request).await;
+        answer
+            .headers_mut()
+            .append(header::VARY, HeaderValue::from_static("Accept"));
+        return answer;
+    }
     let ctx = ListContext {
         query: query_pairs(request.uri().query()),
         now: Some(state.clock.now()),

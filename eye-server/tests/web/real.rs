@@ -166,3 +166,67 @@ async fn docs_page_loads_only_the_vendored_viewer() {
     assert_eq!(schema, eye_core::event_schema().to_value());
     app.stop().await;
 }
+
+#[tokio::test]
+async fn pagination_links_and_filters_work_in_the_browser_view() {
+    let app = spawn_real().await;
+    let now = chrono::Utc::now();
+    let batch: Vec<_> = (0..12)
+        .map(|i| {
+            json!({"session_id": format!("p{}", i % 2), "category": "page_interaction", "name": "page_view",
+                "data": {"host": "a.example", "path": format!("/page-{i}")},
+                "timestamp": eye_core::format_timestamp(&(now - chrono::Duration::minutes(i)))})
+        })
+        .collect();
+    assert_eq!(app.post(&serde_json::Value::Array(batch)).await, 201);
+    let (_, first) = app.browse("/events?page_size=5&session_id=p0").await;
+    assert!(first.contains("page 1 of 2 · 6 results"), "{first}");
+    let next = first
+        .split("rel=\"next\" href=\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+        .replace("&amp;", "&");
+    let path = next.strip_prefix(&app.base).unwrap_or(&next).to_owned();
+    let (status, second) = app.browse(&path).await;
+    assert_eq!(status, 200);
+    assert!(second.contains("page 2 of 2"), "{second}");
+    assert!(
+        second.contains(r#"value="p0""#),
+        "the filter form keeps the filter"
+    );
+    assert!(!second.contains("/page-1<"), "only session p0's events");
+    let (status, past_end) = app.browse("/events?page=9").await;
+    assert_eq!(status, 404);
+    assert!(past_end.contains("Invalid page."));
+    let (status, slash) = app.browse("/events/").await;
+    assert_eq!(status, 200);
+    assert!(slash.contains("<h1>Events</h1>"));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn json_answers_of_negotiated_urls_vary_on_accept() {
+    let app = spawn_real().await;
+    let r = app
+        .client()
+        .get(format!("{}/events", app.base))
+        .bearer_auth(&app.key)
+        .send()
+        .await
+        .unwrap();
+    let vary: Vec<_> = r
+        .headers()
+        .get_all("vary")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_owned())
+        .collect();
+    let varies_on_accept = vary.iter().any(|v| {
+        v.split(',')
+            .any(|p| p.trim().eq_ignore_ascii_case("accept"))
+    });
+    assert!(varies_on_accept, "{vary:?}");
+    app.stop().await;
+}
