@@ -95,7 +95,7 @@ pub(super) async fn post(state: &AppState, request: Request, next: Next) -> Resp
     headers.remove(header::CONTENT_ENCODING);
     headers.remove(header::ACCEPT_ENCODING);
     let answer = next
-        .run(Request::from_parts(parts, Body::from(content)))
+        .run(Request::from_parts(parts, Body::from(content.clone())))
         .await;
     if answer.status().is_success() {
         return (
@@ -104,7 +104,17 @@ pub(super) async fn post(state: &AppState, request: Request, next: Next) -> Resp
         )
             .into_response();
     }
-    error_as_html(answer).await
+    if answer.status() == StatusCode::UNAUTHORIZED {
+        // Keep the challenge so the browser asks for the key.
+        return error_as_html(answer).await;
+    }
+    let status = answer.status();
+    let error = to_bytes(answer.into_body(), 1024 * 1024)
+        .await
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or(serde_json::Value::Null);
+    html_response(status, pages::rejected_post_page(status, &error, &content))
 }
 
 #[cfg(test)]

@@ -198,7 +198,6 @@ pub async fn negotiate(State(state): State<AppState>, request: Request, next: Ne
     let ctx = ListContext {
         query: query_pairs(request.uri().query()),
         now: Some(state.clock.now()),
-        form_error: None,
     };
     let answer = next.run(json_request(request)).await;
     render_answer(answer, |status, body| match view {

@@ -20,8 +20,6 @@ pub struct ListContext {
     pub query: Vec<(String, String)>,
     /// Now, for the example event in the post form.
     pub now: Option<DateTime<Utc>>,
-    /// A problem with the last form submission, shown above the form.
-    pub form_error: Option<String>,
 }
 
 impl ListContext {
@@ -156,14 +154,40 @@ pub fn events_page(answer: &Page<StoredEvent>, ctx: &ListContext) -> Markup {
         (pager(answer.count, &answer.next, &answer.previous, ctx))
         details { summary { "JSON" } pre { (pretty(answer)) } }
         h2 { "Post an event" }
-        @if let Some(problem) = &ctx.form_error { pre.error { (problem) } }
+        (post_form(&example_event(ctx.now.unwrap_or_else(Utc::now))))
+    };
+    page("Events", body)
+}
+
+/// The form that posts an event (or a batch) as JSON, pre-filled with `content`.
+fn post_form(content: &str) -> Markup {
+    html! {
         form method="post" action="/events" {
-            textarea name="content" id="content" spellcheck="false" { (example_event(ctx.now.unwrap_or_else(Utc::now))) }
+            textarea name="content" id="content" spellcheck="false" { (content) }
             p { button type="submit" id="post-event" { "POST" } " "
                 span.muted { "One event or a JSON array of events; sent as " code { "application/json" } " with your key." } }
         }
+    }
+}
+
+/// A form post the API refused: its error, and the form again with what was sent.
+pub fn rejected_post_page(status: StatusCode, body: &Value, content: &str) -> Markup {
+    let message = body["error"]["message"]
+        .as_str()
+        .unwrap_or("the API refused the event");
+    let title = format!(
+        "{} {}",
+        status.as_u16(),
+        status.canonical_reason().unwrap_or("")
+    );
+    let body = html! {
+        h1.error { (title) }
+        p { (message) " " a href="/events" { "Back to the events" } }
+        pre { (pretty(body)) }
+        h2 { "Post an event" }
+        (post_form(content))
     };
-    page("Events", body)
+    page(&title, body)
 }
 
 /// `GET /events/{id}` as HTML.

@@ -152,6 +152,12 @@ async fn rejected_form_post_shows_the_api_error_as_a_page() {
     assert_eq!(answer.status, StatusCode::BAD_REQUEST);
     assert!(answer.body.contains("validation_failed"));
     assert!(answer.body.starts_with("<!DOCTYPE html>"));
+    // The form comes back with what was sent, to fix and resend.
+    assert!(
+        answer
+            .body
+            .contains(r#"<textarea name="content" id="content" spellcheck="false">{}</textarea>"#)
+    );
 }
 
 #[tokio::test]

@@ -255,3 +255,14 @@ async fn real_answers_match_their_documented_schemas() {
     assert_documented(&doc, "/events", "get", 401, &r.json().await.unwrap());
     app.stop().await;
 }
+
+#[test]
+fn openapi_subcommand_prints_the_served_document() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_eye-server"))
+        .arg("openapi")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let printed: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(printed, document());
+}
