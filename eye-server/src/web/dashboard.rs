@@ -178,7 +178,7 @@ pub fn render(stats: &DashboardStats, queue: &QueueStatus) -> Markup {
                             tr {
                                 td { a href={ "/sessions/" (encode(&s.session_id)) "/events" } { (s.session_id) } }
                                 td.num { (s.event_count) }
-                                td.mono { (format_timestamp(&s.last_seen)) }
+                                td.mono title=(format_timestamp(&s.last_seen)) { (s.last_seen.format("%Y-%m-%d %H:%M:%S")) }
                                 td { (s.applications.join(", ")) }
                             }
                         }

@@ -66,7 +66,12 @@ fn session_link(session_id: &str) -> Markup {
 }
 
 fn type_badge(t: EventType) -> Markup {
-    html! { span.badge { span class={ "swatch t-" (t.name()) } {} (t.as_str()) } }
+    html! { span.badge title=(t.as_str()) { span class={ "swatch t-" (t.name()) } {} (t.name()) } }
+}
+
+/// A timestamp short enough for a table cell, the exact one on hover.
+fn short_time(t: &DateTime<Utc>) -> Markup {
+    html! { span title=(format_timestamp(t)) { (t.format("%Y-%m-%d %H:%M:%S")) } }
 }
 
 fn text_input(ctx: &ListContext, name: &str, label: &str, placeholder: &str) -> Markup {
@@ -96,23 +101,36 @@ fn page_size_and_submit(ctx: &ListContext) -> Markup {
 fn events_table(events: &[StoredEvent]) -> Markup {
     html! {
         table {
-            thead { tr { th { "timestamp" } th { "type" } th { "session" } th { "host" } th { "path" } th { "application" } th { "id" } } }
+            thead { tr { th { "timestamp" } th { "type" } th { "session" } th { "host" } th { "path" } th { "detail" } th { "application" } th { "id" } } }
             tbody {
                 @for e in events {
                     tr {
-                        td.mono { (format_timestamp(&e.timestamp)) }
+                        td.mono { (short_time(&e.timestamp)) }
                         td { (type_badge(e.event_type())) }
                         td { (session_link(e.session_id.as_str())) }
                         td { (e.payload.host().as_str()) }
                         td.mono.wrap { (e.payload.path().as_str()) }
+                        td.wrap { (detail(&e.payload)) }
                         td { (e.application) }
                         td.mono { a href={ "/events/" (e.id) } { (e.id.to_string()[..8]) "…" } }
                     }
                 }
-                @if events.is_empty() { tr { td colspan="7" .muted { "No events." } } }
+                @if events.is_empty() { tr { td colspan="8" .muted { "No events." } } }
             }
         }
     }
+}
+
+/// What sets an event apart beyond host and path: a CTA's element, a form's fields.
+fn detail(payload: &eye_core::Payload) -> String {
+    let value = payload.to_value();
+    if let Some(element) = value.get("element").and_then(Value::as_str) {
+        return element.to_owned();
+    }
+    value
+        .get("form")
+        .map(|form| truncate(&form.to_string(), 120))
+        .unwrap_or_default()
 }
 
 fn example_event(now: DateTime<Utc>) -> String {
@@ -274,7 +292,7 @@ pub fn errors_table(errors: &[ErrorRecord], compact: bool) -> Markup {
             tbody {
                 @for e in errors {
                     tr {
-                        td.mono { (format_timestamp(&e.received_at)) }
+                        td.mono { (short_time(&e.received_at)) }
                         @if !compact { td { (e.application) } }
                         td.mono.error { (e.codes.join(", ")) }
                         td { @for f in &e.errors { div { code { (f.path) } " " (f.message) } } }
