@@ -147,6 +147,13 @@ fn error_query_params() -> Vec<Value> {
     params
 }
 
+/// The seed README's example event.
+fn seed_example() -> Value {
+    json!({"session_id": "123", "category": "page_interaction", "name": "page_view",
+        "data": {"host": "www.consumeraffairs.com", "path": "/"},
+        "timestamp": "2022-01-01 00:00:00.000000"})
+}
+
 fn post_events() -> Value {
     json!({
         "tags": ["ingest"],
@@ -156,7 +163,22 @@ fn post_events() -> Value {
         "security": security(),
         "requestBody": {
             "required": true,
-            "content": {"application/json": {"schema": {"oneOf": [schema_ref("Event"), schema_ref("EventBatch")]}}}
+            "content": {"application/json": {
+                "schema": {"oneOf": [schema_ref("Event"), schema_ref("EventBatch")]},
+                "examples": {
+                    "page_view": {"summary": "One page view (the seed's example)", "value": seed_example()},
+                    "batch": {"summary": "A batch", "value": [seed_example(), {
+                        "id": "0190a3f0-8c2e-7cc3-8d4e-2b1a3f5e6d7c",
+                        "session_id": "123", "category": "page_interaction", "name": "cta_click",
+                        "data": {"host": "www.consumeraffairs.com", "path": "/", "element": "chat bubble"},
+                        "timestamp": "2022-01-01T00:00:05Z"
+                    }, {
+                        "session_id": "123", "category": "form_interaction", "name": "submit",
+                        "data": {"host": "www.consumeraffairs.com", "path": "/", "form": {"first_name": "John", "last_name": "Doe"}},
+                        "timestamp": "2022-01-01 00:00:09.000000"
+                    }]}
+                }
+            }}
         },
         "responses": responses(vec![
             ("201", {

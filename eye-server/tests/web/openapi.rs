@@ -266,3 +266,27 @@ fn openapi_subcommand_prints_the_served_document() {
     let printed: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(printed, document());
 }
+
+/// The request examples the document shows are events the server accepts.
+#[test]
+fn request_examples_are_valid_events() {
+    let doc = document();
+    let ctx = eye_core::ValidationContext::system();
+    let examples =
+        doc["paths"]["/events"]["post"]["requestBody"]["content"]["application/json"]["examples"]
+            .as_object()
+            .unwrap();
+    for (name, example) in examples {
+        let events = match &example["value"] {
+            Value::Array(items) => items.clone(),
+            single => vec![single.clone()],
+        };
+        for event in events {
+            let raw = serde_json::to_vec(&event).unwrap();
+            assert!(
+                eye_core::Event::parse_json(&raw, &ctx).is_ok(),
+                "{name}: {event}"
+            );
+        }
+    }
+}

@@ -122,6 +122,19 @@ async fn metrics_count_ingest_and_http_requests_by_route() {
     // The route template, not the raw path.
     assert!(text.contains(r#"route="/events/{id}""#), "{text}");
     assert!(!text.contains("0190a3f0-8c2e"));
+    // Unknown paths share one series instead of one per path.
+    let _ = app.browse("/no/such/path/42").await;
+    let text = app
+        .client()
+        .get(format!("{}/metrics", app.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(text.contains(r#"route="unmatched",status="404""#), "{text}");
+    assert!(!text.contains("/no/such/path"));
     app.stop().await;
 }
 
