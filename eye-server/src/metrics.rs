@@ -266,7 +266,12 @@ impl Queue for MeteredQueue {
 /// matched route is known.
 pub async fn track_http(request: Request, next: Next) -> Response {
     let start = Instant::now();
-    let method = request.method().as_str().to_owned();
+    // Methods are open-ended (any token is valid HTTP): bound the label's values.
+    let method = match request.method().as_str() {
+        m @ ("GET" | "POST" | "PUT" | "PATCH" | "DELETE" | "HEAD" | "OPTIONS") => m,
+        _ => "other",
+    }
+    .to_owned();
     let route = request
         .extensions()
         .get::<MatchedPath>()
