@@ -121,7 +121,8 @@ async fn start_driver(chromedriver: &Path) -> Driver {
         base: format!("http://127.0.0.1:{port}"),
     };
     let http = reqwest::Client::new();
-    for _ in 0..100 {
+    // Up to 30 s: CI starts it while other tests compete for the 2 cores.
+    for _ in 0..300 {
         if let Ok(r) = http.get(format!("{}/status", driver.base)).send().await
             && r.status().is_success()
         {
