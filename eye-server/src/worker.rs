@@ -231,6 +231,9 @@ impl Worker {
         self.claim_cursor = cursor;
         if self.claim_cursor == "0-0" {
             self.next_claim = Instant::now() + self.config.claim_interval();
+            // Once per scan: the number to scale workers on.
+            let backlog = self.stream.backlog().await?;
+            metrics::gauge!("eye_queue_backlog", "queue" => "redis").set(backlog as f64);
         }
         if !claimed.is_empty() {
             let n = claimed.len() as u64;
