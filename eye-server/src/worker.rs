@@ -12,11 +12,13 @@
 //!
 //! A batch the store refuses is retried message by message, so one bad message cannot
 //! hold back the others; the ones that still fail stay pending and come back through
-//! step 1. A message delivered more than `max_deliveries` times, or one that cannot be
-//! decoded (an unknown `type` tag from a newer API, corrupt JSON), is recorded in the
-//! errors log and moved to the dead-letter stream. Recording in the errors log comes
-//! first: if even that fails, the store is down, not the message, and nothing is
-//! dead-lettered.
+//! step 1. A message delivered more than `max_deliveries` times gets a last attempt on
+//! its own; if that fails too, it is recorded in the errors log and moved to the
+//! dead-letter stream, as is a message that cannot be decoded (an unknown `type` tag
+//! from a newer API, corrupt JSON). Recording in the errors log comes first: if even
+//! that fails, the store is down, not the message, and nothing is dead-lettered. So a
+//! store outage, however long, dead-letters nothing: after it, the last attempt
+//! succeeds.
 //!
 //! Redis or store failures never end the loop: the worker backs off (100 ms doubling
 //! to 5 s) and carries on where it was once they recover.
@@ -275,12 +277,7 @@ impl Worker {
                     good.push((entry.id, *m));
                 }
                 Decoded::Message(m) => {
-                    let reason = format!(
-                        "not stored after {} deliveries",
-                        deliveries.saturating_sub(1)
-                    );
-                    self.dead_letter(&entry, Some(*m), &reason, deliveries)
-                        .await?;
+                    self.last_chance(entry, *m, deliveries).await?;
                 }
                 Decoded::Undecodable(reason) => {
                     self.dead_letter(&entry, None, &reason, deliveries).await?;
@@ -309,6 +306,33 @@ impl Worker {
         }
         metrics::histogram!("eye_worker_batch_seconds").record(started.elapsed().as_secs_f64());
         Ok(())
+    }
+
+    /// An entry delivered more than `max_deliveries` times gets one more attempt on its
+    /// own before it is dead-lettered: its earlier failures may all have been a store
+    /// outage (then this attempt, after recovery, succeeds), not the message's fault.
+    async fn last_chance(
+        &mut self,
+        entry: StreamId,
+        message: Message,
+        deliveries: u64,
+    ) -> Result<(), StepError> {
+        let (result, message) = self.write(vec![message]).await;
+        match result {
+            Ok(outcome) => {
+                self.stream.ack(&[entry.id.as_str()]).await?;
+                self.count(outcome);
+                Ok(())
+            }
+            Err(e) => {
+                let reason = format!(
+                    "not stored after {} deliveries; last error: {e}",
+                    deliveries
+                );
+                let message = message.and_then(|mut m| m.pop());
+                self.dead_letter(&entry, message, &reason, deliveries).await
+            }
+        }
     }
 
     /// Writes each message alone, acknowledging the ones that commit. Fails when none
