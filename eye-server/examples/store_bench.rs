@@ -5,7 +5,8 @@
 //! cargo run --release -p eye-server --example store_bench -- [EVENTS] [SESSIONS] [DB_PATH]
 //! ```
 //!
-//! Defaults: 1,000,000 events over 10,000 sessions, in a temporary file. Events get
+//! Defaults: 1,000,000 events over 10,000 sessions, in a temporary file. With
+//! `STORE_BENCH_FILL_ONLY=1` it stops after filling (for profiling the write path). Events get
 //! UUIDv7 ids and are written in 1,000-event transactions (as the embedded queue's group
 //! commit does), spread over 30 days, 60% page views, 30% CTA clicks, 10% form submits,
 //! 80% from application `shop` and 20% from `crm`. Prints the write rate, then p50 and
@@ -219,6 +220,11 @@ async fn main() -> anyhow::Result<()> {
         "database file: {:.1} MiB",
         size.database_bytes as f64 / 1_048_576.0
     );
+
+    if std::env::var_os("STORE_BENCH_FILL_ONLY").is_some() {
+        store.close().await;
+        return Ok(());
+    }
 
     let mut rng = Rng(7);
     let mut session = move || session_name(rng.below(sessions));

@@ -111,6 +111,9 @@ impl Store {
                     // several transactions dirtied is copied back once, and there are
                     // 8x fewer fsyncs. Measured: 2.6x the write rate at 300k rows.
                     .pragma("wal_autocheckpoint", "8192")
+                    // After a checkpoint, a WAL that grew past 64 MiB (a reader held
+                    // an old snapshot) is truncated back instead of staying that big.
+                    .pragma("journal_size_limit", "67108864")
                     // Bounds `PRAGMA optimize` at close to a sample, not a table scan.
                     .pragma("analysis_limit", "400"),
             )
