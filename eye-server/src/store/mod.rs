@@ -14,18 +14,23 @@
 //!
 //! # Layout
 //!
-//! - `events`: [`Store::write_batch`] and the event, session and errors-log queries.
-//! - `sql`: how an [`eye_core::EventQuery`] becomes SQL (index choice, counts).
+//! - `write`: [`Store::write_batch`], the one write path for events and the errors log.
+//! - `events`: the event, session and errors-log queries.
+//! - `sql`: how an [`eye_core::EventQuery`] becomes SQL (index choice, count plan).
+//! - `count`: totals from the counters, and the deep-page seek through them.
+//! - `rows`: stored rows and their conversion to the model.
 //! - `apps`: applications and their keys.
 //! - `stats`: dashboard figures (totals by type, events per hour, newest sessions).
 
 mod apps;
+mod count;
 mod events;
 mod rows;
 mod sql;
 mod stats;
 #[cfg(test)]
 mod tests;
+mod write;
 
 use std::str::FromStr;
 use std::time::Duration;

@@ -4,7 +4,7 @@
 use eye_core::EventQuery;
 
 use super::*;
-use crate::store::events::SEEK_FROM_OFFSET;
+use crate::store::count::SEEK_FROM_OFFSET;
 
 /// (timestamp, id, category, application) of a stored event.
 type Row = (DateTime<Utc>, Uuid, &'static str, &'static str);
@@ -99,7 +99,7 @@ async fn seek_leaves_less_than_an_hour_of_events_to_skip() {
     let plan = crate::store::sql::EventPlan::new(&EventQuery::new()).unwrap();
     let mut conn = store.pool().acquire().await.unwrap();
     // Act
-    let (narrowed, offset) = crate::store::events::seek(&mut conn, &plan, 2500)
+    let (narrowed, offset) = crate::store::count::seek(&mut conn, &plan, 2500)
         .await
         .unwrap();
     // Assert
