@@ -3,10 +3,12 @@
 
 use sqlx::{AssertSqlSafe, SqliteConnection};
 
+use eye_core::ErrorQuery;
+
 use super::StoreError;
-use super::events::{bind_as, bind_scalar};
-use super::rows::{HOUR_MICROS, hour_of};
-use super::sql::{Arg, CountPlan, EventPlan};
+use super::events::{bind_as, bind_scalar, error_filter};
+use super::rows::{HOUR_MICROS, hour_of, to_micros};
+use super::sql::{Arg, CountPlan, EventPlan, Filter, hour_split};
 
 /// Counts the events `plan` matches without scanning the table: from the counters
 /// when no session or time filter applies, from the hourly counters plus the partial
@@ -154,6 +156,81 @@ async fn count_direct(
     end: Option<i64>,
 ) -> Result<i64, StoreError> {
     let (sql, f) = plan.count_sql(start, end);
+    Ok(
+        bind_scalar(sqlx::query_scalar::<_, i64>(AssertSqlSafe(sql)), &f.args)
+            .fetch_one(&mut *conn)
+            .await?,
+    )
+}
+
+/// Counts the errors-log entries `query` matches: from `error_hours` for whole hours
+/// (every hour when there is no time filter) plus the partial hours at the edges of a
+/// time range from the index.
+pub(crate) async fn count_errors(
+    conn: &mut SqliteConnection,
+    query: &ErrorQuery,
+) -> Result<u64, StoreError> {
+    let start = query.time.start.map(to_micros);
+    let end = query.time.end.map(to_micros);
+    let counters = |first: Option<i64>, last_exclusive: Option<i64>| {
+        let mut f = Filter::default();
+        f.push(
+            "code = ?",
+            Arg::Text(query.code.clone().unwrap_or_default()),
+        );
+        if let Some(a) = &query.application {
+            f.push("application = ?", Arg::Text(a.clone()));
+        }
+        if let Some(h) = first {
+            f.push("hour >= ?", Arg::Int(h));
+        }
+        if let Some(h) = last_exclusive {
+            f.push("hour < ?", Arg::Int(h));
+        }
+        f
+    };
+    let total = match hour_split(start, end) {
+        CountPlan::Direct => count_errors_direct(conn, query, start, end).await?,
+        CountPlan::Totals => sum_error_hours(conn, &counters(None, None)).await?,
+        CountPlan::Hours {
+            first_hour,
+            last_hour_exclusive,
+            head,
+            tail,
+        } => {
+            let mut n = sum_error_hours(conn, &counters(first_hour, last_hour_exclusive)).await?;
+            for (s, e) in [head, tail].into_iter().flatten() {
+                if s <= e {
+                    n += count_errors_direct(conn, query, Some(s), Some(e)).await?;
+                }
+            }
+            n
+        }
+    };
+    Ok(u64::try_from(total).unwrap_or(0))
+}
+
+async fn sum_error_hours(conn: &mut SqliteConnection, f: &Filter) -> Result<i64, StoreError> {
+    let sql = format!(
+        "SELECT coalesce(sum(errors), 0) FROM error_hours{}",
+        f.sql()
+    );
+    Ok(
+        bind_scalar(sqlx::query_scalar::<_, i64>(AssertSqlSafe(sql)), &f.args)
+            .fetch_one(&mut *conn)
+            .await?,
+    )
+}
+
+/// `count(*)` of the errors log over its index, restricted to `[start, end]`.
+async fn count_errors_direct(
+    conn: &mut SqliteConnection,
+    query: &ErrorQuery,
+    start: Option<i64>,
+    end: Option<i64>,
+) -> Result<i64, StoreError> {
+    let (from, f) = error_filter(query, start, end);
+    let sql = format!("SELECT count(*) FROM {from}{}", f.sql());
     Ok(
         bind_scalar(sqlx::query_scalar::<_, i64>(AssertSqlSafe(sql)), &f.args)
             .fetch_one(&mut *conn)

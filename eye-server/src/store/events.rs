@@ -163,13 +163,11 @@ impl Store {
         &self,
         query: &ErrorQuery,
     ) -> Result<(u64, Vec<ErrorRecord>), StoreError> {
-        let (from, filter) = error_filter(query);
+        let start = query.time.start.map(to_micros);
+        let end = query.time.end.map(to_micros);
+        let (from, filter) = error_filter(query, start, end);
         let mut conn = self.pool.begin().await?;
-        let count_sql = format!("SELECT count(*) FROM {from}{}", filter.sql());
-        let count: i64 = bind_scalar(sqlx::query_scalar(AssertSqlSafe(count_sql)), &filter.args)
-            .fetch_one(&mut *conn)
-            .await?;
-        let count = u64::try_from(count).unwrap_or(0);
+        let count = count::count_errors(&mut conn, query).await?;
         let p = &query.pagination;
         if count == 0 || p.offset() >= count {
             return Ok((count, Vec::new()));
@@ -199,8 +197,13 @@ impl Store {
     }
 }
 
-/// The `FROM` and `WHERE` of an errors-log query.
-fn error_filter(query: &ErrorQuery) -> (&'static str, Filter) {
+/// The `FROM` and `WHERE` of an errors-log query, restricted to received times in
+/// `[start, end]` (microseconds).
+pub(crate) fn error_filter(
+    query: &ErrorQuery,
+    start: Option<i64>,
+    end: Option<i64>,
+) -> (&'static str, Filter) {
     let mut f = Filter::default();
     let (from, time_col) = if let Some(code) = &query.code {
         f.push("c.code = ?", Arg::Text(code.clone()));
@@ -216,11 +219,11 @@ fn error_filter(query: &ErrorQuery) -> (&'static str, Filter) {
     if let Some(app) = &query.application {
         f.push("e.application = ?", Arg::Text(app.clone()));
     }
-    if let Some(s) = query.time.start {
-        f.push_owned(format!("{time_col} >= ?"), Arg::Int(to_micros(s)));
+    if let Some(s) = start {
+        f.push_owned(format!("{time_col} >= ?"), Arg::Int(s));
     }
-    if let Some(e) = query.time.end {
-        f.push_owned(format!("{time_col} <= ?"), Arg::Int(to_micros(e)));
+    if let Some(e) = end {
+        f.push_owned(format!("{time_col} <= ?"), Arg::Int(e));
     }
     (from, f)
 }

@@ -269,6 +269,19 @@ async fn log_error(conn: &mut SqliteConnection, r: &RejectedEvent) -> Result<boo
     let Some(id) = id else {
         return Ok(false);
     };
+    // The entry counts once under code '' and once under each of its codes.
+    let hour = hour_of(received_at);
+    for code in std::iter::once("").chain(codes.iter().map(String::as_str)) {
+        sqlx::query(
+            "INSERT INTO error_hours (hour, application, code, errors) VALUES (?, ?, ?, 1) \
+             ON CONFLICT DO UPDATE SET errors = errors + 1",
+        )
+        .bind(hour)
+        .bind(r.application.as_str())
+        .bind(code)
+        .execute(&mut *conn)
+        .await?;
+    }
     for code in &codes {
         sqlx::query("INSERT INTO error_codes (code, received_at, error_id) VALUES (?, ?, ?)")
             .bind(code.as_str())
