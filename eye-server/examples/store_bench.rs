@@ -6,7 +6,9 @@
 //! ```
 //!
 //! Defaults: 1,000,000 events over 10,000 sessions, in a temporary file. With
-//! `STORE_BENCH_FILL_ONLY=1` it stops after filling (for profiling the write path). Events get
+//! `STORE_BENCH_FILL_ONLY=1` it stops after filling (for profiling the write path);
+//! with `STORE_BENCH_LOCAL_SESSIONS=1` each event goes to one of about 50 sessions
+//! active around its time instead of a uniformly random one. Events get
 //! UUIDv7 ids and are written in 1,000-event transactions (as the embedded queue's group
 //! commit does), spread over 30 days, 60% page views, 30% CTA clicks, 10% form submits,
 //! 80% from application `shop` and 20% from `crm`. Prints the write rate, then p50 and
@@ -55,12 +57,20 @@ fn session_name(i: u64) -> String {
     format!("session-{i:05}")
 }
 
-/// Event `i` of `total`: time-ordered with jitter, random session, type and application.
-fn make_event(rng: &mut Rng, i: u64, total: u64, sessions: u64) -> Message {
+/// Event `i` of `total`: time-ordered with jitter, random type and application. The
+/// session is uniformly random over all sessions (every session spans the whole 30
+/// days: the worst case for the session index), or with `local` one of about 50
+/// sessions active around that time, as real visits are.
+fn make_event(rng: &mut Rng, i: u64, total: u64, sessions: u64, local: bool) -> Message {
     let micros = (i as i128 * SPAN_SECS as i128 * 1_000_000 / total.max(1) as i128) as i64
         + rng.below(60_000_000) as i64;
     let at = start() + chrono::Duration::microseconds(micros);
-    let session = session_name(rng.below(sessions));
+    let session = if local {
+        let centre = i * sessions / total.max(1);
+        session_name((centre + rng.below(50)).min(sessions - 1))
+    } else {
+        session_name(rng.below(sessions))
+    };
     let path = format!("/products/{}", rng.below(500));
     let event = match rng.below(10) {
         0..=5 => Event::page_view(&session, "shop.example.com", &path),
@@ -170,9 +180,17 @@ async fn main() -> anyhow::Result<()> {
         .unwrap_or_else(|| dir.path().join("bench.db").display().to_string());
     let store = Store::open(&format!("sqlite://{path}")).await?;
 
+    let local = std::env::var_os("STORE_BENCH_LOCAL_SESSIONS").is_some();
     let existing = store.total_events().await?;
     if existing == 0 {
-        println!("filling {total} events over {sessions} sessions into {path}");
+        println!(
+            "filling {total} events over {sessions} sessions ({}) into {path}",
+            if local {
+                "about 50 active at a time"
+            } else {
+                "uniformly random"
+            }
+        );
         let mut rng = Rng(42);
         let mut write_time = Duration::ZERO;
         let mut window = Duration::ZERO;
@@ -181,7 +199,7 @@ async fn main() -> anyhow::Result<()> {
         while i < total {
             let n = (total - i).min(BATCH as u64);
             let batch: Vec<Message> = (i..i + n)
-                .map(|j| make_event(&mut rng, j, total, sessions))
+                .map(|j| make_event(&mut rng, j, total, sessions, local))
                 .collect();
             let t = Instant::now();
             let cpu = cpu_time();
