@@ -243,3 +243,39 @@ async fn json_answers_of_negotiated_urls_vary_on_accept() {
     assert!(varies_on_accept, "{vary:?}");
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_key_without_the_query_scope_sees_no_data_in_the_browser() {
+    use eye_server::auth::{generate_key, hash_key};
+    use eye_server::store::{NewApp, Scopes};
+    let app = spawn_real().await;
+    let ingest_only = generate_key();
+    app.state
+        .store
+        .create_app(&NewApp {
+            name: "sender".into(),
+            key_hash: hash_key(&ingest_only),
+            scopes: Scopes {
+                ingest: true,
+                query: false,
+            },
+        })
+        .await
+        .unwrap();
+    for path in ["/", "/events", "/errors"] {
+        let r = app
+            .client()
+            .get(format!("{}{path}", app.base))
+            .basic_auth("x", Some(&ingest_only))
+            .header("accept", BROWSER)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 403, "{path}");
+        assert!(
+            r.text().await.unwrap().contains("lacks the `query` scope"),
+            "{path}"
+        );
+    }
+    app.stop().await;
+}
