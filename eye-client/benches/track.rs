@@ -67,3 +67,10 @@ fn track_into_full_buffer(bencher: Bencher) {
         .with_inputs(|| e.clone())
         .bench_local_values(|e| client.track(e));
 }
+
+/// For comparison: the uuid crate's own generator, which `track` does not use (it
+/// takes a process-wide lock and a system call per id).
+#[divan::bench]
+fn uuid_crate_now_v7() -> uuid::Uuid {
+    uuid::Uuid::now_v7()
+}
