@@ -119,6 +119,7 @@ async fn metrics_count_ingest_and_http_requests_by_route() {
     assert!(text.contains("eye_commit_duration_seconds_bucket"));
     assert!(text.contains("eye_queue_backlog"));
     assert!(text.contains("eye_store_bytes"));
+    assert!(text.contains("eye_http_request_duration_seconds_bucket"));
     // The route template, not the raw path.
     assert!(text.contains(r#"route="/events/{id}""#), "{text}");
     assert!(!text.contains("0190a3f0-8c2e"));
