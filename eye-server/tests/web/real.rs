@@ -280,3 +280,21 @@ async fn a_key_without_the_query_scope_sees_no_data_in_the_browser() {
     }
     app.stop().await;
 }
+
+#[tokio::test]
+async fn unknown_path_is_a_404_page_for_a_browser_and_json_for_a_client() {
+    let app = spawn_real().await;
+    let (status, page) = app.browse("/no/such/page").await;
+    assert_eq!(status, 404);
+    assert!(page.starts_with("<!DOCTYPE html>"), "{page}");
+    let r = app
+        .client()
+        .get(format!("{}/no/such/page", app.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 404);
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "not_found");
+    app.stop().await;
+}
