@@ -81,6 +81,8 @@ async fn dashboard_shows_totals_newest_sessions_and_errors() {
     assert!(page.contains("<svg"));
     // One bar segment for the CTA click in the current hour.
     assert!(page.contains(r#"class="bar t1""#));
+    let (_, refreshing) = app.browse("/?refresh=1").await;
+    assert!(refreshing.contains(r#"<meta http-equiv="refresh" content="5">"#));
     app.stop().await;
 }
 
