@@ -1,21 +1,31 @@
-//! The command line: `serve` (default), `worker`, `migrate`, `apps`, `schema`.
+//! The command line: `serve` (default), `worker`, `migrate`, `apps`, `schema`, `openapi`.
 
 use std::sync::Arc;
 
 use anyhow::Context;
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::auth::{Authenticator, generate_key, hash_key};
 use crate::clock::SystemClock;
 use crate::config::{ServeConfig, StoreConfig};
 use crate::queue::Queue;
 use crate::queue::embedded::{EmbeddedConfig, EmbeddedQueue};
+use crate::queue::redis::{RedisQueue, RedisQueueConfig};
 use crate::state::AppState;
 use crate::store::{NewApp, Scopes, Store};
+use crate::worker::WorkerConfig;
 
 /// The Eye: collects user web interactions from trusted applications.
 #[derive(Debug, Parser)]
-#[command(name = "eye-server", version, about)]
+// Flags go after the subcommand they belong to: `eye-server --database-url X migrate`
+// is refused rather than silently migrating the default database. (`--log-format` is
+// global: it goes anywhere after the subcommand.)
+#[command(
+    name = "eye-server",
+    version,
+    about,
+    args_conflicts_with_subcommands = true
+)]
 pub struct Cli {
     /// Log format.
     #[arg(long, env = "EYE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
@@ -50,13 +60,29 @@ pub enum Command {
     Apps {
         /// The database.
         #[command(flatten)]
-        store: StoreConfig,
+        store: AppsStore,
         /// What to do.
         #[command(subcommand)]
         command: AppsCommand,
     },
     /// Print the JSON Schema of the event format.
     Schema,
+    /// Print the OpenAPI 3.1 document of the HTTP API (what `GET /openapi.json` serves).
+    Openapi,
+}
+
+/// Where the `apps` commands find the database. Global within `apps`, so both
+/// `apps --database-url X create shop` and `apps create shop --database-url X` work.
+#[derive(Debug, Clone, Args)]
+pub struct AppsStore {
+    /// SQLite database URL; the file is created when missing.
+    #[arg(
+        long,
+        env = "EYE_DATABASE_URL",
+        default_value = "sqlite://eye.db",
+        global = true
+    )]
+    pub database_url: String,
 }
 
 /// `apps` subcommands.
@@ -122,10 +148,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             print!("{}", eye_core::event_schema_json());
             Ok(())
         }
+        Some(Command::Openapi) => {
+            print!("{}", crate::openapi::document_json());
+            Ok(())
+        }
     }
 }
 
-async fn apps(store: &StoreConfig, command: AppsCommand) -> anyhow::Result<()> {
+async fn apps(store: &AppsStore, command: AppsCommand) -> anyhow::Result<()> {
     let store = Store::open(&store.database_url).await?;
     match command {
         AppsCommand::Create { name, scope } => {
@@ -184,7 +214,21 @@ async fn first_run(store: &Store, config: &ServeConfig) -> anyhow::Result<()> {
 /// Builds the queue the configuration asks for.
 pub async fn make_queue(store: &Store, config: &ServeConfig) -> anyhow::Result<Arc<dyn Queue>> {
     if config.queue.redis_url.is_some() {
-        anyhow::bail!("the Redis queue is not available in this build yet");
+        let queue = RedisQueue::connect(RedisQueueConfig::from(&config.queue))
+            .context("invalid Redis URL")?
+            .with_store_check(store.clone());
+        if config.no_worker {
+            tracing::info!("Redis queue without a worker (--no-worker): run `eye-server worker`");
+        } else {
+            queue
+                .start_worker(
+                    store.clone(),
+                    WorkerConfig::from_queue_config(&config.queue),
+                )
+                .await
+                .context("starting the worker")?;
+        }
+        return Ok(Arc::new(queue));
     }
     Ok(Arc::new(EmbeddedQueue::start(
         store.clone(),
@@ -203,7 +247,7 @@ pub async fn build_state(config: ServeConfig) -> anyhow::Result<AppState> {
     let store = Store::open(&config.store.database_url)
         .await
         .with_context(|| format!("opening the store at {}", config.store.database_url))?;
-    let queue = make_queue(&store, &config).await?;
+    let queue = crate::metrics::MeteredQueue::wrap(make_queue(&store, &config).await?);
     Ok(AppState {
         queue,
         auth: Authenticator::new(store.clone(), config.http.insecure_no_auth),
@@ -226,10 +270,59 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(config.http.bind)
         .await
         .with_context(|| format!("binding {}", config.http.bind))?;
+    // Signal handlers go in before the "listening" line tells anyone we are ready.
+    let shutdown = crate::server::shutdown_signal();
     tracing::info!(addr = %listener.local_addr()?, queue = state.queue.kind(), "The Eye is listening");
     let store = state.store.clone();
-    crate::server::run(listener, state, crate::server::shutdown_signal()).await?;
+    crate::server::run(listener, state, shutdown).await?;
     store.close().await;
     tracing::info!("stopped cleanly");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    #[test]
+    fn command_line_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn apps_database_url_may_come_before_or_after_the_subcommand() {
+        for args in [
+            &[
+                "eye-server",
+                "apps",
+                "--database-url",
+                "sqlite://x.db",
+                "list",
+            ][..],
+            &[
+                "eye-server",
+                "apps",
+                "create",
+                "shop",
+                "--database-url",
+                "sqlite://x.db",
+            ][..],
+        ] {
+            let cli = Cli::try_parse_from(args).unwrap();
+            let Some(Command::Apps { store, .. }) = cli.command else {
+                panic!("not apps: {args:?}")
+            };
+            assert_eq!(store.database_url, "sqlite://x.db");
+        }
+    }
+
+    #[test]
+    fn serve_flags_before_another_subcommand_are_refused() {
+        let r = Cli::try_parse_from(["eye-server", "--database-url", "sqlite://x.db", "migrate"]);
+        assert!(r.is_err(), "{r:?}");
+        assert!(Cli::try_parse_from(["eye-server", "schema", "--log-format", "json"]).is_ok());
+        assert!(Cli::try_parse_from(["eye-server", "--bind", "127.0.0.1:9000"]).is_ok());
+    }
 }

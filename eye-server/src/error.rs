@@ -40,6 +40,19 @@ pub enum ApiError {
         /// Events allowed.
         max: usize,
     },
+    /// The body cannot be read or decoded, e.g. corrupt gzip (400 `invalid_body`).
+    #[error("invalid body: {0}")]
+    InvalidBody(String),
+    /// A `Content-Encoding` other than `gzip` or `identity` (415
+    /// `unsupported_encoding`).
+    #[error("unsupported content encoding {0:?}")]
+    UnsupportedEncoding(String),
+    /// The request took longer than the configured timeout (408 `timeout`).
+    #[error("request timed out")]
+    Timeout,
+    /// The route exists but not with this method (405 `method_not_allowed`).
+    #[error("method not allowed")]
+    MethodNotAllowed,
     /// An empty batch (400 `empty_batch`).
     #[error("empty batch")]
     EmptyBatch,
@@ -93,10 +106,16 @@ impl ApiError {
     /// The HTTP status.
     pub fn status(&self) -> StatusCode {
         match self {
-            Self::Validation(_) | Self::MalformedJson(_) | Self::EmptyBatch | Self::Query(_) => {
-                StatusCode::BAD_REQUEST
+            Self::Validation(_)
+            | Self::MalformedJson(_)
+            | Self::InvalidBody(_)
+            | Self::EmptyBatch
+            | Self::Query(_) => StatusCode::BAD_REQUEST,
+            Self::UnsupportedMediaType | Self::UnsupportedEncoding(_) => {
+                StatusCode::UNSUPPORTED_MEDIA_TYPE
             }
-            Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::Timeout => StatusCode::REQUEST_TIMEOUT,
+            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::PayloadTooLarge { .. } | Self::BatchTooLarge { .. } => {
                 StatusCode::PAYLOAD_TOO_LARGE
             }
@@ -114,6 +133,10 @@ impl ApiError {
             Self::Validation(_) => "validation_failed",
             Self::MalformedJson(_) => "malformed_json",
             Self::UnsupportedMediaType => "unsupported_media_type",
+            Self::InvalidBody(_) => "invalid_body",
+            Self::UnsupportedEncoding(_) => "unsupported_encoding",
+            Self::Timeout => "timeout",
+            Self::MethodNotAllowed => "method_not_allowed",
             Self::PayloadTooLarge { .. } => "payload_too_large",
             Self::BatchTooLarge { .. } => "batch_too_large",
             Self::EmptyBatch => "empty_batch",
@@ -145,6 +168,20 @@ impl ApiError {
             Self::BatchTooLarge { len, max } => (
                 format!("a batch holds at most {max} events; this one has {len}: split it"),
                 json!({ "len": len, "max": max }),
+            ),
+            Self::InvalidBody(why) => (format!("cannot read the request body: {why}"), Value::Null),
+            Self::UnsupportedEncoding(enc) => (
+                format!("Content-Encoding `{enc}` is not supported; send `gzip` or no encoding"),
+                json!({ "supported": ["gzip", "identity"] }),
+            ),
+            Self::Timeout => (
+                "the request took too long; if it was an ingest, retry it with the same event ids"
+                    .into(),
+                Value::Null,
+            ),
+            Self::MethodNotAllowed => (
+                "this route does not answer that method; see the `Allow` header".into(),
+                Value::Null,
             ),
             Self::EmptyBatch => ("the batch is empty".into(), Value::Null),
             Self::Query(e) => (

@@ -203,6 +203,8 @@ async fn commit_group(store: &Store, group: Vec<Job>, backlog: &AtomicU64) {
     let outcome = store.write_batch(&messages).await;
     match outcome {
         Ok(_) => {
+            tracing::debug!(requests = waiters.len(), messages = size, "group committed");
+            metrics::histogram!("eye_commit_group_messages").record(size as f64);
             for (done, _) in waiters {
                 let _ = done.send(Ok(()));
             }

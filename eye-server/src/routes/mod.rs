@@ -1,11 +1,144 @@
-//! HTTP routes. Each file owns one resource and ends with its `router()`.
+//! HTTP routes. Each file owns one resource and ends with its `router()`;
+//! [`router`] merges them (one `.merge(x::router())` per file) and adds the middleware.
+//!
+//! | route | scope | answers |
+//! |---|---|---|
+//! | `POST /events`, `/events/` | ingest | 201, 400, 401, 403, 413, 415, 503 |
+//! | `GET /events`, `/events/` | query | 200, 400, 401, 403, 404 (`Invalid page.`) |
+//! | `GET /events/{id}` | query | 200, 404 |
+//! | `GET /sessions/{session_id}` | query | 200, 404 |
+//! | `GET /sessions/{session_id}/events` | query | 200, 404 |
+//! | `GET /errors` | query | 200, 400, 404 |
+//! | `GET /healthz`, `/readyz` | none | 200, 503 |
+//! | `GET /` (dashboard, HTML) | query | 200, 401 |
+//! | `GET /openapi.json`, `/docs`, `/schema`, `/metrics`, `/assets/*` | none | 200 |
+//!
+//! Every `GET` above that answers JSON answers HTML to a browser ([`crate::web`]).
+//!
+//! Middleware, outermost first: request id (`x-request-id`, set when missing and
+//! echoed), tracing, response compression, JSON bodies for the errors the layers
+//! answer themselves (405, 408, 413), the request timeout and the body limit.
+
+pub mod errors;
+pub mod events;
+pub mod health;
+pub mod ingest;
+pub mod listing;
+pub mod sessions;
 
 use axum::Router;
+use axum::body::Body;
+use axum::http::{HeaderValue, Request, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use tower::ServiceBuilder;
+use tower_http::compression::CompressionLayer;
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
 
+use crate::error::ApiError;
 use crate::state::AppState;
 
 /// The whole HTTP API, with its middleware (limits, timeouts, tracing, compression).
 pub fn router(state: AppState) -> Router {
-    let _ = &state;
-    todo!("http helper")
+    crate::metrics::install();
+    let http = &state.config.http;
+    let max_body = http.max_body_bytes;
+    let timeout = http.request_timeout();
+    Router::new()
+        .merge(ingest::router())
+        .merge(events::router())
+        .merge(sessions::router())
+        .merge(errors::router())
+        .merge(health::router())
+        .merge(crate::openapi::router())
+        .merge(crate::web::router())
+        .merge(crate::metrics::router())
+        .fallback(not_found)
+        // Browsers get the JSON answers above as HTML pages (needs the matched route).
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::web::negotiate,
+        ))
+        .with_state(state)
+        // `Router::layer` wraps what is already there: innermost first.
+        .layer(RequestBodyLimitLayer::new(max_body))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            timeout,
+        ))
+        .layer(axum::middleware::map_response(move |r: Response| {
+            json_layer_errors(r, max_body)
+        }))
+        .layer(
+            ServiceBuilder::new()
+                .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+                .layer(
+                    TraceLayer::new_for_http()
+                        .make_span_with(request_span)
+                        // One INFO line per request: status and latency, inside the
+                        // span (method, route, path, request id, application).
+                        .on_response(
+                            tower_http::trace::DefaultOnResponse::new()
+                                .level(tracing::Level::INFO)
+                                .latency_unit(tower_http::LatencyUnit::Micros),
+                        ),
+                )
+                .layer(PropagateRequestIdLayer::x_request_id())
+                .layer(CompressionLayer::new()),
+        )
+        // Outermost, so it sees the final status of every request (408s and 413s
+        // included); per route, so the matched route is known.
+        .layer(axum::middleware::from_fn(crate::metrics::track_http))
+}
+
+fn request_span(request: &Request<Body>) -> tracing::Span {
+    let id = request
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("-");
+    let route = request
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or("unmatched", |p| p.as_str());
+    tracing::info_span!(
+        "request",
+        method = %request.method(),
+        route = %route,
+        path = %request.uri().path(),
+        request_id = %id,
+        // Filled in by authentication (`auth::record_application`).
+        application = tracing::field::Empty,
+    )
+}
+
+async fn not_found() -> ApiError {
+    ApiError::NotFound("route")
+}
+
+/// Gives the answers that layers produce on their own (an empty 405 from the router,
+/// a plain-text 413 from the body limit, an empty 408 from the timeout) the same JSON
+/// error body as every other error.
+async fn json_layer_errors(response: Response, max_body: usize) -> Response {
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if is_json {
+        return response;
+    }
+    let error = match response.status() {
+        StatusCode::METHOD_NOT_ALLOWED => ApiError::MethodNotAllowed,
+        StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge { limit: max_body },
+        StatusCode::REQUEST_TIMEOUT => ApiError::Timeout,
+        _ => return response,
+    };
+    let allow: Option<HeaderValue> = response.headers().get(header::ALLOW).cloned();
+    let mut json = error.into_response();
+    if let Some(allow) = allow {
+        json.headers_mut().insert(header::ALLOW, allow);
+    }
+    json
 }

@@ -1,0 +1,372 @@
+//! `POST /events`: one event or a batch, validated at the edge, then queued.
+//!
+//! What reaches the queue is already parsed ([`eye_core::Event`]); the raw JSON of a
+//! rejected event only travels to the errors log. The handler answers once the queue
+//! says the messages are durable (committed to SQLite in embedded mode), so a 2xx is
+//! a promise:
+//!
+//! - one valid event: `201` with an [`IngestResponse`] and `Location: /events/{id}`;
+//! - one invalid event: `400 validation_failed` with every problem;
+//! - a batch (JSON array of 1 to [`MAX_BATCH_EVENTS`]): `201` with one result per event
+//!   when at least one was accepted, `400` with the same body when none was;
+//! - the queue cannot take them: `503` with `Retry-After`, nothing accepted.
+
+use std::io::Read;
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use chrono::{DateTime, Utc};
+use eye_core::{
+    ErrorCode, Event, EventResult, FieldError, IngestResponse, MAX_BATCH_EVENTS, ValidationContext,
+    ValidationErrors, truncate_to_micros,
+};
+use serde_json::Value;
+use serde_json::value::RawValue;
+use uuid::Uuid;
+
+use crate::auth::{Caller, IngestCaller};
+use crate::error::ApiError;
+use crate::queue::{AcceptedEvent, MAX_LOGGED_PAYLOAD, Message, RejectedEvent};
+use crate::state::AppState;
+
+/// `POST /events` and `POST /events/`.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/events", post(create_events))
+        .route("/events/", post(create_events))
+}
+
+async fn create_events(
+    State(state): State<AppState>,
+    IngestCaller(caller): IngestCaller,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    check_content_type(&headers)?;
+    let limit = state.config.http.max_body_bytes;
+    let raw = read_body(body, &headers, limit).await?;
+    let now = truncate_to_micros(state.clock.now());
+    let edge = Edge {
+        ctx: ValidationContext::at(now).with_max_clock_skew(state.config.ingest.max_clock_skew()),
+        max_event_bytes: state.config.ingest.max_event_bytes,
+        caller: &caller,
+        now,
+    };
+    let parsed = match parse_body(&raw, &edge) {
+        Ok(parsed) => parsed,
+        Err(error) => {
+            if let ApiError::MalformedJson(why) = &error {
+                // Not an event at all, but the team monitors these too.
+                let rejected = edge.rejected(
+                    ValidationErrors::single(FieldError::new(
+                        "",
+                        ErrorCode::InvalidJson,
+                        why.clone(),
+                    )),
+                    &String::from_utf8_lossy(&raw),
+                );
+                log_rejections(&state, vec![Message::RejectedV1(rejected)]).await;
+            }
+            return Err(error);
+        }
+    };
+    respond(&state, parsed).await
+}
+
+/// What the edge needs to turn JSON into queue messages.
+struct Edge<'a> {
+    ctx: ValidationContext,
+    max_event_bytes: usize,
+    caller: &'a Caller,
+    now: DateTime<Utc>,
+}
+
+/// One event of the request, judged.
+enum Outcome {
+    Accepted(AcceptedEvent),
+    Rejected(RejectedEvent, ValidationErrors),
+}
+
+/// The request, judged: one event, or a batch.
+enum Parsed {
+    Single(Outcome),
+    Batch(Vec<Outcome>),
+}
+
+impl Edge<'_> {
+    /// Judges one event given as raw JSON text (already known to be valid JSON).
+    fn judge(&self, json: &str, value: &Value) -> Outcome {
+        let result = if json.len() > self.max_event_bytes {
+            Err(ValidationErrors::single(FieldError::new(
+                "",
+                ErrorCode::EventTooLarge,
+                format!(
+                    "event is {} bytes of JSON; at most {} are allowed",
+                    json.len(),
+                    self.max_event_bytes
+                ),
+            )))
+        } else {
+            Event::parse_value(value, &self.ctx)
+        };
+        match result {
+            Ok(event) => Outcome::Accepted(AcceptedEvent {
+                id: event.id().unwrap_or_else(Uuid::now_v7),
+                application: self.caller.application.clone(),
+                received_at: self.now,
+                event,
+            }),
+            Err(errors) => Outcome::Rejected(self.rejected(errors.clone(), json), errors),
+        }
+    }
+
+    fn rejected(&self, errors: ValidationErrors, payload: &str) -> RejectedEvent {
+        RejectedEvent {
+            key: Uuid::now_v7(),
+            application: self.caller.application.clone(),
+            received_at: self.now,
+            errors: errors.into_vec(),
+            payload: truncate_payload(payload),
+        }
+    }
+}
+
+/// Parses the body as one event (a JSON object) or a batch (a JSON array).
+fn parse_body(raw: &[u8], edge: &Edge<'_>) -> Result<Parsed, ApiError> {
+    let first = raw.iter().find(|b| !b.is_ascii_whitespace());
+    match first {
+        None => Err(ApiError::MalformedJson(
+            "the body is empty; send one event object or an array of events".into(),
+        )),
+        Some(b'[') => {
+            let items: Vec<&RawValue> =
+                serde_json::from_slice(raw).map_err(|e| ApiError::MalformedJson(e.to_string()))?;
+            if items.is_empty() {
+                return Err(ApiError::EmptyBatch);
+            }
+            if items.len() > MAX_BATCH_EVENTS {
+                return Err(ApiError::BatchTooLarge {
+                    len: items.len(),
+                    max: MAX_BATCH_EVENTS,
+                });
+            }
+            let mut outcomes = Vec::with_capacity(items.len());
+            for item in items {
+                let value: Value = serde_json::from_str(item.get())
+                    .map_err(|e| ApiError::MalformedJson(e.to_string()))?;
+                outcomes.push(edge.judge(item.get(), &value));
+            }
+            Ok(Parsed::Batch(outcomes))
+        }
+        Some(_) => {
+            let value: Value =
+                serde_json::from_slice(raw).map_err(|e| ApiError::MalformedJson(e.to_string()))?;
+            let text = String::from_utf8_lossy(raw);
+            Ok(Parsed::Single(edge.judge(text.trim(), &value)))
+        }
+    }
+}
+
+/// Queues what was judged and answers.
+async fn respond(state: &AppState, parsed: Parsed) -> Result<Response, ApiError> {
+    match parsed {
+        Parsed::Single(Outcome::Rejected(rejected, errors)) => {
+            count(0, 1);
+            log_rejections(state, vec![Message::RejectedV1(rejected)]).await;
+            Err(ApiError::Validation(errors))
+        }
+        Parsed::Single(Outcome::Accepted(event)) => {
+            let id = event.id;
+            state.queue.enqueue(vec![Message::EventV1(event)]).await?;
+            count(1, 0);
+            let body = IngestResponse {
+                accepted: 1,
+                rejected: 0,
+                results: vec![EventResult::Accepted { id }],
+            };
+            let mut response = (StatusCode::CREATED, axum::Json(body)).into_response();
+            if let Ok(location) = HeaderValue::from_str(&format!("/events/{id}")) {
+                response.headers_mut().insert(header::LOCATION, location);
+            }
+            Ok(response)
+        }
+        Parsed::Batch(outcomes) => {
+            let mut messages = Vec::with_capacity(outcomes.len());
+            let mut results = Vec::with_capacity(outcomes.len());
+            for outcome in outcomes {
+                match outcome {
+                    Outcome::Accepted(event) => {
+                        results.push(EventResult::Accepted { id: event.id });
+                        messages.push(Message::EventV1(event));
+                    }
+                    Outcome::Rejected(rejected, errors) => {
+                        results.push(EventResult::Rejected { errors });
+                        messages.push(Message::RejectedV1(rejected));
+                    }
+                }
+            }
+            let accepted = results
+                .iter()
+                .filter(|r| matches!(r, EventResult::Accepted { .. }))
+                .count();
+            let rejected = results.len() - accepted;
+            if accepted > 0 {
+                // Accepted events and the batch's rejections commit together.
+                state.queue.enqueue(messages).await?;
+            } else {
+                log_rejections(state, messages).await;
+            }
+            count(accepted, rejected);
+            let status = if accepted > 0 {
+                StatusCode::CREATED
+            } else {
+                StatusCode::BAD_REQUEST
+            };
+            let body = IngestResponse {
+                accepted,
+                rejected,
+                results,
+            };
+            Ok((status, axum::Json(body)).into_response())
+        }
+    }
+}
+
+/// Records rejections in the errors log. The client's answer (400) does not depend on
+/// it, so a failure is logged and counted rather than turned into a 503 (which would
+/// make the client retry an event that can never be accepted).
+async fn log_rejections(state: &AppState, messages: Vec<Message>) {
+    let n = messages.len();
+    if let Err(e) = state.queue.enqueue(messages).await {
+        metrics::counter!("eye_errors_log_dropped_total").increment(n as u64);
+        tracing::warn!(error = %e, rejected = n, "could not record rejected events in the errors log");
+    }
+}
+
+fn count(accepted: usize, rejected: usize) {
+    if accepted > 0 {
+        metrics::counter!("eye_ingest_events_total", "outcome" => "accepted")
+            .increment(accepted as u64);
+    }
+    if rejected > 0 {
+        metrics::counter!("eye_ingest_events_total", "outcome" => "rejected")
+            .increment(rejected as u64);
+    }
+}
+
+/// Cuts a payload to at most [`MAX_LOGGED_PAYLOAD`] bytes, on a character boundary.
+fn truncate_payload(payload: &str) -> String {
+    if payload.len() <= MAX_LOGGED_PAYLOAD {
+        return payload.to_owned();
+    }
+    let mut end = MAX_LOGGED_PAYLOAD;
+    while !payload.is_char_boundary(end) {
+        end -= 1;
+    }
+    payload[..end].to_owned()
+}
+
+/// Accepts `application/json` and `application/*+json`, with any parameters, and a
+/// missing `Content-Type`.
+fn check_content_type(headers: &HeaderMap) -> Result<(), ApiError> {
+    let Some(value) = headers.get(header::CONTENT_TYPE) else {
+        return Ok(());
+    };
+    let value = value.to_str().map_err(|_| ApiError::UnsupportedMediaType)?;
+    let mime = value
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    let json =
+        mime == "application/json" || (mime.starts_with("application/") && mime.ends_with("+json"));
+    if json {
+        Ok(())
+    } else {
+        Err(ApiError::UnsupportedMediaType)
+    }
+}
+
+/// Reads the body, at most `limit` bytes on the wire and `limit` bytes after gzip
+/// decompression (so a small gzip bomb cannot expand past it).
+async fn read_body(body: Body, headers: &HeaderMap, limit: usize) -> Result<Bytes, ApiError> {
+    let gzip = match headers
+        .get(header::CONTENT_ENCODING)
+        .map(|v| v.to_str().unwrap_or("?").trim().to_ascii_lowercase())
+        .as_deref()
+    {
+        None | Some("" | "identity") => false,
+        Some("gzip" | "x-gzip") => true,
+        Some(other) => return Err(ApiError::UnsupportedEncoding(other.to_owned())),
+    };
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(ApiError::PayloadTooLarge { limit });
+    }
+    let raw = axum::body::to_bytes(body, limit)
+        .await
+        .map_err(|e| body_error(e, limit))?;
+    if !gzip {
+        return Ok(raw);
+    }
+    let mut out = Vec::with_capacity(raw.len().saturating_mul(4).min(limit));
+    flate2::read::MultiGzDecoder::new(&raw[..])
+        .take(limit as u64 + 1)
+        .read_to_end(&mut out)
+        .map_err(|e| ApiError::InvalidBody(format!("corrupt gzip: {e}")))?;
+    if out.len() > limit {
+        return Err(ApiError::PayloadTooLarge { limit });
+    }
+    Ok(out.into())
+}
+
+fn body_error(error: axum::Error, limit: usize) -> ApiError {
+    let inner = error.into_inner();
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(inner.as_ref());
+    while let Some(e) = source {
+        if e.is::<http_body_util::LengthLimitError>() {
+            return ApiError::PayloadTooLarge { limit };
+        }
+        source = e.source();
+    }
+    ApiError::InvalidBody(inner.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn truncation_keeps_a_character_boundary() {
+        let s = "é".repeat(MAX_LOGGED_PAYLOAD);
+        let t = truncate_payload(&s);
+        assert!(t.len() <= MAX_LOGGED_PAYLOAD);
+        assert!(t.chars().all(|c| c == 'é'));
+    }
+
+    #[test]
+    fn json_content_types_are_accepted_others_refused() {
+        let mut h = HeaderMap::new();
+        assert!(check_content_type(&h).is_ok());
+        for ok in [
+            "application/json",
+            "application/json; charset=utf-8",
+            "application/vnd.eye+json",
+        ] {
+            h.insert(header::CONTENT_TYPE, HeaderValue::from_static(ok));
+            assert!(check_content_type(&h).is_ok(), "{ok}");
+        }
+        for bad in ["text/plain", "application/x-www-form-urlencoded"] {
+            h.insert(header::CONTENT_TYPE, HeaderValue::from_static(bad));
+            assert!(check_content_type(&h).is_err(), "{bad}");
+        }
+    }
+}

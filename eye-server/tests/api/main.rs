@@ -1,0 +1,15 @@
+//! API tests: the real router on port 0 (or the real binary) over a fresh SQLite file
+//! per test. No mocks.
+
+// Test helpers outside `#[test]` functions may unwrap too (see clippy.toml).
+#![allow(clippy::unwrap_used)]
+
+mod auth;
+mod binary;
+mod failures;
+mod helpers;
+mod ingest;
+mod limits;
+mod probes;
+mod query;
+mod seed;
