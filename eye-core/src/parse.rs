@@ -63,9 +63,22 @@ impl ValidationContext {
         self.now
     }
 
+    /// How far in the future a timestamp may be.
+    ///
+    /// ```
+    /// let ctx = eye_core::ValidationContext::system();
+    /// assert_eq!(ctx.max_clock_skew(), chrono::Duration::minutes(5));
+    /// ```
+    pub fn max_clock_skew(&self) -> Duration {
+        self.max_clock_skew
+    }
+
     /// The latest timestamp accepted.
     pub fn latest_accepted(&self) -> DateTime<Utc> {
-        self.now + self.max_clock_skew
+        // A skew too large to add means no timestamp is too far in the future.
+        self.now
+            .checked_add_signed(self.max_clock_skew)
+            .unwrap_or(DateTime::<Utc>::MAX_UTC)
     }
 }
 
@@ -90,82 +103,141 @@ impl Event {
                 format!("malformed JSON: {e}"),
             ))
         })?;
-        Event::parse_value(&value, ctx)
+        Event::parse_owned(value, ctx)
     }
 
     /// Parses one event from a JSON value, reporting every problem found. Does not check
     /// the size limit (the value no longer has a size); [`Event::parse_json`] does.
+    ///
+    /// ```
+    /// use eye_core::{Event, ValidationContext};
+    /// let v = serde_json::json!({"session_id": "s", "category": "page_interaction",
+    ///     "name": "page_view", "data": {"host": "a.com", "path": "/"},
+    ///     "timestamp": "2022-01-01T00:00:00Z"});
+    /// assert!(Event::parse_value(&v, &ValidationContext::system()).is_ok());
+    /// ```
     pub fn parse_value(value: &Value, ctx: &ValidationContext) -> Result<Event, ValidationErrors> {
-        let Some(obj) = value.as_object() else {
-            return Err(ValidationErrors::single(FieldError::new(
-                "",
-                ErrorCode::WrongType,
-                format!("an event must be a JSON object, not {}", json_type(value)),
-            )));
-        };
-        let mut c = Collector::default();
-        c.unknown_fields("", obj, &EVENT_FIELDS);
+        let mut event = validate_without_form(value, ctx)?;
+        fill_form(&mut event.payload, || {
+            let form = value.pointer("/data/form").and_then(Value::as_object);
+            form.cloned().unwrap_or_default()
+        });
+        Ok(event)
+    }
 
-        let id = match obj.get("id") {
-            None | Some(Value::Null) => None,
-            Some(Value::String(s)) => c.field("/id", parse_id(s)),
-            Some(other) => c.wrong_type("/id", "a UUID string", other),
-        };
-        let session_id = c
-            .string(obj, "", "session_id")
-            .and_then(|s| c.field("/session_id", SessionId::parse(s)));
-        let category = c.string(obj, "", "category");
-        let name = c.string(obj, "", "name");
-        let event_type = match (category, name) {
-            (Some(cat), Some(name)) => c.event_type(cat, name),
-            _ => None,
-        };
-        let data = match obj.get("data") {
-            None => c.missing("/data"),
-            Some(Value::Object(m)) => Some(m),
-            Some(other) => c.wrong_type("/data", "an object", other),
-        };
-        let payload = match (event_type, data) {
-            (Some(t), Some(data)) => c.payload(t, data),
-            _ => None,
-        };
-        let timestamp = c
-            .string(obj, "", "timestamp")
-            .and_then(|s| match parse_timestamp(s) {
-                None => c.push(
-                    "/timestamp",
-                    ErrorCode::InvalidTimestamp,
-                    format!(
-                        "`{}` is not a timestamp: use RFC 3339 (`2022-04-11T01:08:01.407119Z`), \
+    /// Like [`Event::parse_value`], but takes the value so a submitted form is moved
+    /// into the event instead of copied: the cheaper call when the caller no longer
+    /// needs the JSON.
+    ///
+    /// ```
+    /// use eye_core::{Event, ValidationContext};
+    /// let v = serde_json::json!({"session_id": "s", "category": "form_interaction",
+    ///     "name": "submit", "data": {"host": "a.com", "path": "/", "form": {"q": 1}},
+    ///     "timestamp": "2022-01-01T00:00:00Z"});
+    /// let event = Event::parse_owned(v, &ValidationContext::system()).unwrap();
+    /// assert_eq!(event.event_type().name(), "submit");
+    /// ```
+    pub fn parse_owned(
+        mut value: Value,
+        ctx: &ValidationContext,
+    ) -> Result<Event, ValidationErrors> {
+        let mut event = validate_without_form(&value, ctx)?;
+        fill_form(&mut event.payload, || {
+            match value.pointer_mut("/data/form").map(Value::take) {
+                Some(Value::Object(m)) => m,
+                _ => Map::new(),
+            }
+        });
+        Ok(event)
+    }
+}
+
+/// Puts the submitted form into a payload that passed validation. Validation checks
+/// the form by reference and leaves an empty placeholder, so the form is copied (or
+/// moved) once, and only for a valid event.
+fn fill_form(payload: &mut Payload, form: impl FnOnce() -> Map<String, Value>) {
+    if let Payload::FormSubmit(f) = payload {
+        f.form = Form::from_checked(form());
+    }
+}
+
+/// Checks every rule; a form submit comes back with an empty form for [`fill_form`].
+fn validate_without_form(
+    value: &Value,
+    ctx: &ValidationContext,
+) -> Result<Event, ValidationErrors> {
+    let Some(obj) = value.as_object() else {
+        return Err(ValidationErrors::single(FieldError::new(
+            "",
+            ErrorCode::WrongType,
+            format!("an event must be a JSON object, not {}", json_type(value)),
+        )));
+    };
+    let mut c = Collector::default();
+    c.unknown_fields("", obj, &EVENT_FIELDS);
+
+    let id = match obj.get("id") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => c.field("/id", parse_id(s)),
+        Some(other) => c.wrong_type("/id", "a UUID string", other),
+    };
+    let session_id = c
+        .string(obj, "", "session_id")
+        .and_then(|s| c.field("/session_id", SessionId::parse(s)));
+    let category = c.string(obj, "", "category");
+    let name = c.string(obj, "", "name");
+    let event_type = match (category, name) {
+        (Some(cat), Some(name)) => c.event_type(cat, name),
+        _ => None,
+    };
+    let data = match obj.get("data") {
+        None => c.missing("/data"),
+        Some(Value::Object(m)) => Some(m),
+        Some(other) => c.wrong_type("/data", "an object", other),
+    };
+    // A misspelt pair (`page interaction`/`pageview`) still gets its data checked
+    // against the type it spells, so the sender sees every problem in one answer.
+    let data_type = event_type.or_else(|| EventType::same_letters(category?, name?));
+    let payload = match (data_type, data) {
+        (Some(t), Some(data)) => c.payload(t, data),
+        _ => None,
+    };
+    let timestamp = c
+        .string(obj, "", "timestamp")
+        .and_then(|s| match parse_timestamp(s) {
+            None => c.push(
+                "/timestamp",
+                ErrorCode::InvalidTimestamp,
+                format!(
+                    "`{}` is not a timestamp: use RFC 3339 (`2022-04-11T01:08:01.407119Z`), \
                      ISO 8601 without offset (UTC) or `2022-04-11 01:08:01.407119`",
-                        truncate_for_message(s)
-                    ),
+                    truncate_for_message(s)
                 ),
-                Some(t) if t > ctx.latest_accepted() => c.push(
-                    "/timestamp",
-                    ErrorCode::TimestampInFuture,
-                    format!(
-                        "timestamp {} is in the future (now {}, allowed clock skew {} s)",
-                        crate::format_timestamp(&t),
-                        crate::format_timestamp(&ctx.now()),
-                        ctx.max_clock_skew.num_seconds()
-                    ),
+            ),
+            Some(t) if t > ctx.latest_accepted() => c.push(
+                "/timestamp",
+                ErrorCode::TimestampInFuture,
+                format!(
+                    "timestamp {} is in the future (now {}, allowed clock skew {} s)",
+                    crate::format_timestamp(&t),
+                    crate::format_timestamp(&ctx.now()),
+                    ctx.max_clock_skew.num_seconds()
                 ),
-                Some(t) => Some(t),
-            });
+            ),
+            Some(t) => Some(t),
+        });
 
-        if let Some(errors) = ValidationErrors::from_vec(c.0) {
-            return Err(errors);
-        }
-        match (session_id, payload, timestamp) {
-            (Some(session_id), Some(payload), Some(timestamp)) => Ok(Event {
-                id,
-                session_id,
-                timestamp,
-                payload,
-            }),
-            _ => unreachable!("every missing part recorded an error"),
-        }
+    if let Some(errors) = ValidationErrors::from_vec(c.0) {
+        return Err(errors);
+    }
+    match (session_id, payload, timestamp) {
+        (Some(session_id), Some(payload), Some(timestamp)) => Ok(Event {
+            id,
+            session_id,
+            timestamp,
+            payload,
+        }),
+        _ => unreachable!("every missing part recorded an error"),
     }
 }
 
@@ -185,7 +257,13 @@ impl Payload {
         };
         match (ValidationErrors::from_vec(c.0), payload) {
             (Some(errors), _) => Err(errors),
-            (None, Some(p)) => Ok(p),
+            (None, Some(mut p)) => {
+                fill_form(&mut p, || {
+                    let form = data.get("form").and_then(Value::as_object);
+                    form.cloned().unwrap_or_default()
+                });
+                Ok(p)
+            }
             (None, None) => unreachable!("no payload means an error was recorded"),
         }
     }
@@ -276,11 +354,11 @@ impl Collector {
         parent: &str,
         key: &str,
     ) -> Option<&'v str> {
-        let path = format!("{parent}/{key}");
+        // The path is only built for an error: a valid event allocates none.
         match obj.get(key) {
-            None => self.missing(&path),
             Some(Value::String(s)) => Some(s),
-            Some(other) => self.wrong_type(&path, "a string", other),
+            None => self.missing(&format!("{parent}/{key}")),
+            Some(other) => self.wrong_type(&format!("{parent}/{key}"), "a string", other),
         }
     }
 
@@ -337,7 +415,9 @@ impl Collector {
             EventType::FormSubmit => {
                 let form = match data.get("form") {
                     None => self.missing("/data/form"),
-                    Some(Value::Object(m)) => self.field("/data/form", Form::from_map(m.clone())),
+                    Some(Value::Object(m)) => self
+                        .field("/data/form", Form::check_depth(m))
+                        .map(|()| Form::from_checked(Map::new())),
                     Some(other) => self.wrong_type("/data/form", "an object", other),
                 };
                 Some(Payload::FormSubmit(FormSubmit {

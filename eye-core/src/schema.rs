@@ -13,7 +13,7 @@ use crate::timestamp::TIMESTAMP_PATTERN;
 /// else the parser checks, the schema checks too, and the reverse; a test proves it.
 pub const RULES_OUTSIDE_SCHEMA: [&str; 4] = [
     "timestamp_in_future: a timestamp later than now plus the allowed clock skew (needs a clock)",
-    "invalid_timestamp: a date that matches the pattern but is not in the calendar, such as 2022-02-30",
+    "invalid_timestamp: a date that matches the pattern but is not in the calendar, such as 2022-02-30, or whose UTC instant falls outside the years 0000 to 9999",
     "event_too_large: more than 32 KiB of JSON (a schema sees values, not bytes)",
     "form_too_deep: data.form nested more than 32 levels",
 ];
@@ -50,7 +50,7 @@ impl JsonSchema for Timestamp {
     }
     fn json_schema(_: &mut SchemaGenerator) -> Schema {
         json_schema!({
-            "description": "When the interaction happened: RFC 3339 with offset, ISO 8601 without offset (UTC), or `YYYY-MM-DD HH:MM:SS.ffffff`; 0 to 9 fractional digits, kept to microseconds.",
+            "description": "When the interaction happened: RFC 3339 with offset (`T` and `Z` in either case), ISO 8601 without offset (taken as UTC), or `YYYY-MM-DD HH:MM:SS.ffffff`; 0 to 9 fractional digits, kept to microseconds. Must not be later than the server's clock plus its allowed skew (5 minutes by default).",
             "type": "string",
             "pattern": TIMESTAMP_PATTERN
         })
@@ -143,7 +143,14 @@ pub fn event_schema() -> Schema {
 }
 
 /// The event schema as pretty JSON with a trailing newline: what `eye-server schema`
-/// prints and the committed snapshot holds.
+/// prints and the committed snapshot (`eye-core/schema/event.schema.json`) holds.
+///
+/// ```
+/// let text = eye_core::event_schema_json();
+/// assert!(text.ends_with("}\n"));
+/// let value: serde_json::Value = serde_json::from_str(&text).unwrap();
+/// assert_eq!(value["$schema"], "https://json-schema.org/draft/2020-12/schema");
+/// ```
 pub fn event_schema_json() -> String {
     let mut s = serde_json::to_string_pretty(&event_schema()).unwrap_or_default();
     s.push('\n');

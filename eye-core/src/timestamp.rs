@@ -1,21 +1,25 @@
 //! Timestamps: the formats the seed accepted, parsed to UTC with microsecond precision.
 
 use chrono::{
-    DateTime, FixedOffset, NaiveDate, NaiveDateTime, NaiveTime, SecondsFormat, TimeZone, Utc,
+    DateTime, Datelike, FixedOffset, NaiveDate, NaiveDateTime, NaiveTime, SecondsFormat, TimeZone,
+    Utc,
 };
 
 /// The JSON Schema pattern of an accepted timestamp. The calendar (no 30 February) is
 /// checked by the parser only: a regular expression cannot express it.
-pub(crate) const TIMESTAMP_PATTERN: &str = "^[0-9]{4}-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12][0-9]|3[01])[T ](?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](?:\\.[0-9]{1,9})?(?:Z|[+-](?:[01][0-9]|2[0-3]):[0-5][0-9])?$";
+pub(crate) const TIMESTAMP_PATTERN: &str = "^[0-9]{4}-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12][0-9]|3[01])[Tt ](?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](?:\\.[0-9]{1,9})?(?:[Zz]|[+-](?:[01][0-9]|2[0-3]):[0-5][0-9])?$";
 
 /// Parses a timestamp in one of the accepted formats and returns it in UTC, truncated to
 /// microseconds:
 ///
-/// - RFC 3339 with an offset: `2022-04-11T01:08:01.407119+02:00` or `...Z`;
+/// - RFC 3339 with an offset: `2022-04-11T01:08:01.407119+02:00` or `...Z` (`t` and
+///   `z` may be lower case, as RFC 3339 allows);
 /// - ISO 8601 without an offset, taken as UTC: `2022-04-11T01:08:01.407119`;
 /// - the seed's `%Y-%m-%d %H:%M:%S.%f`: `2022-04-11 01:08:01.407119`.
 ///
-/// Seconds are required; 0 to 9 fractional digits are accepted.
+/// Seconds are required; 0 to 9 fractional digits are accepted. The instant in UTC
+/// must fall in the years 0000 to 9999, so [`format_timestamp`] can write it back in a
+/// form this function reads.
 ///
 /// ```
 /// use eye_core::parse_timestamp;
@@ -31,7 +35,8 @@ pub fn parse_timestamp(s: &str) -> Option<DateTime<Utc>> {
         return None;
     }
     let date = parse_date_bytes(&b[..10])?;
-    if b[10] != b'T' && b[10] != b' ' {
+    // RFC 3339 (section 5.6) allows lower-case `t` and `z`.
+    if !matches!(b[10], b'T' | b't' | b' ') {
         return None;
     }
     let hour = two_digits(&b[11..13])?;
@@ -56,7 +61,7 @@ pub fn parse_timestamp(s: &str) -> Option<DateTime<Utc>> {
     let time = NaiveTime::from_hms_micro_opt(hour, minute, second, nanos / 1_000)?;
     let naive = NaiveDateTime::new(date, time);
     let offset_seconds = match rest {
-        [] | [b'Z'] => 0,
+        [] | [b'Z' | b'z'] => 0,
         [sign @ (b'+' | b'-'), h1, h2, b':', m1, m2] => {
             let h = two_digits(&[*h1, *h2])?;
             let m = two_digits(&[*m1, *m2])?;
@@ -69,8 +74,11 @@ pub fn parse_timestamp(s: &str) -> Option<DateTime<Utc>> {
         _ => return None,
     };
     let offset = FixedOffset::east_opt(offset_seconds)?;
-    let local = offset.from_local_datetime(&naive).single()?;
-    Some(local.with_timezone(&Utc))
+    let utc = offset
+        .from_local_datetime(&naive)
+        .single()?
+        .with_timezone(&Utc);
+    (0..=9999).contains(&utc.year()).then_some(utc)
 }
 
 /// Parses `YYYY-MM-DD` into a calendar date.
@@ -109,6 +117,13 @@ pub fn format_timestamp(t: &DateTime<Utc>) -> String {
 }
 
 /// Truncates an instant to whole microseconds, the precision The Eye keeps.
+///
+/// ```
+/// use chrono::{TimeZone, Timelike};
+/// let t = chrono::Utc.with_ymd_and_hms(2022, 1, 1, 0, 0, 0).unwrap()
+///     .with_nanosecond(123_456_789).unwrap();
+/// assert_eq!(eye_core::truncate_to_micros(t).nanosecond(), 123_456_000);
+/// ```
 pub fn truncate_to_micros(t: DateTime<Utc>) -> DateTime<Utc> {
     let micros = t.timestamp_micros();
     DateTime::from_timestamp_micros(micros).unwrap_or(t)
@@ -116,6 +131,16 @@ pub fn truncate_to_micros(t: DateTime<Utc>) -> DateTime<Utc> {
 
 /// Serde helper: (de)serialises a `DateTime<Utc>` as [`format_timestamp`] writes it and
 /// [`parse_timestamp`] reads it.
+///
+/// ```
+/// #[derive(serde::Serialize, serde::Deserialize)]
+/// struct Row {
+///     #[serde(with = "eye_core::serde_micros")]
+///     at: chrono::DateTime<chrono::Utc>,
+/// }
+/// let row: Row = serde_json::from_str(r#"{"at": "2022-04-11 01:08:01.407119"}"#).unwrap();
+/// assert_eq!(serde_json::to_string(&row).unwrap(), r#"{"at":"2022-04-11T01:08:01.407119Z"}"#);
+/// ```
 pub mod serde_micros {
     use chrono::{DateTime, Utc};
     use serde::{Deserialize, Deserializer, Serializer};
@@ -190,7 +215,7 @@ mod tests {
             "2022-01-01T23:59:60",
             "2022-01-01T00:00:00+24:00",
             "2022-01-01T00:00:00+0100",
-            "2022-01-01t00:00:00",
+            "2022-01-01_00:00:00",
             "22-01-01T00:00:00",
             "2022-01-01T00:00:00 ",
             "yesterday",

@@ -97,12 +97,41 @@ pub struct QueueConfig {
     /// Redis: this worker's consumer name (default: host name and process id).
     #[arg(long, env = "EYE_CONSUMER_NAME")]
     pub consumer_name: Option<String>,
+    /// Redis: longest a worker's XREADGROUP waits for new messages before it looks for
+    /// abandoned ones and checks for shutdown.
+    #[arg(long, env = "EYE_REDIS_BLOCK_MS", default_value_t = 1000)]
+    pub redis_block_ms: u64,
+    /// Redis: how long ingest keeps retrying an append whose outcome is unknown (the
+    /// connection dropped after the command was sent) before it answers 503.
+    #[arg(long, env = "EYE_REDIS_ENQUEUE_TIMEOUT_MS", default_value_t = 5000)]
+    pub redis_enqueue_timeout_ms: u64,
+    /// Redis: most entries kept in the dead-letter stream (oldest trimmed first; each
+    /// one is also recorded in the errors log).
+    #[arg(long, env = "EYE_REDIS_DEAD_LETTER_MAXLEN", default_value_t = 100_000)]
+    pub redis_dead_letter_maxlen: u64,
 }
 
 impl QueueConfig {
     /// The commit interval as a duration.
     pub fn commit_interval(&self) -> Duration {
         Duration::from_millis(self.commit_interval_ms)
+    }
+
+    /// Checks the Redis settings (only when a Redis URL is set).
+    pub fn validate_redis(&self) -> Result<(), String> {
+        if self.redis_prefix.is_empty() {
+            return Err("the Redis key prefix must not be empty".into());
+        }
+        if self.max_deliveries == 0 {
+            return Err("max deliveries must be at least 1".into());
+        }
+        if self.claim_idle_ms == 0 || self.redis_block_ms == 0 {
+            return Err("the claim idle time and the Redis block time must be positive".into());
+        }
+        if self.redis_enqueue_timeout_ms == 0 {
+            return Err("the Redis enqueue timeout must be positive".into());
+        }
+        Ok(())
     }
 }
 
@@ -161,6 +190,9 @@ impl ServeConfig {
         }
         if self.ingest.max_event_bytes > self.http.max_body_bytes {
             return Err("the event size limit must not exceed the body limit".into());
+        }
+        if self.queue.redis_url.is_some() {
+            self.queue.validate_redis()?;
         }
         Ok(())
     }

@@ -1,9 +1,404 @@
-//! The Redis worker: moves events from the stream into the store (Redis issue).
+//! The Redis worker: moves messages from the stream into the store.
+//!
+//! Any number of workers, in any number of processes, share one consumer group. Each
+//! loop of a worker:
+//!
+//! 1. claims entries that another (dead or stuck) consumer left pending for longer
+//!    than `claim_idle` (XAUTOCLAIM), at most every `claim_idle / 4`;
+//! 2. reads up to `batch` new entries, waiting at most `block` (XREADGROUP);
+//! 3. writes the decoded messages to the store in one transaction (idempotent on event
+//!    id), and only after the commit acknowledges *and deletes* the entries (XACK +
+//!    XDEL in one MULTI), so the stream holds exactly the messages not yet stored.
+//!
+//! A batch the store refuses is retried message by message, so one bad message cannot
+//! hold back the others; the ones that still fail stay pending and come back through
+//! step 1. A message delivered more than `max_deliveries` times, or one that cannot be
+//! decoded (an unknown `type` tag from a newer API, corrupt JSON), is recorded in the
+//! errors log and moved to the dead-letter stream. Recording in the errors log comes
+//! first: if even that fails, the store is down, not the message, and nothing is
+//! dead-lettered.
+//!
+//! Redis or store failures never end the loop: the worker backs off (100 ms doubling
+//! to 5 s) and carries on where it was once they recover.
+//!
+//! # Layout
+//!
+//! - [`Worker`], [`WorkerConfig`], [`WorkerHandle`]: the loop and its control.
+//! - [`Sink`]: where messages go ([`Store`] in production, fakes in tests).
+//! - `worker/config.rs`: [`WorkerConfig`].
+//! - `worker/stream.rs`: the Redis commands of one consumer.
+//! - `worker/entry.rs`: decoding stream entries and building dead-letter records.
+
+mod config;
+mod entry;
+mod stream;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use async_trait::async_trait;
+use redis::aio::ConnectionManager;
+use redis::streams::StreamId;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
 
 use crate::config::ServeConfig;
+use crate::queue::Message;
+use crate::queue::redis::connect;
+use crate::store::{Store, StoreError, WriteOutcome};
+pub use config::WorkerConfig;
+use entry::{Decoded, dead_letter_record, decode};
+use stream::{Consumer, DeadLetter};
 
-/// Runs a worker only, until SIGINT or SIGTERM.
+/// Where a worker writes messages. [`Store`] is the real one; tests put a sink in
+/// front of it that fails on purpose.
+#[async_trait]
+pub trait Sink: Send + Sync + 'static {
+    /// Writes a batch in one transaction, idempotent on event id (see
+    /// [`Store::write_batch`]).
+    async fn write_batch(&self, messages: &[Message]) -> Result<WriteOutcome, StoreError>;
+}
+
+#[async_trait]
+impl Sink for Store {
+    async fn write_batch(&self, messages: &[Message]) -> Result<WriteOutcome, StoreError> {
+        Store::write_batch(self, messages).await
+    }
+}
+
+/// What a worker has done so far (also exported as metrics).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WorkerStats {
+    /// Events newly stored.
+    pub stored: u64,
+    /// Redelivered events that were already stored.
+    pub duplicates: u64,
+    /// Rejected events recorded in the errors log.
+    pub errors_logged: u64,
+    /// Entries claimed from other consumers.
+    pub claimed: u64,
+    /// Entries moved to the dead-letter stream.
+    pub dead_lettered: u64,
+}
+
+/// A running worker task.
+#[derive(Debug)]
+pub struct WorkerHandle {
+    stop: watch::Sender<bool>,
+    task: JoinHandle<WorkerStats>,
+}
+
+impl WorkerHandle {
+    /// Asks the worker to stop after its current batch (a read in progress ends
+    /// within `block`) and waits for it.
+    pub async fn stop(self) -> WorkerStats {
+        let _ = self.stop.send(true);
+        match self.task.await {
+            Ok(stats) => stats,
+            Err(e) => {
+                tracing::error!(error = %e, "worker task failed");
+                WorkerStats::default()
+            }
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+enum StepError {
+    #[error("redis: {0}")]
+    Redis(#[from] redis::RedisError),
+    #[error("store: {0}")]
+    Store(String),
+}
+
+/// One worker: a consumer in the group.
+pub struct Worker {
+    stream: Consumer,
+    sink: Arc<dyn Sink>,
+    config: WorkerConfig,
+    stats: WorkerStats,
+    claim_cursor: String,
+    next_claim: Instant,
+    next_forget: Instant,
+    group_ready: bool,
+}
+
+impl Worker {
+    /// A worker reading through `conn` (a connection of its own: it blocks) and writing
+    /// to `sink`.
+    pub fn new(conn: ConnectionManager, sink: Arc<dyn Sink>, config: WorkerConfig) -> Self {
+        Self {
+            stream: Consumer::new(conn, config.keys.clone(), config.consumer.clone()),
+            sink,
+            config,
+            stats: WorkerStats::default(),
+            claim_cursor: "0-0".into(),
+            next_claim: Instant::now(),
+            next_forget: Instant::now(),
+            group_ready: false,
+        }
+    }
+
+    /// Runs the worker on the current runtime until [`WorkerHandle::stop`].
+    pub fn spawn(self) -> WorkerHandle {
+        let (stop, stopped) = watch::channel(false);
+        let task = tokio::spawn(self.run(stopped));
+        WorkerHandle { stop, task }
+    }
+
+    /// Runs until `stop` turns true (or its sender is dropped); returns the totals.
+    pub async fn run(mut self, mut stop: watch::Receiver<bool>) -> WorkerStats {
+        tracing::info!(
+            consumer = %self.config.consumer,
+            stream = %self.config.keys.stream,
+            "worker started"
+        );
+        let mut backoff = Duration::from_millis(100);
+        let mut failing = false;
+        while !*stop.borrow() {
+            match self.step().await {
+                Ok(()) => {
+                    if failing {
+                        tracing::info!(consumer = %self.config.consumer, "worker recovered");
+                        failing = false;
+                    }
+                    backoff = Duration::from_millis(100);
+                }
+                Err(e) => {
+                    if let StepError::Redis(r) = &e
+                        && r.code() == Some("NOGROUP")
+                    {
+                        self.group_ready = false;
+                    }
+                    if failing {
+                        tracing::debug!(error = %e, "worker still failing");
+                    } else {
+                        tracing::warn!(error = %e, "worker step failed; backing off until it succeeds");
+                    }
+                    failing = true;
+                    metrics::counter!("eye_worker_failures_total").increment(1);
+                    tokio::select! {
+                        () = tokio::time::sleep(backoff) => {}
+                        _ = stop.changed() => {}
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+        tracing::info!(consumer = %self.config.consumer, stats = ?self.stats, "worker stopped");
+        self.stats
+    }
+
+    async fn step(&mut self) -> Result<(), StepError> {
+        if !self.group_ready {
+            self.stream.ensure_group().await?;
+            self.group_ready = true;
+        }
+        if Instant::now() >= self.next_claim {
+            let claimed = self.claim().await?;
+            if !claimed.is_empty() {
+                self.handle(claimed, true).await?;
+            }
+        }
+        if Instant::now() >= self.next_forget {
+            self.forget_idle_consumers().await?;
+        }
+        let fresh = self
+            .stream
+            .read_new(self.config.batch, self.config.block)
+            .await?;
+        if !fresh.is_empty() {
+            self.handle(fresh, false).await?;
+        }
+        Ok(())
+    }
+
+    /// Claims entries idle longer than `claim_idle`, a page at a time; when the scan
+    /// wraps around, waits `claim_interval` before the next one.
+    async fn claim(&mut self) -> Result<Vec<StreamId>, redis::RedisError> {
+        let (cursor, claimed) = self
+            .stream
+            .claim(
+                &self.claim_cursor,
+                self.config.claim_idle,
+                self.config.batch,
+            )
+            .await?;
+        self.claim_cursor = cursor;
+        if self.claim_cursor == "0-0" {
+            self.next_claim = Instant::now() + self.config.claim_interval();
+        }
+        if !claimed.is_empty() {
+            let n = claimed.len() as u64;
+            self.stats.claimed += n;
+            metrics::counter!("eye_worker_claimed_total").increment(n);
+            tracing::info!(consumer = %self.config.consumer, entries = n, "claimed idle pending entries");
+        }
+        Ok(claimed)
+    }
+
+    async fn forget_idle_consumers(&mut self) -> Result<(), redis::RedisError> {
+        let removed = self
+            .stream
+            .forget_idle(self.config.forget_consumers_after)
+            .await?;
+        if removed > 0 {
+            tracing::info!(
+                removed,
+                "removed idle consumers with nothing pending from the group"
+            );
+        }
+        self.next_forget = Instant::now() + self.config.forget_interval();
+        Ok(())
+    }
+
+    /// Stores, acknowledges or dead-letters a batch of entries.
+    async fn handle(&mut self, entries: Vec<StreamId>, claimed: bool) -> Result<(), StepError> {
+        let started = Instant::now();
+        let counts = if claimed {
+            self.stream.delivery_counts(&entries).await?
+        } else {
+            HashMap::new()
+        };
+        let mut good: Vec<(String, Message)> = Vec::with_capacity(entries.len());
+        for entry in entries {
+            let deliveries = counts.get(&entry.id).copied().unwrap_or(1);
+            match decode(&entry) {
+                Decoded::Message(m) if deliveries <= self.config.max_deliveries => {
+                    good.push((entry.id, *m));
+                }
+                Decoded::Message(m) => {
+                    let reason = format!(
+                        "not stored after {} deliveries",
+                        deliveries.saturating_sub(1)
+                    );
+                    self.dead_letter(&entry, Some(*m), &reason, deliveries)
+                        .await?;
+                }
+                Decoded::Undecodable(reason) => {
+                    self.dead_letter(&entry, None, &reason, deliveries).await?;
+                }
+            }
+        }
+        if good.is_empty() {
+            return Ok(());
+        }
+        let messages: Vec<Message> = good.iter().map(|(_, m)| m.clone()).collect();
+        match self.write(messages).await {
+            Ok(outcome) => {
+                let ids: Vec<&str> = good.iter().map(|(id, _)| id.as_str()).collect();
+                self.stream.ack(&ids).await?;
+                self.count(outcome);
+            }
+            Err(e) if good.len() == 1 => {
+                tracing::warn!(error = %e, entry = %good[0].0, "message not stored; it stays pending and will be retried");
+                metrics::counter!("eye_worker_store_failures_total").increment(1);
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, messages = good.len(), "batch not stored; retrying message by message");
+                self.write_one_by_one(good).await?;
+            }
+        }
+        metrics::histogram!("eye_worker_batch_seconds").record(started.elapsed().as_secs_f64());
+        Ok(())
+    }
+
+    /// Writes each message alone, acknowledging the ones that commit. Fails when none
+    /// does (the store, not a message, is the problem), so the loop backs off.
+    async fn write_one_by_one(&mut self, good: Vec<(String, Message)>) -> Result<(), StepError> {
+        let mut done = Vec::new();
+        let mut last_error = None;
+        for (id, message) in good {
+            match self.write(vec![message]).await {
+                Ok(outcome) => {
+                    self.count(outcome);
+                    done.push(id);
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, entry = %id, "message not stored; it stays pending and will be retried");
+                    metrics::counter!("eye_worker_store_failures_total").increment(1);
+                    last_error = Some(e);
+                }
+            }
+        }
+        if done.is_empty() {
+            return Err(StepError::Store(last_error.unwrap_or_default()));
+        }
+        let ids: Vec<&str> = done.iter().map(String::as_str).collect();
+        self.stream.ack(&ids).await?;
+        Ok(())
+    }
+
+    /// Writes in a task of its own, so that a panic in the store (a poison message that
+    /// trips a bug) fails this write instead of killing the worker.
+    async fn write(&self, messages: Vec<Message>) -> Result<WriteOutcome, String> {
+        let sink = Arc::clone(&self.sink);
+        match tokio::spawn(async move { sink.write_batch(&messages).await }).await {
+            Ok(Ok(outcome)) => Ok(outcome),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(e) => Err(format!("store write panicked: {e}")),
+        }
+    }
+
+    fn count(&mut self, outcome: WriteOutcome) {
+        self.stats.stored += outcome.inserted;
+        self.stats.duplicates += outcome.duplicates;
+        self.stats.errors_logged += outcome.errors_logged;
+        metrics::counter!("eye_worker_stored_total").increment(outcome.inserted);
+        metrics::counter!("eye_worker_duplicates_total").increment(outcome.duplicates);
+        metrics::counter!("eye_worker_errors_logged_total").increment(outcome.errors_logged);
+    }
+
+    /// Records the entry in the errors log, then moves it to the dead-letter stream
+    /// (XADD dead + XACK + XDEL in one MULTI). If the errors log cannot be written the
+    /// store is down: nothing moves and the step fails.
+    async fn dead_letter(
+        &mut self,
+        entry: &StreamId,
+        message: Option<Message>,
+        reason: &str,
+        deliveries: u64,
+    ) -> Result<(), StepError> {
+        let (record, raw) = dead_letter_record(&self.config.keys.stream, entry, message, reason);
+        self.write(vec![record])
+            .await
+            .map_err(|e| StepError::Store(format!("cannot record a dead letter: {e}")))?;
+        self.stream
+            .move_to_dead(DeadLetter {
+                entry_id: &entry.id,
+                raw: &raw,
+                reason,
+                deliveries,
+                maxlen: self.config.dead_letter_maxlen,
+            })
+            .await?;
+        self.stats.dead_lettered += 1;
+        metrics::counter!("eye_worker_dead_lettered_total").increment(1);
+        tracing::error!(entry = %entry.id, %reason, deliveries, dead_letter_stream = %self.stream.keys().dead, "message dead-lettered");
+        Ok(())
+    }
+}
+
+/// Runs a worker only (`eye-server worker`), until SIGINT or SIGTERM; the current batch
+/// is finished before it exits.
 pub async fn run_standalone(config: ServeConfig) -> anyhow::Result<()> {
-    let _ = config;
-    anyhow::bail!("`eye-server worker` needs the Redis queue, which this build does not have yet")
+    config.validate().map_err(anyhow::Error::msg)?;
+    let Some(url) = config.queue.redis_url.as_deref() else {
+        anyhow::bail!("`eye-server worker` needs a Redis queue: set --redis-url or EYE_REDIS_URL");
+    };
+    let store = Store::open(&config.store.database_url)
+        .await
+        .with_context(|| format!("opening the store at {}", config.store.database_url))?;
+    let worker_config = WorkerConfig::from_queue_config(&config.queue);
+    let conn = connect(url, worker_config.response_timeout()).context("invalid Redis URL")?;
+    let shutdown = crate::server::shutdown_signal();
+    let handle = Worker::new(conn, Arc::new(store.clone()), worker_config).spawn();
+    shutdown.await;
+    let stats = handle.stop().await;
+    store.close().await;
+    tracing::info!(?stats, "worker exited cleanly");
+    Ok(())
 }

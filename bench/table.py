@@ -1,0 +1,99 @@
+"""Prints bench/run's table from its raw results.
+
+Usage: table.py RESULTS.tsv < meta.tsv
+
+RESULTS.tsv holds one `key<TAB>value` line per measurement (one per run); meta.tsv
+holds `name<TAB>text` lines printed above the table. Each row of the table is the
+median, min and max of one key over the runs, and its ratio to the median of the
+baseline measured in the same run of bench/run.
+"""
+
+import statistics
+import sys
+
+# (label, key, unit, baseline key or None, target text)
+ROWS = [
+    ("Baseline: bare axum parse+201, req/s", "base_axum_rps", "req/s", None, ""),
+    ("Baseline: bare axum p99", "base_axum_p99", "ms", None, ""),
+    ("Baseline: bare axum + XADD, req/s", "base_xadd_rps", "req/s", None, ""),
+    ("Baseline: bare axum + XADD p99", "base_xadd_p99", "ms", None, ""),
+    ("Baseline: raw SQLite multi-row inserts", "base_sqlite_rows", "rows/s", None, ""),
+    ("1. single-event ingest, embedded", "emb_single_rps", "req/s", "base_axum_rps", ">= 0.60"),
+    ("1. embedded p50", "emb_single_p50", "ms", None, ""),
+    ("1. embedded p99", "emb_single_p99", "ms", None, "< 20 ms"),
+    ("2. single-event ingest, Redis (API only)", "redis_single_rps", "req/s", "base_xadd_rps", ">= 0.70"),
+    ("2. Redis p50", "redis_single_p50", "ms", None, ""),
+    ("2. Redis p99", "redis_single_p99", "ms", None, "< 20 ms"),
+    ("3. batches of 100, embedded", "emb_batch_eps", "events/s", "base_sqlite_rows", ""),
+    ("3. batches of 100, p99 per request", "emb_batch_p99", "ms", None, ""),
+    ("4. end-to-end, embedded (batches)", "emb_e2e_eps", "events/s", "base_sqlite_rows", ">= 0.80"),
+    ("4. end-to-end, Redis (batches)", "redis_e2e_eps", "events/s", "base_sqlite_rows", ">= 0.80"),
+    ("5. worker drain of a pre-filled stream", "drain_eps", "events/s", "base_sqlite_rows", ""),
+    ("6. query: session filter", "q_session_rps", "req/s", None, ""),
+    ("6. query: session filter p99", "q_session_p99", "ms", None, "< 5 ms"),
+    ("6. query: category filter", "q_category_rps", "req/s", None, ""),
+    ("6. query: category filter p99", "q_category_p99", "ms", None, "< 5 ms"),
+    ("6. query: 1-hour time range", "q_range_rps", "req/s", None, ""),
+    ("6. query: time range p99", "q_range_p99", "ms", None, "< 5 ms"),
+    ("6. query: page 1", "q_page1_rps", "req/s", None, ""),
+    ("6. query: page 1 p99", "q_page1_p99", "ms", None, "< 5 ms"),
+    ("6. query: page 10,000", "q_deep_rps", "req/s", None, ""),
+    ("6. query: page 10,000 p99", "q_deep_p99", "ms", None, "< 5 ms"),
+    ("6. query: /sessions/{id}/events", "q_session_events_rps", "req/s", None, ""),
+    ("6. query: /sessions/{id}/events p99", "q_session_events_p99", "ms", None, "< 5 ms"),
+    ("7. RSS idle (embedded, fresh start)", "rss_idle_mib", "MiB", None, "< 64 MiB"),
+    ("7. peak RSS, single-event load", "rss_peak_single_mib", "MiB", None, "< 256 MiB"),
+    ("7. peak RSS, batch load, embedded (fig 4)", "rss_peak_emb_e2e_mib", "MiB", None, "< 256 MiB"),
+    ("7. peak RSS, Redis API node", "rss_peak_redis_mib", "MiB", None, "< 256 MiB"),
+    ("7. peak RSS, Redis API+worker (fig 4)", "rss_peak_redis_e2e_mib", "MiB", None, "< 256 MiB"),
+    ("7. peak RSS, worker draining (fig 5)", "rss_peak_worker_mib", "MiB", None, "< 256 MiB"),
+    ("7. peak RSS, query load", "rss_peak_query_mib", "MiB", None, "< 256 MiB"),
+    ("8. SDK track() cost", "sdk_track_ns", "ns/call", None, ""),
+    ("8. SDK load example", "sdk_load_eps", "events/s", None, ""),
+]
+
+
+
+def fmt(v: float) -> str:
+    if v >= 100:
+        return f"{v:,.0f}"
+    if v >= 10:
+        return f"{v:.1f}"
+    return f"{v:.2f}"
+
+
+def main() -> None:
+    values: dict[str, list[float]] = {}
+    with open(sys.argv[1], encoding="utf-8") as f:
+        for line in f:
+            parts = line.rstrip("\n").split("\t")
+            if len(parts) != 2 or not parts[1]:
+                continue
+            try:
+                values.setdefault(parts[0], []).append(float(parts[1]))
+            except ValueError:
+                continue
+    for line in sys.stdin:
+        name, _, text = line.rstrip("\n").partition("\t")
+        print(f"{name}: {text}")
+    print()
+    print("| figure | median | min | max | unit | runs | ratio to baseline | target |")
+    print("|---|---:|---:|---:|---|---:|---:|---|")
+    for label, key, unit, base, target in ROWS:
+        v = values.get(key)
+        if not v:
+            continue
+        med = statistics.median(v)
+        ratio = ""
+        if base and values.get(base):
+            b = statistics.median(values[base])
+            if b > 0:
+                ratio = f"{med / b:.2f}"
+        print(
+            f"| {label} | {fmt(med)} | {fmt(min(v))} | {fmt(max(v))} | {unit} "
+            f"| {len(v)} | {ratio} | {target} |"
+        )
+
+
+if __name__ == "__main__":
+    main()
