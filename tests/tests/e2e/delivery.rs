@@ -47,20 +47,32 @@ fn assert_stored_exactly_once(stored: &[StoredEvent], tracked: &[Uuid]) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_tracked_event_is_stored_exactly_once() {
+async fn every_event_tracked_from_many_threads_is_stored_exactly_once() {
     let server = Server::start().await;
     let client = server.client().batch_size(100).build().unwrap();
 
-    let tracked: Vec<Uuid> = (0..3000)
-        .map(|i| {
-            loop {
-                match client.track(event(i)) {
-                    Ok(id) => break id,
-                    Err(TrackError::BufferFull) => std::thread::yield_now(),
-                    Err(e) => panic!("{e}"),
-                }
-            }
+    // Plain OS threads with no async runtime: `track` needs none.
+    let threads: Vec<_> = (0..4)
+        .map(|t| {
+            let client = client.clone();
+            std::thread::spawn(move || {
+                (0..750)
+                    .map(|i| {
+                        loop {
+                            match client.track(event(t * 750 + i)) {
+                                Ok(id) => break id,
+                                Err(TrackError::BufferFull) => std::thread::yield_now(),
+                                Err(e) => panic!("{e}"),
+                            }
+                        }
+                    })
+                    .collect::<Vec<Uuid>>()
+            })
         })
+        .collect();
+    let tracked: Vec<Uuid> = threads
+        .into_iter()
+        .flat_map(|t| t.join().unwrap())
         .collect();
     let report = client.shutdown(Duration::from_secs(30)).await;
 
