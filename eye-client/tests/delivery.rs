@@ -519,3 +519,67 @@ async fn batches_over_the_byte_limit_are_split_before_sending() {
         "no request was refused"
     );
 }
+
+#[tokio::test]
+async fn each_event_appears_in_exactly_one_report() {
+    let server = MockServer::start().await;
+    let ingest = Ingest::default();
+    mount_ingest(&server, &ingest).await;
+    let client = builder(&server.uri()).build().unwrap();
+
+    track_n(&client, 3);
+    let first = client.flush().await;
+    client.track(page_view("reject-me")).unwrap();
+    track_n(&client, 2);
+    let second = client.shutdown(Duration::from_secs(5)).await;
+
+    assert_eq!((first.delivered, first.rejected), (3, 0), "{first}");
+    assert_eq!((second.delivered, second.rejected), (2, 1), "{second}");
+    let stats = client.stats();
+    assert_eq!((stats.tracked, stats.delivered, stats.rejected), (6, 5, 1));
+    assert_eq!(stats.pending(), 0);
+}
+
+#[tokio::test]
+async fn track_wait_waits_for_room_instead_of_dropping() {
+    let server = MockServer::start().await;
+    let ingest = Ingest::default();
+    Mock::given(method("POST"))
+        .respond_with(ingest.clone())
+        .mount(&server)
+        .await;
+    let client = builder(&server.uri())
+        .batch_size(5)
+        .buffer_capacity(5)
+        .max_in_flight(1)
+        .build()
+        .unwrap();
+
+    for i in 0..200 {
+        client
+            .track_wait(page_view(&format!("s{i}")))
+            .await
+            .unwrap();
+    }
+    let report = client.shutdown(Duration::from_secs(10)).await;
+
+    assert_eq!((report.delivered, report.dropped), (200, 0), "{report}");
+}
+
+#[tokio::test]
+async fn a_partial_batch_is_sent_when_the_flush_interval_passes() {
+    let server = MockServer::start().await;
+    let ingest = Ingest::default();
+    mount_ingest(&server, &ingest).await;
+    let client = builder(&server.uri()).batch_size(100).build().unwrap();
+
+    let id = client.track(page_view("s")).unwrap();
+    for _ in 0..250 {
+        if !ingest.seen().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    assert_eq!(ingest.accepted_ids(), vec![id], "sent without flush()");
+}
