@@ -37,6 +37,7 @@ pub struct EyeClientBuilder {
     pub(crate) connect_timeout: Duration,
     pub(crate) retry: RetryPolicy,
     pub(crate) gzip: bool,
+    pub(crate) max_batch_bytes: usize,
     pub(crate) http_client: Option<reqwest::Client>,
     pub(crate) drop_timeout: Duration,
     pub(crate) report_detail_limit: usize,
@@ -55,6 +56,7 @@ impl EyeClientBuilder {
             connect_timeout: Duration::from_secs(5),
             retry: RetryPolicy::default(),
             gzip: true,
+            max_batch_bytes: 512 * 1024,
             http_client: None,
             drop_timeout: Duration::from_secs(2),
             report_detail_limit: 256,
@@ -117,8 +119,18 @@ impl EyeClientBuilder {
         self
     }
 
+    /// Largest batch body before compression (default 512 KiB, half the server's
+    /// default limit): a larger batch is split in halves before it is sent, so large
+    /// form events do not cost 413 round trips.
+    pub fn max_batch_bytes(mut self, bytes: usize) -> Self {
+        self.max_batch_bytes = bytes;
+        self
+    }
+
     /// Use this HTTP client (proxies, TLS roots, ...) instead of building one; the
-    /// request and connect timeouts set here are then not applied.
+    /// request and connect timeouts set here are then not applied. It serves both the
+    /// sender thread and the queries, so its pooled connections may move between the
+    /// two runtimes; after `shutdown`, prefer a fresh client for queries.
     pub fn http_client(mut self, client: reqwest::Client) -> Self {
         self.http_client = Some(client);
         self
@@ -160,6 +172,11 @@ impl EyeClientBuilder {
             "must be positive".into(),
         )?;
         check(
+            "max_batch_bytes",
+            self.max_batch_bytes >= 1024,
+            "must be at least 1 KiB".into(),
+        )?;
+        check(
             "max_in_flight",
             self.max_in_flight >= 1,
             "must be at least 1".into(),
@@ -177,15 +194,24 @@ impl EyeClientBuilder {
                 "must be non-empty printable ASCII".into(),
             )?;
         }
-        let http = match &self.http_client {
-            Some(c) => c.clone(),
-            None => reqwest::Client::builder()
-                .timeout(self.request_timeout)
-                .connect_timeout(self.connect_timeout)
-                .build()
-                .map_err(BuildError::Http)?,
+        // Two pools when the client builds its own: connections made on the sender's
+        // runtime must not be handed to queries on the caller's runtime (and vice
+        // versa), or one runtime's shutdown would break the other's requests.
+        let (send, query) = match &self.http_client {
+            Some(c) => (c.clone(), c.clone()),
+            None => (self.new_http()?, self.new_http()?),
         };
-        client::start(self, base, http)
+        client::start(self, base, send, query)
+    }
+}
+
+impl EyeClientBuilder {
+    fn new_http(&self) -> Result<reqwest::Client, BuildError> {
+        reqwest::Client::builder()
+            .timeout(self.request_timeout)
+            .connect_timeout(self.connect_timeout)
+            .build()
+            .map_err(BuildError::Http)
     }
 }
 

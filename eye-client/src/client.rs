@@ -48,7 +48,8 @@ impl std::fmt::Debug for EyeClient {
 pub(crate) fn start(
     b: EyeClientBuilder,
     base: Url,
-    http: reqwest::Client,
+    send_http: reqwest::Client,
+    query_http: reqwest::Client,
 ) -> Result<EyeClient, BuildError> {
     let events_url = base.join("events").map_err(|e| BuildError::InvalidUrl {
         url: b.base_url.clone(),
@@ -57,10 +58,11 @@ pub(crate) fn start(
     let shared = Arc::new(Shared::default());
     let (tx, rx) = mpsc::channel(b.buffer_capacity);
     let transport = Arc::new(Transport {
-        http: http.clone(),
+        http: send_http,
         events_url,
         api_key: b.api_key.clone(),
         gzip: b.gzip,
+        max_batch_bytes: b.max_batch_bytes,
         retry: b.retry,
         shared: shared.clone(),
     });
@@ -104,7 +106,7 @@ pub(crate) fn start(
         inner: Arc::new(Inner {
             tx: Some(tx),
             shared,
-            http,
+            http: query_http,
             base,
             api_key: b.api_key,
             done: Mutex::new(Some(done_rx)),
@@ -239,10 +241,24 @@ fn with_id(event: Event) -> (Event, Uuid) {
     match event.id() {
         Some(id) => (event, id),
         None => {
-            let id = Uuid::now_v7();
+            let id = new_event_id();
             (event.with_id(id), id)
         }
     }
+}
+
+/// A UUIDv7: the Unix time in milliseconds, then 74 random bits from the thread-local
+/// generator. `Uuid::now_v7` would take a process-wide lock and a `getrandom` system
+/// call per id; ids need to be unique and roughly time-ordered (for the store's index
+/// locality), not strictly monotonic within a millisecond.
+pub(crate) fn new_event_id() -> Uuid {
+    use rand::Rng;
+    let millis = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+    let mut random = [0u8; 10];
+    rand::rng().fill(&mut random);
+    uuid::Builder::from_unix_timestamp_millis(millis, &random).into_uuid()
 }
 
 /// Dropping the last handle without [`EyeClient::shutdown`]: best effort. The sender
@@ -268,5 +284,20 @@ impl Drop for Inner {
         {
             let _ = done.recv_timeout(self.drop_timeout + Duration::from_millis(200));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn event_ids_are_version_7_and_time_ordered_across_milliseconds() {
+        let first = new_event_id();
+        std::thread::sleep(Duration::from_millis(2));
+        let second = new_event_id();
+        assert_eq!(first.get_version_num(), 7);
+        assert_eq!(first.get_variant(), uuid::Variant::RFC4122);
+        assert!(first < second);
     }
 }

@@ -21,6 +21,26 @@
 //! # Ok(()) }
 //! ```
 //!
+//! Nothing is lost silently. With no server listening, a shutdown reports the events
+//! as pending instead of pretending they were sent:
+//!
+//! ```
+//! use std::time::Duration;
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let client = eye_client::EyeClient::builder("http://127.0.0.1:9").build()?;
+//! for path in ["/", "/pricing", "/signup"] {
+//!     client.track(eye_core::Event::page_view("s1", "shop.example", path)?)?;
+//! }
+//! assert_eq!(client.stats().tracked, 3);
+//!
+//! // `shutdown` is a plain future: any executor can drive it.
+//! let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+//! let report = runtime.block_on(client.shutdown(Duration::from_millis(100)));
+//! assert_eq!((report.delivered, report.pending), (0, 3));
+//! assert!(!report.is_complete());
+//! # Ok(()) }
+//! ```
+//!
 //! # Threads and runtimes
 //!
 //! [`EyeClientBuilder::build`] starts one OS thread, `eye-client`, running its own

@@ -1,5 +1,5 @@
 //! Sending one batch to `POST /events`: encoding, gzip, retries with backoff, splitting
-//! on 413, and reading the per-event results.
+//! batches over the byte limit or answered 413, and reading the per-event results.
 
 use std::io::Write;
 use std::sync::Arc;
@@ -22,6 +22,8 @@ pub(crate) struct Transport {
     pub events_url: Url,
     pub api_key: Option<String>,
     pub gzip: bool,
+    /// Batches whose JSON is larger are split before sending.
+    pub max_batch_bytes: usize,
     pub retry: RetryPolicy,
     pub shared: Arc<Shared>,
 }
@@ -121,7 +123,15 @@ impl Transport {
 
     /// Sends one batch with retries.
     async fn send(&self, batch: &[Event]) -> Sent {
-        let body = match self.encode(batch) {
+        let json = match serde_json::to_vec(batch) {
+            Ok(j) => j,
+            Err(e) => return Sent::Failed(FailureReason::Encode(e.to_string())),
+        };
+        // Split before the server has to answer 413; one event goes as it is.
+        if json.len() > self.max_batch_bytes && batch.len() > 1 {
+            return Sent::TooLarge;
+        }
+        let body = match self.compress(json) {
             Ok(b) => b,
             Err(e) => return Sent::Failed(FailureReason::Encode(e.to_string())),
         };
@@ -159,8 +169,7 @@ impl Transport {
         }
     }
 
-    fn encode(&self, batch: &[Event]) -> std::io::Result<Vec<u8>> {
-        let json = serde_json::to_vec(batch)?;
+    fn compress(&self, json: Vec<u8>) -> std::io::Result<Vec<u8>> {
         if !self.gzip {
             return Ok(json);
         }

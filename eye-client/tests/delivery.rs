@@ -491,3 +491,31 @@ async fn an_event_with_an_id_keeps_it() {
     assert_eq!(tracked, id);
     assert_eq!(ingest.accepted_ids(), vec![id]);
 }
+
+#[tokio::test]
+async fn batches_over_the_byte_limit_are_split_before_sending() {
+    let server = MockServer::start().await;
+    let ingest = Ingest::default();
+    mount_ingest(&server, &ingest).await;
+    let client = builder(&server.uri())
+        .max_batch_bytes(2048)
+        .flush_interval(Duration::from_secs(3600))
+        .build()
+        .unwrap();
+    let form = json!({"comment": "x".repeat(500)});
+
+    for i in 0..16 {
+        let e = Event::form_submit(&format!("s{i}"), "shop.example", "/f", form.clone()).unwrap();
+        client.track(e).unwrap();
+    }
+    let report = client.flush().await;
+
+    assert_eq!(report.delivered, 16, "{report}");
+    let seen = ingest.seen();
+    assert!(seen.iter().all(|s| s.ids.len() <= 3), "{seen:?}");
+    assert_eq!(
+        client.stats().requests,
+        seen.len() as u64,
+        "no request was refused"
+    );
+}

@@ -81,6 +81,16 @@ impl fmt::Display for ErrorCode {
 }
 
 /// One problem with one field of an event.
+///
+/// ```
+/// use eye_core::{ErrorCode, FieldError};
+/// let e = FieldError::new("/data/host", ErrorCode::InvalidHost, "host must not be empty");
+/// assert_eq!(
+///     serde_json::to_value(&e).unwrap(),
+///     serde_json::json!({"path": "/data/host", "code": "invalid_host",
+///                        "message": "host must not be empty"}),
+/// );
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct FieldError {
     /// JSON-pointer-like path of the offending field, e.g. `/data/host`; `""` is the
@@ -120,6 +130,20 @@ impl fmt::Display for FieldError {
 }
 
 /// Every problem found while parsing one event. Never empty.
+///
+/// Serialises as a plain list of [`FieldError`]s; displays as `path: message (code)`
+/// joined by `; `, which is what logs and CLI output show.
+///
+/// ```
+/// use eye_core::{ErrorCode, Event, ValidationContext};
+/// let json = br#"{"session_id": "", "category": "page_interaction", "name": "page_view",
+///     "data": {"host": "a.com", "path": "/"}, "timestamp": "yesterday"}"#;
+/// let errors = Event::parse_json(json, &ValidationContext::system()).unwrap_err();
+/// assert!(errors.has_code(ErrorCode::InvalidTimestamp));
+/// let paths: Vec<_> = errors.errors().iter().map(|e| e.path.as_str()).collect();
+/// assert_eq!(paths, ["/session_id", "/timestamp"]);
+/// assert!(errors.to_string().starts_with("/session_id: session_id must not be empty (invalid_session_id); "));
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema, thiserror::Error)]
 #[serde(transparent)]
 pub struct ValidationErrors(Vec<FieldError>);

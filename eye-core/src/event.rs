@@ -81,18 +81,32 @@ impl EventType {
     /// The canonical type a misspelt pair most likely meant: the same letters and
     /// digits ignoring case, spaces, hyphens and underscores (`page interaction` /
     /// `pageview`), or failing that a name that only one type has.
+    ///
+    /// ```
+    /// use eye_core::EventType;
+    /// assert_eq!(EventType::suggest("page interaction", "pageview"), Some(EventType::PageView));
+    /// assert_eq!(EventType::suggest("clicks", "cta_click"), Some(EventType::CtaClick));
+    /// assert_eq!(EventType::suggest("video", "play"), None);
+    /// ```
     pub fn suggest(category: &str, name: &str) -> Option<Self> {
+        Self::same_letters(category, name).or_else(|| {
+            let n = normalise(name);
+            let mut by_name = Self::ALL.into_iter().filter(|t| normalise(t.name()) == n);
+            match (by_name.next(), by_name.next()) {
+                (Some(t), None) => Some(t),
+                _ => None,
+            }
+        })
+    }
+
+    /// The type whose category and name have the same letters and digits as these,
+    /// ignoring case and separators: a misspelling certain enough that the parser also
+    /// checks the event's data against it.
+    pub(crate) fn same_letters(category: &str, name: &str) -> Option<Self> {
         let (c, n) = (normalise(category), normalise(name));
         Self::ALL
             .into_iter()
             .find(|t| normalise(t.category()) == c && normalise(t.name()) == n)
-            .or_else(|| {
-                let mut by_name = Self::ALL.into_iter().filter(|t| normalise(t.name()) == n);
-                match (by_name.next(), by_name.next()) {
-                    (Some(t), None) => Some(t),
-                    _ => None,
-                }
-            })
     }
 
     /// The allowed data fields of this type, in wire order.
@@ -238,7 +252,18 @@ pub(crate) fn json_type(v: &Value) -> &'static str {
     }
 }
 
-/// The typed payload of an event; the variant is the event type.
+/// The typed payload of an event; the variant is the event type. Serialises as the
+/// wire `data` object.
+///
+/// ```
+/// use eye_core::{Event, Payload};
+/// let event = Event::cta_click("s1", "example.com", "/pricing", "buy").unwrap();
+/// let payload = event.payload();
+/// assert_eq!(payload.host().as_str(), "example.com");
+/// assert!(matches!(payload, Payload::CtaClick(c) if c.element.as_str() == "buy"));
+/// assert_eq!(payload.to_value(),
+///     serde_json::json!({"host": "example.com", "path": "/pricing", "element": "buy"}));
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(untagged)]
 pub enum Payload {
@@ -479,11 +504,11 @@ impl Serialize for Event {
 }
 
 /// Deserialising validates against the system clock and the default clock skew; use
-/// [`Event::parse_value`] with a [`crate::ValidationContext`] to choose them.
+/// [`Event::parse_value`] or [`Event::parse_owned`] with a [`crate::ValidationContext`]
+/// to choose them.
 impl<'de> Deserialize<'de> for Event {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let v = Value::deserialize(d)?;
-        Event::parse_value(&v, &crate::ValidationContext::system())
-            .map_err(serde::de::Error::custom)
+        Event::parse_owned(v, &crate::ValidationContext::system()).map_err(serde::de::Error::custom)
     }
 }

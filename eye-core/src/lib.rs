@@ -28,13 +28,15 @@
 //!
 //! # Layout
 //!
-//! - [`error`](crate::ErrorCode): [`ErrorCode`], [`FieldError`], [`ValidationErrors`].
+//! - `error`: [`ErrorCode`], [`FieldError`], [`ValidationErrors`].
 //! - `fields`: validated strings ([`SessionId`], [`Host`], [`UrlPath`], [`Element`]), each
 //!   declaring its own JSON Schema from the constants its parser checks.
 //! - `timestamp`: the accepted timestamp formats ([`parse_timestamp`],
 //!   [`format_timestamp`]).
 //! - `event`: [`Event`], [`EventType`], [`Payload`] and the per-type payloads.
-//! - `parse`: wire JSON to [`Event`] with a [`ValidationContext`] (clock and skew).
+//! - `parse`: wire JSON to [`Event`] with a [`ValidationContext`] (clock and skew):
+//!   [`Event::parse_json`] (bytes, with the size limit), [`Event::parse_value`] and
+//!   [`Event::parse_owned`].
 //! - `query`: [`EventQuery`], [`ErrorQuery`], [`Pagination`], [`Page`].
 //! - `records`: API answers shared by server and SDK ([`StoredEvent`], [`Session`],
 //!   [`ErrorRecord`], [`IngestResponse`], [`ErrorBody`]).

@@ -63,6 +63,16 @@ impl ValidationContext {
         self.now
     }
 
+    /// How far in the future a timestamp may be.
+    ///
+    /// ```
+    /// let ctx = eye_core::ValidationContext::system();
+    /// assert_eq!(ctx.max_clock_skew(), chrono::Duration::minutes(5));
+    /// ```
+    pub fn max_clock_skew(&self) -> Duration {
+        self.max_clock_skew
+    }
+
     /// The latest timestamp accepted.
     pub fn latest_accepted(&self) -> DateTime<Utc> {
         // A skew too large to add means no timestamp is too far in the future.
@@ -108,9 +118,9 @@ impl Event {
     /// ```
     pub fn parse_value(value: &Value, ctx: &ValidationContext) -> Result<Event, ValidationErrors> {
         let mut event = validate_without_form(value, ctx)?;
-        fill_form(&mut event.payload, || match form_of(value) {
-            Some(Value::Object(m)) => m.clone(),
-            _ => Map::new(),
+        fill_form(&mut event.payload, || {
+            let form = value.pointer("/data/form").and_then(Value::as_object);
+            form.cloned().unwrap_or_default()
         });
         Ok(event)
     }
@@ -133,22 +143,13 @@ impl Event {
     ) -> Result<Event, ValidationErrors> {
         let mut event = validate_without_form(&value, ctx)?;
         fill_form(&mut event.payload, || {
-            match value
-                .get_mut("data")
-                .and_then(|d| d.get_mut("form"))
-                .map(Value::take)
-            {
+            match value.pointer_mut("/data/form").map(Value::take) {
                 Some(Value::Object(m)) => m,
                 _ => Map::new(),
             }
         });
         Ok(event)
     }
-}
-
-/// `data.form` of a wire event, if present.
-fn form_of(value: &Value) -> Option<&Value> {
-    value.get("data").and_then(|d| d.get("form"))
 }
 
 /// Puts the submitted form into a payload that passed validation. Validation checks
@@ -194,7 +195,10 @@ fn validate_without_form(
         Some(Value::Object(m)) => Some(m),
         Some(other) => c.wrong_type("/data", "an object", other),
     };
-    let payload = match (event_type, data) {
+    // A misspelt pair (`page interaction`/`pageview`) still gets its data checked
+    // against the type it spells, so the sender sees every problem in one answer.
+    let data_type = event_type.or_else(|| EventType::same_letters(category?, name?));
+    let payload = match (data_type, data) {
         (Some(t), Some(data)) => c.payload(t, data),
         _ => None,
     };
@@ -254,9 +258,9 @@ impl Payload {
         match (ValidationErrors::from_vec(c.0), payload) {
             (Some(errors), _) => Err(errors),
             (None, Some(mut p)) => {
-                fill_form(&mut p, || match data.get("form") {
-                    Some(Value::Object(m)) => m.clone(),
-                    _ => Map::new(),
+                fill_form(&mut p, || {
+                    let form = data.get("form").and_then(Value::as_object);
+                    form.cloned().unwrap_or_default()
                 });
                 Ok(p)
             }

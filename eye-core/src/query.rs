@@ -26,7 +26,16 @@ impl Default for PageLimits {
     }
 }
 
-/// Why query parameters were refused.
+/// Why query parameters were refused: the parameter, a stable code and a message.
+///
+/// ```
+/// use eye_core::{EventQuery, PageLimits};
+/// let err = EventQuery::from_pairs([("page", "0")], &PageLimits::default()).unwrap_err();
+/// assert!(err.is_invalid_page());
+/// let err = EventQuery::from_pairs([("start_time", "2022-02-01"), ("end_time", "2022-01-01")],
+///     &PageLimits::default()).unwrap_err();
+/// assert_eq!((err.parameter.as_str(), err.code.as_str()), ("start_time", "invalid_time_range"));
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema, thiserror::Error)]
 #[error("{parameter}: {message}")]
 pub struct QueryError {
@@ -64,7 +73,12 @@ pub struct Pagination {
 }
 
 impl Pagination {
-    /// Rows to skip before this page.
+    /// Rows to skip before this page (saturating, so a huge page cannot overflow).
+    ///
+    /// ```
+    /// let p = eye_core::Pagination { page: 3, page_size: 10 };
+    /// assert_eq!(p.offset(), 20);
+    /// ```
     pub fn offset(&self) -> u64 {
         (self.page - 1).saturating_mul(u64::from(self.page_size))
     }
@@ -425,6 +439,12 @@ fn push_common(pairs: &mut Vec<(&'static str, String)>, time: &TimeRange, p: &Pa
 
 /// One page of results in the shape DRF answers with: the total count, absolute URLs of
 /// the neighbouring pages, and the results.
+///
+/// ```
+/// let page = eye_core::Page { count: 1, next: None, previous: None, results: vec![42] };
+/// assert_eq!(serde_json::to_value(&page).unwrap(),
+///     serde_json::json!({"count": 1, "next": null, "previous": null, "results": [42]}));
+/// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Page<T> {
     /// How many results match in all pages.

@@ -148,7 +148,13 @@ pub struct ErrorRecord {
     pub payload: String,
 }
 
-/// The outcome of one event of an ingest request.
+/// The outcome of one event of an ingest request, tagged by `status`.
+///
+/// ```
+/// let id = uuid::Uuid::nil();
+/// let json = serde_json::to_value(eye_core::EventResult::Accepted { id }).unwrap();
+/// assert_eq!(json, serde_json::json!({"status": "accepted", "id": id.to_string()}));
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(tag = "status", rename_all = "snake_case")]
 pub enum EventResult {
@@ -177,6 +183,14 @@ pub struct IngestResponse {
 }
 
 /// The body of every 4xx and 5xx answer: `{"error": {"code", "message", "details"}}`.
+///
+/// ```
+/// use eye_core::{ErrorBody, ErrorDetail};
+/// let body = ErrorBody { error: ErrorDetail {
+///     code: "unauthorized".into(), message: "unknown key".into(), details: serde_json::Value::Null } };
+/// assert_eq!(serde_json::to_value(&body).unwrap(),
+///     serde_json::json!({"error": {"code": "unauthorized", "message": "unknown key"}}));
+/// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct ErrorBody {
     /// The error.

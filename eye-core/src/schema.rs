@@ -143,7 +143,14 @@ pub fn event_schema() -> Schema {
 }
 
 /// The event schema as pretty JSON with a trailing newline: what `eye-server schema`
-/// prints and the committed snapshot holds.
+/// prints and the committed snapshot (`eye-core/schema/event.schema.json`) holds.
+///
+/// ```
+/// let text = eye_core::event_schema_json();
+/// assert!(text.ends_with("}\n"));
+/// let value: serde_json::Value = serde_json::from_str(&text).unwrap();
+/// assert_eq!(value["$schema"], "https://json-schema.org/draft/2020-12/schema");
+/// ```
 pub fn event_schema_json() -> String {
     let mut s = serde_json::to_string_pretty(&event_schema()).unwrap_or_default();
     s.push('\n');

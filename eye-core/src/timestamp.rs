@@ -117,6 +117,13 @@ pub fn format_timestamp(t: &DateTime<Utc>) -> String {
 }
 
 /// Truncates an instant to whole microseconds, the precision The Eye keeps.
+///
+/// ```
+/// use chrono::{TimeZone, Timelike};
+/// let t = chrono::Utc.with_ymd_and_hms(2022, 1, 1, 0, 0, 0).unwrap()
+///     .with_nanosecond(123_456_789).unwrap();
+/// assert_eq!(eye_core::truncate_to_micros(t).nanosecond(), 123_456_000);
+/// ```
 pub fn truncate_to_micros(t: DateTime<Utc>) -> DateTime<Utc> {
     let micros = t.timestamp_micros();
     DateTime::from_timestamp_micros(micros).unwrap_or(t)
@@ -124,6 +131,16 @@ pub fn truncate_to_micros(t: DateTime<Utc>) -> DateTime<Utc> {
 
 /// Serde helper: (de)serialises a `DateTime<Utc>` as [`format_timestamp`] writes it and
 /// [`parse_timestamp`] reads it.
+///
+/// ```
+/// #[derive(serde::Serialize, serde::Deserialize)]
+/// struct Row {
+///     #[serde(with = "eye_core::serde_micros")]
+///     at: chrono::DateTime<chrono::Utc>,
+/// }
+/// let row: Row = serde_json::from_str(r#"{"at": "2022-04-11 01:08:01.407119"}"#).unwrap();
+/// assert_eq!(serde_json::to_string(&row).unwrap(), r#"{"at":"2022-04-11T01:08:01.407119Z"}"#);
+/// ```
 pub mod serde_micros {
     use chrono::{DateTime, Utc};
     use serde::{Deserialize, Deserializer, Serializer};

@@ -228,7 +228,9 @@ macro_rules! scoped_caller {
                 parts: &mut Parts,
                 state: &AppState,
             ) -> Result<Self, Self::Rejection> {
-                state.auth.authenticate(&parts.headers, $scope).await.map($name)
+                let caller = state.auth.authenticate(&parts.headers, $scope).await?;
+                record_application(&caller);
+                Ok($name(caller))
             }
         }
     };
@@ -244,6 +246,12 @@ scoped_caller!(
     QueryCaller,
     Scope::Query
 );
+
+/// Names the caller's application in the current request's log span, so the
+/// request's log line says who sent it.
+pub fn record_application(caller: &Caller) {
+    tracing::Span::current().record("application", caller.application.as_str());
+}
 
 #[cfg(test)]
 mod tests {

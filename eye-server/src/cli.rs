@@ -1,4 +1,4 @@
-//! The command line: `serve` (default), `worker`, `migrate`, `apps`, `schema`.
+//! The command line: `serve` (default), `worker`, `migrate`, `apps`, `schema`, `openapi`.
 
 use std::sync::Arc;
 
@@ -67,6 +67,8 @@ pub enum Command {
     },
     /// Print the JSON Schema of the event format.
     Schema,
+    /// Print the OpenAPI 3.1 document of the HTTP API (what `GET /openapi.json` serves).
+    Openapi,
 }
 
 /// Where the `apps` commands find the database. Global within `apps`, so both
@@ -146,6 +148,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             print!("{}", eye_core::event_schema_json());
             Ok(())
         }
+        Some(Command::Openapi) => {
+            print!("{}", crate::openapi::document_json());
+            Ok(())
+        }
     }
 }
 
@@ -209,7 +215,8 @@ async fn first_run(store: &Store, config: &ServeConfig) -> anyhow::Result<()> {
 pub async fn make_queue(store: &Store, config: &ServeConfig) -> anyhow::Result<Arc<dyn Queue>> {
     if config.queue.redis_url.is_some() {
         let queue = RedisQueue::connect(RedisQueueConfig::from(&config.queue))
-            .context("invalid Redis URL")?;
+            .context("invalid Redis URL")?
+            .with_store_check(store.clone());
         if config.no_worker {
             tracing::info!("Redis queue without a worker (--no-worker): run `eye-server worker`");
         } else {
@@ -240,7 +247,7 @@ pub async fn build_state(config: ServeConfig) -> anyhow::Result<AppState> {
     let store = Store::open(&config.store.database_url)
         .await
         .with_context(|| format!("opening the store at {}", config.store.database_url))?;
-    let queue = make_queue(&store, &config).await?;
+    let queue = crate::metrics::MeteredQueue::wrap(make_queue(&store, &config).await?);
     Ok(AppState {
         queue,
         auth: Authenticator::new(store.clone(), config.http.insecure_no_auth),
@@ -263,9 +270,11 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(config.http.bind)
         .await
         .with_context(|| format!("binding {}", config.http.bind))?;
+    // Signal handlers go in before the "listening" line tells anyone we are ready.
+    let shutdown = crate::server::shutdown_signal();
     tracing::info!(addr = %listener.local_addr()?, queue = state.queue.kind(), "The Eye is listening");
     let store = state.store.clone();
-    crate::server::run(listener, state, crate::server::shutdown_signal()).await?;
+    crate::server::run(listener, state, shutdown).await?;
     store.close().await;
     tracing::info!("stopped cleanly");
     Ok(())

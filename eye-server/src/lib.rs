@@ -30,15 +30,22 @@
 //! - [`store`]: SQLite through sqlx: events, sessions, errors log, applications.
 //! - [`clock`]: the injected clock.
 //! - [`state`]: [`state::AppState`], what every handler shares.
+//! - [`metrics`]: the Prometheus recorder, `/metrics`, the HTTP metrics middleware and
+//!   the metered queue.
+//! - [`openapi`]: the OpenAPI 3.1 document, `/openapi.json`, `/docs`, `/schema`.
+//! - [`web`]: the browsable API (HTML for browsers on the same URLs) and the dashboard.
 
 pub mod auth;
 pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod error;
+pub mod metrics;
+pub mod openapi;
 pub mod queue;
 pub mod routes;
 pub mod server;
 pub mod state;
 pub mod store;
+pub mod web;
 pub mod worker;

@@ -25,9 +25,13 @@
 //!
 //! - [`Worker`], [`WorkerConfig`], [`WorkerHandle`]: the loop and its control.
 //! - [`Sink`]: where messages go ([`Store`] in production, fakes in tests).
+//! - `worker/config.rs`: [`WorkerConfig`].
+//! - `worker/stream.rs`: the Redis commands of one consumer.
 //! - `worker/entry.rs`: decoding stream entries and building dead-letter records.
 
+mod config;
 mod entry;
+mod stream;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -36,16 +40,18 @@ use std::time::Duration;
 use anyhow::Context;
 use async_trait::async_trait;
 use redis::aio::ConnectionManager;
-use redis::streams::{StreamAutoClaimReply, StreamId, StreamPendingCountReply, StreamReadReply};
+use redis::streams::StreamId;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use crate::config::{QueueConfig, ServeConfig};
+use crate::config::ServeConfig;
 use crate::queue::Message;
-use crate::queue::redis::{Keys, connect};
+use crate::queue::redis::connect;
 use crate::store::{Store, StoreError, WriteOutcome};
+pub use config::WorkerConfig;
 use entry::{Decoded, dead_letter_record, decode};
+use stream::{Consumer, DeadLetter};
 
 /// Where a worker writes messages. [`Store`] is the real one; tests put a sink in
 /// front of it that fails on purpose.
@@ -61,71 +67,6 @@ impl Sink for Store {
     async fn write_batch(&self, messages: &[Message]) -> Result<WriteOutcome, StoreError> {
         Store::write_batch(self, messages).await
     }
-}
-
-/// Settings of one worker.
-#[derive(Debug, Clone)]
-pub struct WorkerConfig {
-    /// Key names (shared with the API).
-    pub keys: Keys,
-    /// This worker's consumer name, unique in the group.
-    pub consumer: String,
-    /// Most entries read, and written in one transaction, at once.
-    pub batch: usize,
-    /// Longest one XREADGROUP waits for new entries.
-    pub block: Duration,
-    /// Pending entries idle this long are claimed from their consumer.
-    pub claim_idle: Duration,
-    /// An entry delivered more often than this is dead-lettered.
-    pub max_deliveries: u64,
-    /// Most entries kept in the dead-letter stream.
-    pub dead_letter_maxlen: u64,
-}
-
-impl WorkerConfig {
-    /// The worker settings of a queue configuration; the consumer name defaults to
-    /// `<host>-<pid>`.
-    ///
-    /// ```
-    /// let config = eye_server::config::ServeConfig::for_tests("sqlite::memory:");
-    /// let worker = eye_server::worker::WorkerConfig::from_queue_config(&config.queue);
-    /// assert_eq!(worker.keys.stream, "eye:events");
-    /// assert!(worker.consumer.ends_with(&std::process::id().to_string()));
-    /// ```
-    pub fn from_queue_config(c: &QueueConfig) -> Self {
-        Self {
-            keys: Keys::new(&c.redis_prefix),
-            consumer: c
-                .consumer_name
-                .clone()
-                .unwrap_or_else(default_consumer_name),
-            batch: c.commit_batch.max(1),
-            block: Duration::from_millis(c.redis_block_ms),
-            claim_idle: Duration::from_millis(c.claim_idle_ms),
-            max_deliveries: c.max_deliveries.max(1),
-            dead_letter_maxlen: c.redis_dead_letter_maxlen,
-        }
-    }
-
-    /// The response timeout the worker's connection needs: longer than a blocking
-    /// read.
-    pub fn response_timeout(&self) -> Duration {
-        self.block + Duration::from_secs(5)
-    }
-
-    fn claim_interval(&self) -> Duration {
-        (self.claim_idle / 4).clamp(Duration::from_millis(20), Duration::from_secs(5))
-    }
-}
-
-fn default_consumer_name() -> String {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .ok()
-        .or_else(|| std::env::var("HOSTNAME").ok())
-        .map(|h| h.trim().to_owned())
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "worker".into());
-    format!("{host}-{}", std::process::id())
 }
 
 /// What a worker has done so far (also exported as metrics).
@@ -175,12 +116,13 @@ enum StepError {
 
 /// One worker: a consumer in the group.
 pub struct Worker {
-    conn: ConnectionManager,
+    stream: Consumer,
     sink: Arc<dyn Sink>,
     config: WorkerConfig,
     stats: WorkerStats,
     claim_cursor: String,
     next_claim: Instant,
+    next_forget: Instant,
     group_ready: bool,
 }
 
@@ -189,12 +131,13 @@ impl Worker {
     /// to `sink`.
     pub fn new(conn: ConnectionManager, sink: Arc<dyn Sink>, config: WorkerConfig) -> Self {
         Self {
-            conn,
+            stream: Consumer::new(conn, config.keys.clone(), config.consumer.clone()),
             sink,
             config,
             stats: WorkerStats::default(),
             claim_cursor: "0-0".into(),
             next_claim: Instant::now(),
+            next_forget: Instant::now(),
             group_ready: false,
         }
     }
@@ -251,7 +194,7 @@ impl Worker {
 
     async fn step(&mut self) -> Result<(), StepError> {
         if !self.group_ready {
-            self.ensure_group().await?;
+            self.stream.ensure_group().await?;
             self.group_ready = true;
         }
         if Instant::now() >= self.next_claim {
@@ -260,106 +203,63 @@ impl Worker {
                 self.handle(claimed, true).await?;
             }
         }
-        let fresh = self.read_new().await?;
+        if Instant::now() >= self.next_forget {
+            self.forget_idle_consumers().await?;
+        }
+        let fresh = self
+            .stream
+            .read_new(self.config.batch, self.config.block)
+            .await?;
         if !fresh.is_empty() {
             self.handle(fresh, false).await?;
         }
         Ok(())
     }
 
-    async fn ensure_group(&mut self) -> Result<(), redis::RedisError> {
-        // From `0`: acknowledged entries are deleted, so everything still in the stream
-        // is unstored, including what the API appended before any worker existed.
-        let created: Result<(), _> = redis::cmd("XGROUP")
-            .arg("CREATE")
-            .arg(&self.config.keys.stream)
-            .arg(&self.config.keys.group)
-            .arg("0")
-            .arg("MKSTREAM")
-            .query_async(&mut self.conn)
-            .await;
-        match created {
-            Ok(()) => Ok(()),
-            Err(e) if e.code() == Some("BUSYGROUP") => Ok(()),
-            Err(e) => Err(e),
-        }
-    }
-
-    async fn read_new(&mut self) -> Result<Vec<StreamId>, redis::RedisError> {
-        let reply: Option<StreamReadReply> = redis::cmd("XREADGROUP")
-            .arg("GROUP")
-            .arg(&self.config.keys.group)
-            .arg(&self.config.consumer)
-            .arg("COUNT")
-            .arg(self.config.batch)
-            .arg("BLOCK")
-            .arg(self.config.block.as_millis() as u64)
-            .arg("STREAMS")
-            .arg(&self.config.keys.stream)
-            .arg(">")
-            .query_async(&mut self.conn)
-            .await?;
-        Ok(reply
-            .map(|r| r.keys.into_iter().flat_map(|k| k.ids).collect())
-            .unwrap_or_default())
-    }
-
     /// Claims entries idle longer than `claim_idle`, a page at a time; when the scan
     /// wraps around, waits `claim_interval` before the next one.
     async fn claim(&mut self) -> Result<Vec<StreamId>, redis::RedisError> {
-        let reply: StreamAutoClaimReply = redis::cmd("XAUTOCLAIM")
-            .arg(&self.config.keys.stream)
-            .arg(&self.config.keys.group)
-            .arg(&self.config.consumer)
-            .arg(self.config.claim_idle.as_millis() as u64)
-            .arg(&self.claim_cursor)
-            .arg("COUNT")
-            .arg(self.config.batch)
-            .query_async(&mut self.conn)
+        let (cursor, claimed) = self
+            .stream
+            .claim(
+                &self.claim_cursor,
+                self.config.claim_idle,
+                self.config.batch,
+            )
             .await?;
-        self.claim_cursor = reply.next_stream_id;
+        self.claim_cursor = cursor;
         if self.claim_cursor == "0-0" {
             self.next_claim = Instant::now() + self.config.claim_interval();
         }
-        if !reply.claimed.is_empty() {
-            let n = reply.claimed.len() as u64;
+        if !claimed.is_empty() {
+            let n = claimed.len() as u64;
             self.stats.claimed += n;
             metrics::counter!("eye_worker_claimed_total").increment(n);
             tracing::info!(consumer = %self.config.consumer, entries = n, "claimed idle pending entries");
         }
-        Ok(reply.claimed)
+        Ok(claimed)
     }
 
-    /// How often each of `entries` was delivered (XPENDING per entry, pipelined).
-    async fn delivery_counts(
-        &mut self,
-        entries: &[StreamId],
-    ) -> Result<HashMap<String, u64>, redis::RedisError> {
-        if entries.is_empty() {
-            return Ok(HashMap::new());
+    async fn forget_idle_consumers(&mut self) -> Result<(), redis::RedisError> {
+        let removed = self
+            .stream
+            .forget_idle(self.config.forget_consumers_after)
+            .await?;
+        if removed > 0 {
+            tracing::info!(
+                removed,
+                "removed idle consumers with nothing pending from the group"
+            );
         }
-        let mut pipe = redis::pipe();
-        for entry in entries {
-            pipe.cmd("XPENDING")
-                .arg(&self.config.keys.stream)
-                .arg(&self.config.keys.group)
-                .arg(&entry.id)
-                .arg(&entry.id)
-                .arg(1);
-        }
-        let replies: Vec<StreamPendingCountReply> = pipe.query_async(&mut self.conn).await?;
-        Ok(replies
-            .into_iter()
-            .flat_map(|r| r.ids)
-            .map(|p| (p.id, p.times_delivered as u64))
-            .collect())
+        self.next_forget = Instant::now() + self.config.forget_interval();
+        Ok(())
     }
 
     /// Stores, acknowledges or dead-letters a batch of entries.
     async fn handle(&mut self, entries: Vec<StreamId>, claimed: bool) -> Result<(), StepError> {
         let started = Instant::now();
         let counts = if claimed {
-            self.delivery_counts(&entries).await?
+            self.stream.delivery_counts(&entries).await?
         } else {
             HashMap::new()
         };
@@ -390,7 +290,7 @@ impl Worker {
         match self.write(messages).await {
             Ok(outcome) => {
                 let ids: Vec<&str> = good.iter().map(|(id, _)| id.as_str()).collect();
-                self.ack(&ids).await?;
+                self.stream.ack(&ids).await?;
                 self.count(outcome);
             }
             Err(e) if good.len() == 1 => {
@@ -428,7 +328,7 @@ impl Worker {
             return Err(StepError::Store(last_error.unwrap_or_default()));
         }
         let ids: Vec<&str> = done.iter().map(String::as_str).collect();
-        self.ack(&ids).await?;
+        self.stream.ack(&ids).await?;
         Ok(())
     }
 
@@ -452,24 +352,6 @@ impl Worker {
         metrics::counter!("eye_worker_errors_logged_total").increment(outcome.errors_logged);
     }
 
-    /// Acknowledges and deletes entries in one MULTI: the stream keeps only what is not
-    /// stored yet.
-    async fn ack(&mut self, ids: &[&str]) -> Result<(), redis::RedisError> {
-        let keys = &self.config.keys;
-        let _: (u64, u64) = redis::pipe()
-            .atomic()
-            .cmd("XACK")
-            .arg(&keys.stream)
-            .arg(&keys.group)
-            .arg(ids)
-            .cmd("XDEL")
-            .arg(&keys.stream)
-            .arg(ids)
-            .query_async(&mut self.conn)
-            .await?;
-        Ok(())
-    }
-
     /// Records the entry in the errors log, then moves it to the dead-letter stream
     /// (XADD dead + XACK + XDEL in one MULTI). If the errors log cannot be written the
     /// store is down: nothing moves and the step fails.
@@ -484,37 +366,18 @@ impl Worker {
         self.write(vec![record])
             .await
             .map_err(|e| StepError::Store(format!("cannot record a dead letter: {e}")))?;
-        let keys = &self.config.keys;
-        let _: (String, u64, u64) = redis::pipe()
-            .atomic()
-            .cmd("XADD")
-            .arg(&keys.dead)
-            .arg("MAXLEN")
-            .arg("~")
-            .arg(self.config.dead_letter_maxlen)
-            .arg("*")
-            .arg(crate::queue::redis::MESSAGE_FIELD)
-            .arg(raw.as_slice())
-            .arg("source_id")
-            .arg(&entry.id)
-            .arg("reason")
-            .arg(reason)
-            .arg("deliveries")
-            .arg(deliveries)
-            .arg("consumer")
-            .arg(&self.config.consumer)
-            .cmd("XACK")
-            .arg(&keys.stream)
-            .arg(&keys.group)
-            .arg(&entry.id)
-            .cmd("XDEL")
-            .arg(&keys.stream)
-            .arg(&entry.id)
-            .query_async(&mut self.conn)
+        self.stream
+            .move_to_dead(DeadLetter {
+                entry_id: &entry.id,
+                raw: &raw,
+                reason,
+                deliveries,
+                maxlen: self.config.dead_letter_maxlen,
+            })
             .await?;
         self.stats.dead_lettered += 1;
         metrics::counter!("eye_worker_dead_lettered_total").increment(1);
-        tracing::error!(entry = %entry.id, %reason, deliveries, dead_letter_stream = %keys.dead, "message dead-lettered");
+        tracing::error!(entry = %entry.id, %reason, deliveries, dead_letter_stream = %self.stream.keys().dead, "message dead-lettered");
         Ok(())
     }
 }
@@ -531,8 +394,9 @@ pub async fn run_standalone(config: ServeConfig) -> anyhow::Result<()> {
         .with_context(|| format!("opening the store at {}", config.store.database_url))?;
     let worker_config = WorkerConfig::from_queue_config(&config.queue);
     let conn = connect(url, worker_config.response_timeout()).context("invalid Redis URL")?;
+    let shutdown = crate::server::shutdown_signal();
     let handle = Worker::new(conn, Arc::new(store.clone()), worker_config).spawn();
-    crate::server::shutdown_signal().await;
+    shutdown.await;
     let stats = handle.stop().await;
     store.close().await;
     tracing::info!(?stats, "worker exited cleanly");

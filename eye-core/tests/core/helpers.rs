@@ -114,3 +114,16 @@ fn pointer_mut<'a>(v: &'a mut Value, pointer: &str) -> &'a mut Value {
         .entry(key)
         .or_insert(Value::Null)
 }
+
+/// Turns an event into another type, keeping host and path.
+pub fn retype(v: &mut Value, category: &str, name: &str) {
+    v["category"] = json!(category);
+    v["name"] = json!(name);
+    let data = v["data"].as_object_mut().unwrap();
+    data.retain(|k, _| k == "host" || k == "path");
+    if name == "cta_click" {
+        data.insert("element".into(), json!("button"));
+    } else if name == "submit" {
+        data.insert("form".into(), json!({}));
+    }
+}

@@ -2,14 +2,18 @@
 //!
 //! Each module owns one area: the event rules and their error codes, timestamps,
 //! near-miss suggestions, reporting every error at once, the query model, the seed's
-//! examples, and the JSON Schema (snapshot and agreement with the parser).
+//! examples, the JSON Schema (snapshot and agreement with the parser), round trips,
+//! and the crate's dependency rule.
 
 // Helpers may unwrap like tests do (clippy.toml): a panic is a failed test with its message.
 #![allow(clippy::unwrap_used)]
 
 mod all_errors;
+mod dependencies;
 mod event_rules;
+mod field_rules;
 mod helpers;
+mod mutations;
 mod query;
 mod roundtrip;
 mod schema_agreement;

@@ -327,3 +327,41 @@ fn page_serialises_in_the_drf_shape() {
         page
     );
 }
+
+/// An instant in the years 1970 to 9999, to the microsecond.
+fn instant() -> impl proptest::strategy::Strategy<Value = chrono::DateTime<Utc>> {
+    use proptest::strategy::Strategy;
+    (0i64..253_402_300_800_000_000)
+        .prop_map(|us| chrono::DateTime::from_timestamp_micros(us).unwrap())
+}
+
+proptest::proptest! {
+    #[test]
+    fn any_valid_query_round_trips_through_its_url_pairs(
+        session in proptest::option::of(".{1,256}"),
+        category in proptest::option::of("[a-z_ ]{1,40}"),
+        application in proptest::option::of("[a-z0-9-]{1,40}"),
+        times in (proptest::option::of(instant()), proptest::option::of(instant())),
+        page in 1u64..,
+        page_size in 1u32..=1000,
+    ) {
+        let mut query = EventQuery::new().page(page).page_size(page_size);
+        query.session_id = session;
+        query.category = category;
+        query.application = application;
+        let (start, end) = match times {
+            (Some(a), Some(b)) if a > b => (Some(b), Some(a)),
+            other => other,
+        };
+        query.time.start = start;
+        query.time.end = end;
+
+        let pairs = query.to_pairs();
+        let back = EventQuery::from_pairs(
+            pairs.iter().map(|(k, v)| (*k, v.as_str())),
+            &PageLimits::default(),
+        );
+
+        proptest::prop_assert_eq!(back, Ok(query));
+    }
+}

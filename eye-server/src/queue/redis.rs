@@ -159,6 +159,7 @@ pub struct RedisQueue {
     script: Script,
     closed: AtomicBool,
     worker: Mutex<Option<WorkerHandle>>,
+    store: Option<Store>,
 }
 
 impl std::fmt::Debug for RedisQueue {
@@ -194,7 +195,16 @@ impl RedisQueue {
             script: Script::new(ENQUEUE_SCRIPT),
             closed: AtomicBool::new(false),
             worker: Mutex::new(None),
+            store: None,
         })
+    }
+
+    /// Makes [`Queue::ready`] check `store` too, so `/readyz` of an API node reports
+    /// both Redis and the store its queries read.
+    #[must_use]
+    pub fn with_store_check(mut self, store: Store) -> Self {
+        self.store = Some(store);
+        self
     }
 
     /// Starts a worker in this process that drains the stream into `store`; it stops
@@ -319,10 +329,17 @@ impl Queue for RedisQueue {
         let cmd = redis::cmd("PING");
         let ping = cmd.query_async::<String>(&mut conn);
         match tokio::time::timeout(Duration::from_secs(2), ping).await {
-            Ok(Ok(_)) => Ok(()),
-            Ok(Err(e)) => Err(QueueError::Unavailable(format!("redis: {e}"))),
-            Err(_) => Err(QueueError::Unavailable("redis: ping timed out".into())),
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => return Err(QueueError::Unavailable(format!("redis: {e}"))),
+            Err(_) => return Err(QueueError::Unavailable("redis: ping timed out".into())),
         }
+        if let Some(store) = &self.store {
+            store
+                .ping()
+                .await
+                .map_err(|e| QueueError::Unavailable(format!("store: {e}")))?;
+        }
+        Ok(())
     }
 
     fn kind(&self) -> &'static str {

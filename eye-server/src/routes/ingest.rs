@@ -271,8 +271,7 @@ fn truncate_payload(payload: &str) -> String {
 }
 
 /// Accepts `application/json` and `application/*+json`, with any parameters, and a
-/// missing `Content-Type` (what `curl -d` sends without `-H` is refused, though:
-/// `application/x-www-form-urlencoded`).
+/// missing `Content-Type`.
 fn check_content_type(headers: &HeaderMap) -> Result<(), ApiError> {
     let Some(value) = headers.get(header::CONTENT_TYPE) else {
         return Ok(());

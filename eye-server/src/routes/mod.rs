@@ -10,6 +10,10 @@
 //! | `GET /sessions/{session_id}/events` | query | 200, 404 |
 //! | `GET /errors` | query | 200, 400, 404 |
 //! | `GET /healthz`, `/readyz` | none | 200, 503 |
+//! | `GET /` (dashboard, HTML) | query | 200, 401 |
+//! | `GET /openapi.json`, `/docs`, `/schema`, `/metrics`, `/assets/*` | none | 200 |
+//!
+//! Every `GET` above that answers JSON answers HTML to a browser ([`crate::web`]).
 //!
 //! Middleware, outermost first: request id (`x-request-id`, set when missing and
 //! echoed), tracing, response compression, JSON bodies for the errors the layers
@@ -38,6 +42,7 @@ use crate::state::AppState;
 
 /// The whole HTTP API, with its middleware (limits, timeouts, tracing, compression).
 pub fn router(state: AppState) -> Router {
+    crate::metrics::install();
     let http = &state.config.http;
     let max_body = http.max_body_bytes;
     let timeout = http.request_timeout();
@@ -47,7 +52,15 @@ pub fn router(state: AppState) -> Router {
         .merge(sessions::router())
         .merge(errors::router())
         .merge(health::router())
+        .merge(crate::openapi::router())
+        .merge(crate::web::router())
+        .merge(crate::metrics::router())
         .fallback(not_found)
+        // Browsers get the JSON answers above as HTML pages (needs the matched route).
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::web::negotiate,
+        ))
         .with_state(state)
         // `Router::layer` wraps what is already there: innermost first.
         .layer(RequestBodyLimitLayer::new(max_body))
@@ -61,10 +74,23 @@ pub fn router(state: AppState) -> Router {
         .layer(
             ServiceBuilder::new()
                 .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
-                .layer(TraceLayer::new_for_http().make_span_with(request_span))
+                .layer(
+                    TraceLayer::new_for_http()
+                        .make_span_with(request_span)
+                        // One INFO line per request: status and latency, inside the
+                        // span (method, route, path, request id, application).
+                        .on_response(
+                            tower_http::trace::DefaultOnResponse::new()
+                                .level(tracing::Level::INFO)
+                                .latency_unit(tower_http::LatencyUnit::Micros),
+                        ),
+                )
                 .layer(PropagateRequestIdLayer::x_request_id())
                 .layer(CompressionLayer::new()),
         )
+        // Outermost, so it sees the final status of every request (408s and 413s
+        // included); per route, so the matched route is known.
+        .layer(axum::middleware::from_fn(crate::metrics::track_http))
 }
 
 fn request_span(request: &Request<Body>) -> tracing::Span {
@@ -73,11 +99,18 @@ fn request_span(request: &Request<Body>) -> tracing::Span {
         .get("x-request-id")
         .and_then(|v| v.to_str().ok())
         .unwrap_or("-");
+    let route = request
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or("unmatched", |p| p.as_str());
     tracing::info_span!(
         "request",
         method = %request.method(),
+        route = %route,
         path = %request.uri().path(),
         request_id = %id,
+        // Filled in by authentication (`auth::record_application`).
+        application = tracing::field::Empty,
     )
 }
 

@@ -117,6 +117,7 @@ impl Store {
         if events.is_empty() && rejected.is_empty() {
             return Ok(WriteOutcome::default());
         }
+        let started = std::time::Instant::now();
         let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
         let inserted = insert_events(&mut tx, &events).await?;
         update_aggregates(&mut tx, &inserted).await?;
@@ -126,9 +127,12 @@ impl Store {
         }
         tx.commit().await?;
         let inserted = inserted.len() as u64;
+        let duplicates = events.len() as u64 - inserted;
+        crate::metrics::batch_committed(messages.len(), inserted, duplicates, started.elapsed());
+        crate::metrics::errors_logged(errors_logged);
         Ok(WriteOutcome {
             inserted,
-            duplicates: events.len() as u64 - inserted,
+            duplicates,
             errors_logged,
         })
     }

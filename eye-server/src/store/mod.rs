@@ -95,10 +95,19 @@ impl Store {
             .foreign_keys(true)
             .pragma("temp_store", "memory");
         let in_memory = url.contains(":memory:") || url.contains("mode=memory");
+        // Writers queue for the one connection; the embedded queue and the workers
+        // each write from one task, so waiting long here means the disk is stuck.
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
             .min_connections(1)
-            .connect_with(options.clone().pragma("cache_size", "-16000"))
+            .acquire_timeout(Duration::from_secs(60))
+            .connect_with(
+                options
+                    .clone()
+                    .pragma("cache_size", "-16000")
+                    // Bounds `PRAGMA optimize` at close to a sample, not a table scan.
+                    .pragma("analysis_limit", "400"),
+            )
             .await?;
         sqlx::migrate!("./migrations").run(&writer).await?;
         let pool = if in_memory {
@@ -133,6 +142,11 @@ impl Store {
     /// Closes the pools, waiting for connections to finish. The writer closes last, so
     /// its final checkpoint sees no reader.
     pub async fn close(&self) {
+        // Refreshes the planner's statistics where they changed; cheap, and a failure
+        // only costs plan quality.
+        if let Err(e) = sqlx::query("PRAGMA optimize").execute(&self.writer).await {
+            tracing::debug!(error = %e, "PRAGMA optimize failed");
+        }
         self.pool.close().await;
         self.writer.close().await;
     }

@@ -177,7 +177,7 @@ fn schema_prints_the_event_json_schema() {
 }
 
 #[tokio::test]
-async fn first_run_creates_the_default_app_once_and_sigterm_exits_0() {
+async fn first_run_creates_the_default_app_once_and_sigterm_or_sigint_exit_0() {
     let dir = TempDir::new().unwrap();
     let mut server = Server::start(dir.path(), &[]);
     let text = server.stderr_text();
@@ -200,8 +200,10 @@ async fn first_run_creates_the_default_app_once_and_sigterm_exits_0() {
     server.signal("-TERM");
     assert_eq!(server.wait(), Some(0), "{}", server.stderr_text());
 
-    let again = Server::start(dir.path(), &[]);
+    let mut again = Server::start(dir.path(), &[]);
     assert!(!again.stderr_text().contains("First run"));
+    again.signal("-INT");
+    assert_eq!(again.wait(), Some(0), "Ctrl-C stops cleanly too");
 }
 
 /// Posts batches of 5 events with client ids from `workers` tasks until the server
@@ -395,4 +397,21 @@ async fn stored_count(dir: &Path) -> u64 {
         .unwrap();
     store.close().await;
     count
+}
+
+#[test]
+fn migrate_creates_the_database_and_is_idempotent() {
+    let dir = TempDir::new().unwrap();
+    let first = run(dir.path(), &["migrate"]);
+    let second = run(dir.path(), &["migrate"]);
+    assert!(first.status.success(), "{first:?}");
+    assert!(second.status.success(), "{second:?}");
+    assert!(dir.path().join("eye.db").exists());
+}
+
+#[test]
+fn flags_before_another_subcommand_are_refused() {
+    let dir = TempDir::new().unwrap();
+    let output = run(dir.path(), &["--bind", "127.0.0.1:9", "migrate"]);
+    assert!(!output.status.success());
 }

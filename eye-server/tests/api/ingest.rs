@@ -266,14 +266,14 @@ async fn empty_body_is_400_malformed_json() {
 }
 
 #[tokio::test]
-async fn form_encoded_body_is_415_unsupported_media_type() {
+async fn xml_body_is_415_unsupported_media_type() {
     let app = spawn_app().await;
     let response = app
         .http
         .post(format!("{}/events", app.base))
         .header(AUTHORIZATION, format!("Bearer {}", app.key))
-        .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
-        .body(seed_event().to_string())
+        .header(CONTENT_TYPE, "application/xml")
+        .body("<event/>")
         .send()
         .await
         .unwrap();
@@ -309,4 +309,108 @@ async fn concurrent_posts_to_one_session_count_every_event() {
     assert_eq!(session["event_count"], 80, "{session}");
     assert_eq!(session["first_seen"], "2022-01-01T00:00:00.000000Z");
     assert_eq!(session["last_seen"], "2022-01-01T00:00:39.000000Z");
+}
+
+/// One event per rejection rule, each with exactly that problem.
+fn one_bad_event_per_rule() -> Vec<(&'static str, Value)> {
+    let base = || page_view("s", "2022-01-01T00:00:00Z");
+    let with = |f: &dyn Fn(&mut Value)| {
+        let mut e = base();
+        f(&mut e);
+        e
+    };
+    let mut deep = json!("leaf");
+    for _ in 0..40 {
+        deep = json!({ "n": deep });
+    }
+    vec![
+        (
+            "missing_field",
+            with(&|e| drop(e.as_object_mut().unwrap().remove("session_id"))),
+        ),
+        ("wrong_type", with(&|e| e["session_id"] = json!(123))),
+        ("unknown_field", with(&|e| e["extra"] = json!(1))),
+        ("unknown_event_type", with(&|e| e["name"] = json!("scroll"))),
+        ("invalid_id", with(&|e| e["id"] = json!("not-a-uuid"))),
+        ("invalid_session_id", with(&|e| e["session_id"] = json!(""))),
+        (
+            "invalid_host",
+            with(&|e| e["data"]["host"] = json!("not a host")),
+        ),
+        (
+            "invalid_path",
+            with(&|e| e["data"]["path"] = json!("no-slash")),
+        ),
+        (
+            "invalid_element",
+            json!({"session_id": "s", "category": "page_interaction", "name": "cta_click",
+                   "data": {"host": "a.com", "path": "/", "element": ""},
+                   "timestamp": "2022-01-01T00:00:00Z"}),
+        ),
+        (
+            "form_too_deep",
+            json!({"session_id": "s", "category": "form_interaction", "name": "submit",
+                   "data": {"host": "a.com", "path": "/", "form": {"deep": deep}},
+                   "timestamp": "2022-01-01T00:00:00Z"}),
+        ),
+        (
+            "invalid_timestamp",
+            with(&|e| e["timestamp"] = json!("2022-02-30")),
+        ),
+        (
+            "timestamp_in_future",
+            with(&|e| e["timestamp"] = json!("2999-01-01T00:00:00Z")),
+        ),
+        (
+            "event_too_large",
+            with(&|e| e["data"]["path"] = json!(format!("/{}", "a".repeat(33 * 1024)))),
+        ),
+    ]
+}
+
+#[tokio::test]
+async fn each_rejection_rule_answers_its_code_and_is_logged() {
+    let app = spawn_app().await;
+    let cases = one_bad_event_per_rule();
+    let mut batch: Vec<Value> = cases.iter().map(|(_, e)| e.clone()).collect();
+    batch.push(seed_event());
+
+    let body = app.ingest(&Value::from(batch)).await;
+
+    for (i, (code, _)) in cases.iter().enumerate() {
+        let result = &body["results"][i];
+        assert_eq!(result["status"], "rejected", "{code}: {result}");
+        assert_eq!(result["errors"][0]["code"], *code, "{result}");
+        let log = app.get_json(&format!("/errors?code={code}"), 200).await;
+        assert_eq!(log["count"], 1, "{code}: {log}");
+    }
+    assert_eq!(body["accepted"], 1);
+}
+
+#[tokio::test]
+async fn ties_on_timestamp_page_stably_by_id() {
+    let app = spawn_app().await;
+    let batch: Vec<Value> = (0..25)
+        .map(|i| page_view(&format!("s{i}"), "2022-01-01T00:00:00Z"))
+        .collect();
+    app.ingest(&Value::from(batch)).await;
+
+    let mut ids = Vec::new();
+    for page in 1..=3 {
+        let body = app
+            .get_json(&format!("/events?page_size=10&page={page}"), 200)
+            .await;
+        for e in body["results"].as_array().unwrap() {
+            ids.push(e["id"].as_str().unwrap().to_owned());
+        }
+    }
+
+    let mut sorted = ids.clone();
+    sorted.sort_unstable_by(|a, b| b.cmp(a));
+    sorted.dedup();
+    assert_eq!(ids.len(), 25);
+    assert_eq!(
+        ids, sorted,
+        "ties are ordered by id, with no overlap between pages"
+    );
 }

@@ -6,6 +6,7 @@
 
 mod auth;
 mod binary;
+mod failures;
 mod helpers;
 mod ingest;
 mod limits;

@@ -14,10 +14,11 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use chrono::Utc;
 use eye_core::Event;
-use eye_server::queue::redis::Keys;
+use eye_server::queue::redis::{Keys, RedisQueue, RedisQueueConfig};
 use eye_server::queue::{AcceptedEvent, Message};
 use eye_server::store::{StoreError, WriteOutcome};
-use eye_server::worker::{Sink, WorkerConfig};
+use eye_server::worker::{Sink, Worker, WorkerConfig};
+use redis::AsyncCommands;
 use uuid::Uuid;
 
 /// A key prefix no other test (or test run) uses.
@@ -201,6 +202,7 @@ pub fn worker_config(prefix: &str, consumer: &str) -> WorkerConfig {
         claim_idle: Duration::from_millis(300),
         max_deliveries: 3,
         dead_letter_maxlen: 1000,
+        forget_consumers_after: Duration::from_secs(3600),
     }
 }
 
@@ -292,4 +294,101 @@ where
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// A TCP proxy in front of Redis that, while `drop_replies` is on, forwards commands
+/// but swallows Redis's replies and closes the client's connection: the client cannot
+/// tell whether its command was applied (it was).
+pub struct LossyProxy {
+    /// The port clients connect to.
+    pub port: u16,
+    /// Swallow replies and hang up.
+    pub drop_replies: Arc<std::sync::atomic::AtomicBool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl LossyProxy {
+    /// Listens on a free loopback port, forwarding to `upstream` (`host:port`).
+    pub async fn start(upstream: String) -> Self {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let drop_replies = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = Arc::clone(&drop_replies);
+        let task = tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let Ok(server) = tokio::net::TcpStream::connect(&upstream).await else {
+                    continue;
+                };
+                let (mut cr, mut cw) = client.into_split();
+                let (mut sr, mut sw) = server.into_split();
+                let flag = Arc::clone(&flag);
+                tokio::spawn(async move {
+                    let _ = tokio::io::copy(&mut cr, &mut sw).await;
+                });
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 64 * 1024];
+                    loop {
+                        let n = match sr.read(&mut buf).await {
+                            Ok(0) | Err(_) => break,
+                            Ok(n) => n,
+                        };
+                        if flag.load(Ordering::SeqCst) {
+                            break; // the reply is lost; dropping `cw` hangs up
+                        }
+                        if cw.write_all(&buf[..n]).await.is_err() {
+                            break;
+                        }
+                    }
+                });
+            }
+        });
+        Self {
+            port,
+            drop_replies,
+            task,
+        }
+    }
+
+    /// The Redis URL through the proxy.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.port)
+    }
+}
+
+impl Drop for LossyProxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// A Redis queue under `prefix`, with a 5 s enqueue timeout.
+pub fn queue(url: &str, prefix: &str, max_backlog: u64) -> RedisQueue {
+    RedisQueue::connect(RedisQueueConfig {
+        url: url.into(),
+        keys: Keys::new(prefix),
+        max_backlog,
+        enqueue_timeout: Duration::from_secs(5),
+    })
+    .expect("a valid URL")
+}
+
+/// A worker on its own connection, writing to `sink`.
+pub fn start_worker(
+    url: &str,
+    prefix: &str,
+    consumer: &str,
+    sink: Arc<MemorySink>,
+) -> eye_server::worker::WorkerHandle {
+    let config = worker_config(prefix, consumer);
+    let conn =
+        eye_server::queue::redis::connect(url, config.response_timeout()).expect("a valid URL");
+    Worker::new(conn, sink, config).spawn()
+}
+
+/// The length of a stream.
+pub async fn xlen(url: &str, key: &str) -> u64 {
+    conn(url).await.xlen(key).await.expect("XLEN")
 }

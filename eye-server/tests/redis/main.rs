@@ -3,5 +3,8 @@
 //! unique key prefix, so tests never collide even on a shared server.
 #![allow(clippy::unwrap_used, missing_docs)]
 
+mod e2e;
 mod harness;
+mod process;
 mod queue;
+mod worker;

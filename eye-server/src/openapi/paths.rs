@@ -1,0 +1,338 @@
+//! The paths of the OpenAPI document: one entry per route the server serves.
+//!
+//! Bodies reference the component schemas derived from the Rust types; query
+//! parameters mirror [`eye_core::EventQuery::to_pairs`] and
+//! [`eye_core::ErrorQuery::to_pairs`] (a test checks they agree).
+
+use eye_core::EventType;
+use serde_json::{Value, json};
+
+fn schema_ref(name: &str) -> Value {
+    json!({ "$ref": format!("{}{name}", super::COMPONENTS) })
+}
+
+fn query_param(name: &str, description: &str, schema: Value) -> Value {
+    json!({"name": name, "in": "query", "required": false, "description": description, "schema": schema})
+}
+
+fn path_param(name: &str, description: &str, schema: Value) -> Value {
+    json!({"name": name, "in": "path", "required": true, "description": description, "schema": schema})
+}
+
+fn json_body(description: &str, schema: Value) -> Value {
+    json!({"description": description, "content": {"application/json": {"schema": schema}}})
+}
+
+/// A JSON answer that a browser gets as an HTML page instead.
+fn browsable(description: &str, schema: Value) -> Value {
+    json!({"description": description, "content": {
+        "application/json": {"schema": schema},
+        "text/html": {"schema": {"type": "string"}}
+    }})
+}
+
+fn error(description: &str) -> Value {
+    json_body(description, schema_ref("ErrorBody"))
+}
+
+/// Answers every authenticated route can give.
+fn auth_errors(responses: &mut serde_json::Map<String, Value>) {
+    responses.insert(
+        "401".into(),
+        error("No valid API key. `WWW-Authenticate` names Basic and Bearer."),
+    );
+    responses.insert(
+        "403".into(),
+        error("The key lacks the scope this route needs."),
+    );
+}
+
+fn responses(list: Vec<(&str, Value)>, authenticated: bool) -> Value {
+    let mut map = serde_json::Map::new();
+    for (status, answer) in list {
+        map.insert(status.to_owned(), answer);
+    }
+    if authenticated {
+        auth_errors(&mut map);
+    }
+    Value::Object(map)
+}
+
+const SECURED: &str = "A key with the `query` scope.";
+
+fn security() -> Value {
+    json!([{"bearer": []}, {"basic": []}])
+}
+
+fn time_params() -> [Value; 2] {
+    let time = json!({"type": "string", "examples": ["2022-01-01", "2022-01-01T00:00:00Z"]});
+    [
+        query_param(
+            "start_time",
+            "Earliest instant included: a date (its first microsecond) or a date-time in any accepted timestamp format.",
+            time.clone(),
+        ),
+        query_param(
+            "end_time",
+            "Latest instant included: a date (the whole day) or a date-time.",
+            time,
+        ),
+    ]
+}
+
+fn page_params() -> [Value; 2] {
+    [
+        query_param(
+            "page",
+            "1-based page number. Past the end: 404 `Invalid page.`",
+            json!({"type": "integer", "minimum": 1, "default": 1}),
+        ),
+        query_param(
+            "page_size",
+            "Results per page (server default 10, maximum 1000 unless configured otherwise).",
+            json!({"type": "integer", "minimum": 1, "default": 10}),
+        ),
+    ]
+}
+
+fn event_query_params() -> Vec<Value> {
+    let categories: Vec<&str> = {
+        let mut c: Vec<&str> = EventType::ALL.iter().map(|t| t.category()).collect();
+        c.dedup();
+        c
+    };
+    let names: Vec<&str> = EventType::ALL.iter().map(|t| t.name()).collect();
+    let mut params = vec![
+        query_param(
+            "session_id",
+            "Only this session's events.",
+            json!({"type": "string"}),
+        ),
+        query_param(
+            "category",
+            "Only this category.",
+            json!({"type": "string", "enum": categories}),
+        ),
+        query_param(
+            "name",
+            "Only this event name.",
+            json!({"type": "string", "enum": names}),
+        ),
+        query_param(
+            "application",
+            "Only events sent by this application.",
+            json!({"type": "string"}),
+        ),
+    ];
+    params.extend(time_params());
+    params.extend(page_params());
+    params
+}
+
+fn error_query_params() -> Vec<Value> {
+    let mut params = vec![
+        query_param(
+            "application",
+            "Only errors from this application.",
+            json!({"type": "string"}),
+        ),
+        query_param(
+            "code",
+            "Only errors carrying this code, e.g. `timestamp_in_future`.",
+            json!({"type": "string"}),
+        ),
+    ];
+    params.extend(time_params());
+    params.extend(page_params());
+    params
+}
+
+/// The seed README's example event.
+fn seed_example() -> Value {
+    json!({"session_id": "123", "category": "page_interaction", "name": "page_view",
+        "data": {"host": "www.consumeraffairs.com", "path": "/"},
+        "timestamp": "2022-01-01 00:00:00.000000"})
+}
+
+fn post_events() -> Value {
+    json!({
+        "tags": ["ingest"],
+        "operationId": "postEvents",
+        "summary": "Send one event or a batch",
+        "description": "One event object, or an array of up to 1000 events. Each is validated before anything is queued; a 2xx means every accepted event is durable. Bodies may be gzip-compressed (`Content-Encoding: gzip`); the size limit applies after decompression. Needs a key with the `ingest` scope.",
+        "security": security(),
+        "requestBody": {
+            "required": true,
+            "content": {"application/json": {
+                "schema": {"oneOf": [schema_ref("Event"), schema_ref("EventBatch")]},
+                "examples": {
+                    "page_view": {"summary": "One page view (the seed's example)", "value": seed_example()},
+                    "batch": {"summary": "A batch", "value": [seed_example(), {
+                        "id": "0190a3f0-8c2e-7cc3-8d4e-2b1a3f5e6d7c",
+                        "session_id": "123", "category": "page_interaction", "name": "cta_click",
+                        "data": {"host": "www.consumeraffairs.com", "path": "/", "element": "chat bubble"},
+                        "timestamp": "2022-01-01T00:00:05Z"
+                    }, {
+                        "session_id": "123", "category": "form_interaction", "name": "submit",
+                        "data": {"host": "www.consumeraffairs.com", "path": "/", "form": {"first_name": "John", "last_name": "Doe"}},
+                        "timestamp": "2022-01-01 00:00:09.000000"
+                    }]}
+                }
+            }}
+        },
+        "responses": responses(vec![
+            ("201", {
+                let mut created = json_body("Accepted: the single event, or at least one event of the batch (each has its own result).", schema_ref("IngestResponse"));
+                created["headers"] = json!({"Location": {"description": "`/events/{id}` of a single accepted event.", "schema": {"type": "string"}}});
+                created
+            }),
+            ("400", json_body("The event is invalid (every problem listed), no event of the batch was valid, or the JSON is malformed.", json!({"oneOf": [schema_ref("ErrorBody"), schema_ref("IngestResponse")]}))),
+            ("408", error("The request took longer than the configured timeout.")),
+            ("413", error("Body or batch too large: split it.")),
+            ("415", error("Not `application/json`.")),
+            ("503", error("The queue cannot take events now; nothing was accepted. Retry after `Retry-After` seconds.")),
+        ], true)
+    })
+}
+
+fn get_events() -> Value {
+    json!({
+        "tags": ["query"],
+        "operationId": "listEvents",
+        "summary": "List events, newest first",
+        "description": format!("Filters combine freely. {SECURED}"),
+        "security": security(),
+        "parameters": event_query_params(),
+        "responses": responses(vec![
+            ("200", browsable("One page of events.", schema_ref("EventPage"))),
+            ("400", error("A malformed filter (the parameter is named).")),
+            ("404", error("A page past the end, or not a page number: `{\"detail\": \"Invalid page.\"}`.")),
+        ], true)
+    })
+}
+
+fn get_event() -> Value {
+    json!({
+        "tags": ["query"],
+        "operationId": "getEvent",
+        "summary": "One event",
+        "description": SECURED,
+        "security": security(),
+        "parameters": [path_param("id", "The event's id.", json!({"type": "string", "format": "uuid"}))],
+        "responses": responses(vec![
+            ("200", browsable("The event.", schema_ref("StoredEvent"))),
+            ("404", error("No such event.")),
+        ], true)
+    })
+}
+
+fn get_session() -> Value {
+    json!({
+        "tags": ["query"],
+        "operationId": "getSession",
+        "summary": "One session",
+        "description": SECURED,
+        "security": security(),
+        "parameters": [path_param("session_id", "The session id.", json!({"type": "string"}))],
+        "responses": responses(vec![
+            ("200", browsable("The session: first and last seen, event count, applications.", schema_ref("Session"))),
+            ("404", error("No such session.")),
+        ], true)
+    })
+}
+
+fn get_session_events() -> Value {
+    let mut params = vec![path_param(
+        "session_id",
+        "The session id.",
+        json!({"type": "string"}),
+    )];
+    params.extend(page_params());
+    json!({
+        "tags": ["query"],
+        "operationId": "listSessionEvents",
+        "summary": "A session's timeline, oldest first",
+        "description": SECURED,
+        "security": security(),
+        "parameters": params,
+        "responses": responses(vec![
+            ("200", browsable("One page of the session's events in the order they occurred.", schema_ref("EventPage"))),
+            ("404", error("No such session, or a page past the end.")),
+        ], true)
+    })
+}
+
+fn get_errors() -> Value {
+    json!({
+        "tags": ["query"],
+        "operationId": "listErrors",
+        "summary": "The errors log: rejected events, newest first",
+        "description": SECURED,
+        "security": security(),
+        "parameters": error_query_params(),
+        "responses": responses(vec![
+            ("200", browsable("One page of the errors log.", schema_ref("ErrorPage"))),
+            ("400", error("A malformed filter.")),
+            ("404", error("A page past the end.")),
+        ], true)
+    })
+}
+
+fn meta(id: &str, summary: &str, content_type: &str, schema: Value) -> Value {
+    json!({
+        "tags": ["meta"],
+        "operationId": id,
+        "summary": summary,
+        "security": [],
+        "responses": {"200": {"description": summary, "content": {content_type: {"schema": schema}}}}
+    })
+}
+
+/// The same operation under a second path (the seed's Django URLs end in `/`).
+fn alias(mut operation: Value, of: &str) -> Value {
+    let id = operation["operationId"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    operation["operationId"] = Value::String(format!("{id}TrailingSlash"));
+    operation["summary"] = Value::String(format!("Same as `{of}`"));
+    operation["deprecated"] = Value::Bool(false);
+    operation
+}
+
+/// Every path the server serves, with its operations.
+pub fn paths() -> Value {
+    let text = json!({"type": "string"});
+    let mut dashboard = meta(
+        "dashboard",
+        "The dashboard (HTML): events per hour, totals, newest sessions and errors",
+        "text/html",
+        text.clone(),
+    );
+    dashboard["security"] = security();
+    dashboard["responses"]["401"] = json!({"description": "No valid key: the browser is asked for one (`WWW-Authenticate: Basic`)."});
+    let mut readyz = meta(
+        "readyz",
+        "Ready: the store and the queue answer",
+        "application/json",
+        json!({"type": "object"}),
+    );
+    readyz["responses"]["503"] = json!({"description": "The store or the queue does not answer.", "content": {"application/json": {"schema": {"type": "object"}}}});
+    json!({
+        "/": {"get": dashboard},
+        "/events": {"post": post_events(), "get": get_events()},
+        "/events/": {"post": alias(post_events(), "/events"), "get": alias(get_events(), "/events")},
+        "/events/{id}": {"get": get_event()},
+        "/sessions/{session_id}": {"get": get_session()},
+        "/sessions/{session_id}/events": {"get": get_session_events()},
+        "/errors": {"get": get_errors()},
+        "/healthz": {"get": meta("healthz", "Alive: the process answers", "application/json", json!({"type": "object"}))},
+        "/readyz": {"get": readyz},
+        "/metrics": {"get": meta("metrics", "Prometheus metrics", "text/plain", text.clone())},
+        "/openapi.json": {"get": meta("openapi", "This document", "application/json", json!({"type": "object"}))},
+        "/schema": {"get": meta("eventSchema", "The JSON Schema (draft 2020-12) of one event", "application/schema+json", json!({"type": "object"}))},
+        "/docs": {"get": meta("docs", "This document, rendered (Redoc)", "text/html", text.clone())},
+        "/assets/redoc.standalone.js": {"get": meta("redocScript", "The Redoc script /docs loads (vendored)", "text/javascript", text.clone())},
+        "/assets/eye.css": {"get": meta("stylesheet", "The stylesheet of the HTML pages", "text/css", text)},
+    })
+}

@@ -1,0 +1,106 @@
+//! The page shell every HTML answer shares, and its stylesheet.
+
+use maud::{DOCTYPE, Markup, html};
+
+/// Where the stylesheet is served. Pages load no script at all.
+pub const CSS_PATH: &str = "/assets/eye.css";
+
+/// The stylesheet (served from [`CSS_PATH`] so the pages' CSP forbids inline styles).
+pub const CSS: &str = r#"
+:root { --fg: #1d2330; --muted: #5d6679; --line: #d9dde6; --bg: #f6f7fa; --accent: #2856c7;
+  --pv: #2856c7; --cta: #d9822b; --sub: #1f9d6b; --bad: #c2352b; }
+* { box-sizing: border-box; }
+body { margin: 0; font: 14px/1.45 system-ui, -apple-system, "Segoe UI", sans-serif; color: var(--fg); background: var(--bg); }
+header { background: #141a29; color: #fff; padding: 10px 24px; display: flex; gap: 24px; align-items: center; }
+header a { color: #c9d4ff; text-decoration: none; }
+header a:hover { color: #fff; }
+header .brand { font-weight: 700; color: #fff; font-size: 16px; }
+main { padding: 20px 24px; max-width: 1280px; }
+h1 { font-size: 20px; margin: 0 0 12px; }
+h2 { font-size: 16px; margin: 20px 0 8px; }
+a { color: var(--accent); }
+table { border-collapse: collapse; width: 100%; background: #fff; border: 1px solid var(--line); }
+th, td { text-align: left; padding: 6px 10px; border-bottom: 1px solid var(--line); vertical-align: top; overflow-wrap: break-word; }
+th { white-space: nowrap; }
+td.mono { white-space: nowrap; }
+td.wrap { white-space: normal; max-width: 260px; }
+.badge { white-space: nowrap; }
+th { background: #eef0f5; font-weight: 600; }
+td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }
+code, pre, .mono { font-family: ui-monospace, SFMono-Regular, Menlo, monospace; font-size: 12.5px; }
+pre { background: #fff; border: 1px solid var(--line); padding: 12px; overflow: auto; max-height: 480px; }
+form.filters { display: flex; flex-wrap: wrap; gap: 8px 14px; align-items: end; background: #fff; border: 1px solid var(--line); padding: 10px 12px; margin-bottom: 12px; }
+form.filters label { display: flex; flex-direction: column; font-size: 12px; color: var(--muted); }
+input, select, textarea, button { font: inherit; padding: 4px 6px; border: 1px solid #b8bfcc; border-radius: 4px; }
+button { background: var(--accent); color: #fff; border-color: var(--accent); cursor: pointer; padding: 5px 14px; }
+textarea { width: 100%; min-height: 170px; font-family: ui-monospace, monospace; font-size: 12.5px; }
+.pager { display: flex; gap: 16px; align-items: center; margin: 10px 0; }
+.muted { color: var(--muted); }
+.cards { display: grid; grid-template-columns: repeat(auto-fill, minmax(170px, 1fr)); gap: 12px; margin-bottom: 8px; }
+.card { background: #fff; border: 1px solid var(--line); padding: 10px 14px; }
+.card .value { font-size: 22px; font-weight: 650; }
+.card .label { color: var(--muted); font-size: 12px; }
+.grid2 { display: grid; grid-template-columns: 1fr 1fr; gap: 20px; }
+.chart { background: #fff; border: 1px solid var(--line); padding: 8px; }
+.error { color: var(--bad); }
+.swatch { display: inline-block; width: 10px; height: 10px; margin-right: 4px; }
+.t-page_view { background: var(--pv); } .t-cta_click { background: var(--cta); } .t-submit { background: var(--sub); }
+details { margin: 12px 0; }
+"#;
+
+/// Wraps a page body in the shared shell: title, navigation, stylesheet.
+///
+/// ```
+/// let page = eye_server::web::layout::page("Events", maud::html! { p { "<b>" } });
+/// let html = page.into_string();
+/// assert!(html.contains("<title>Events · The Eye</title>"));
+/// assert!(html.contains("&lt;b&gt;"));
+/// ```
+pub fn page(title: &str, body: Markup) -> Markup {
+    html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                title { (title) " · The Eye" }
+                link rel="stylesheet" href=(CSS_PATH);
+            }
+            body {
+                header {
+                    a.brand href="/" { "◉ The Eye" }
+                    a href="/" { "Dashboard" }
+                    a href="/events" { "Events" }
+                    a href="/errors" { "Errors" }
+                    a href="/docs" { "API docs" }
+                    a href="/metrics" { "Metrics" }
+                }
+                main { (body) }
+            }
+        }
+    }
+}
+
+/// A URL path segment or query value, percent-encoded: everything but RFC 3986
+/// unreserved characters. Session ids are arbitrary printable text; a link built from
+/// one must not change meaning.
+///
+/// ```
+/// assert_eq!(eye_server::web::layout::encode("a b/c?d"), "a%20b%2Fc%3Fd");
+/// ```
+pub fn encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// Pretty JSON for a `<pre>` block (maud escapes it).
+pub fn pretty<T: serde::Serialize>(value: &T) -> String {
+    serde_json::to_string_pretty(value).unwrap_or_default()
+}

@@ -1,0 +1,345 @@
+//! The worker driven directly (no HTTP), against a real Redis: draining, claiming,
+//! dead letters, restarts, key prefixes, consumer cleanup.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use eye_server::queue::redis::Keys;
+use eye_server::queue::{Message, Queue};
+use eye_server::worker::Worker;
+use redis::AsyncCommands;
+
+use crate::harness::{
+    MemorySink, RedisServer, TestRedis, accepted, conn, eventually, queue, start_worker,
+    unique_prefix, worker_config, xlen,
+};
+
+#[tokio::test]
+async fn two_workers_store_every_enqueued_event_once_and_empty_the_stream() {
+    // Arrange
+    let redis = TestRedis::get();
+    let url = redis.url();
+    let prefix = unique_prefix("drain");
+    let q = Arc::new(queue(&url, &prefix, 1_000_000));
+    let sink = MemorySink::failing_on([]);
+    let a = start_worker(&url, &prefix, "a", Arc::clone(&sink));
+    let b = start_worker(&url, &prefix, "b", Arc::clone(&sink));
+
+    // Act: 40 concurrent producers, 50 batches of 1..=10 events each.
+    let mut tasks = Vec::new();
+    for p in 0..40 {
+        let q = Arc::clone(&q);
+        tasks.push(tokio::spawn(async move {
+            let mut ids = Vec::new();
+            for i in 0..50 {
+                let batch: Vec<_> = (0..=(i % 10)).map(|_| accepted(&format!("s{p}"))).collect();
+                ids.extend(batch.iter().map(|e| e.id));
+                q.enqueue(batch.into_iter().map(Message::EventV1).collect())
+                    .await
+                    .expect("enqueue");
+            }
+            ids
+        }));
+    }
+    let mut sent = std::collections::HashSet::new();
+    for t in tasks {
+        sent.extend(t.await.expect("producer"));
+    }
+    let drained = eventually(Duration::from_secs(30), || async {
+        sink.stored().len() == sent.len()
+    })
+    .await;
+    let stats = (a.stop().await, b.stop().await);
+
+    // Assert
+    assert!(drained, "stored {} of {}", sink.stored().len(), sent.len());
+    assert_eq!(sink.stored(), sent);
+    assert_eq!(stats.0.stored + stats.1.stored, sent.len() as u64);
+    assert_eq!(
+        xlen(&url, &Keys::new(&prefix).stream).await,
+        0,
+        "acknowledged entries are deleted"
+    );
+    assert_eq!(q.backlog().await.expect("backlog"), 0);
+}
+
+#[tokio::test]
+async fn undecodable_message_is_dead_lettered_and_logged_and_the_rest_flows() {
+    // Arrange
+    let redis = TestRedis::get();
+    let url = redis.url();
+    let prefix = unique_prefix("undecodable");
+    let keys = Keys::new(&prefix);
+    let q = queue(&url, &prefix, 1000);
+    let before = accepted("s");
+    let after = accepted("s");
+    q.enqueue(vec![Message::EventV1(before.clone())])
+        .await
+        .expect("enqueue");
+    let _: String = conn(&url)
+        .await
+        .xadd(
+            &keys.stream,
+            "*",
+            &[("m", r#"{"type":"event.v99","id":"x"}"#)],
+        )
+        .await
+        .expect("XADD");
+    q.enqueue(vec![Message::EventV1(after.clone())])
+        .await
+        .expect("enqueue");
+    let sink = MemorySink::failing_on([]);
+
+    // Act
+    let w = start_worker(&url, &prefix, "w", Arc::clone(&sink));
+    let done = eventually(Duration::from_secs(10), || async {
+        sink.stored().len() == 2 && !sink.errors().is_empty()
+    })
+    .await;
+    let stats = w.stop().await;
+
+    // Assert
+    assert!(done);
+    assert!(sink.stored().contains(&before.id) && sink.stored().contains(&after.id));
+    assert_eq!(stats.dead_lettered, 1);
+    let errors = sink.errors();
+    assert_eq!(errors.len(), 1);
+    assert_eq!(errors[0].errors[0].code, eye_core::ErrorCode::DeadLettered);
+    assert!(errors[0].payload.contains("event.v99"));
+    let dead: redis::streams::StreamRangeReply = conn(&url)
+        .await
+        .xrange_all(&keys.dead)
+        .await
+        .expect("XRANGE");
+    assert_eq!(dead.ids.len(), 1);
+    assert_eq!(xlen(&url, &keys.stream).await, 0);
+}
+
+#[tokio::test]
+async fn poison_message_is_dead_lettered_after_max_deliveries_and_never_blocks_the_rest() {
+    // Arrange: the sink refuses any batch that holds `poison`.
+    let redis = TestRedis::get();
+    let url = redis.url();
+    let prefix = unique_prefix("poison");
+    let keys = Keys::new(&prefix);
+    let q = queue(&url, &prefix, 1000);
+    let poison = accepted("s");
+    let mut batch: Vec<_> = (0..20).map(|_| accepted("s")).collect();
+    batch.insert(7, poison.clone());
+    let good: std::collections::HashSet<_> = batch
+        .iter()
+        .map(|e| e.id)
+        .filter(|id| *id != poison.id)
+        .collect();
+    q.enqueue(batch.into_iter().map(Message::EventV1).collect())
+        .await
+        .expect("enqueue");
+    let sink = MemorySink::failing_on([poison.id]);
+
+    // Act
+    let w = start_worker(&url, &prefix, "w", Arc::clone(&sink));
+    let rest_flowed = eventually(Duration::from_secs(5), || async { sink.stored() == good }).await;
+    let dead_lettered = eventually(Duration::from_secs(15), || async {
+        !sink.errors().is_empty()
+    })
+    .await;
+    let stats = w.stop().await;
+
+    // Assert
+    assert!(
+        rest_flowed,
+        "the good events are stored while the poison one is retried"
+    );
+    assert!(dead_lettered);
+    assert_eq!(stats.dead_lettered, 1);
+    assert!(!sink.stored().contains(&poison.id));
+    let dead: redis::streams::StreamRangeReply = conn(&url)
+        .await
+        .xrange_all(&keys.dead)
+        .await
+        .expect("XRANGE");
+    assert_eq!(dead.ids.len(), 1);
+    let deliveries: String = dead.ids[0].get("deliveries").expect("deliveries field");
+    assert_eq!(
+        deliveries, "4",
+        "3 failed deliveries, dead-lettered on the 4th"
+    );
+    assert_eq!(xlen(&url, &keys.stream).await, 0);
+}
+
+#[tokio::test]
+async fn entries_left_pending_by_a_dead_consumer_are_claimed_and_stored() {
+    // Arrange: a consumer reads 30 entries and dies without acknowledging them.
+    let redis = TestRedis::get();
+    let url = redis.url();
+    let prefix = unique_prefix("claim");
+    let keys = Keys::new(&prefix);
+    let q = queue(&url, &prefix, 1000);
+    let events: Vec<_> = (0..30).map(|_| accepted("s")).collect();
+    let ids: std::collections::HashSet<_> = events.iter().map(|e| e.id).collect();
+    let mut c = conn(&url).await;
+    let _: () = c
+        .xgroup_create_mkstream(&keys.stream, &keys.group, "0")
+        .await
+        .expect("group");
+    q.enqueue(events.into_iter().map(Message::EventV1).collect())
+        .await
+        .expect("enqueue");
+    let opts = redis::streams::StreamReadOptions::default()
+        .group(&keys.group, "ghost")
+        .count(100);
+    let read: redis::streams::StreamReadReply = c
+        .xread_options(&[&keys.stream], &[">"], &opts)
+        .await
+        .expect("XREADGROUP");
+    assert_eq!(read.keys[0].ids.len(), 30, "the ghost holds every entry");
+    let sink = MemorySink::failing_on([]);
+
+    // Act
+    let w = start_worker(&url, &prefix, "survivor", Arc::clone(&sink));
+    let reclaimed = eventually(Duration::from_secs(10), || async { sink.stored() == ids }).await;
+    let stats = w.stop().await;
+
+    // Assert
+    assert!(reclaimed);
+    assert_eq!(stats.claimed, 30);
+    assert_eq!(xlen(&url, &keys.stream).await, 0);
+}
+
+#[tokio::test]
+async fn worker_keeps_going_across_a_redis_restart() {
+    // Arrange
+    let mut server = RedisServer::start_persistent();
+    let url = server.url();
+    let prefix = unique_prefix("restart");
+    let q = queue(&url, &prefix, 1000);
+    let sink = MemorySink::failing_on([]);
+    let w = start_worker(&url, &prefix, "w", Arc::clone(&sink));
+    let first = accepted("s");
+    q.enqueue(vec![Message::EventV1(first.clone())])
+        .await
+        .expect("enqueue");
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            sink.stored().contains(&first.id)
+        })
+        .await
+    );
+
+    // Act: Redis crashes; the worker sees errors for a while; Redis comes back.
+    server.kill();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    server.restart();
+    let second = accepted("s");
+    let appended = eventually(Duration::from_secs(10), || async {
+        q.enqueue(vec![Message::EventV1(second.clone())])
+            .await
+            .is_ok()
+    })
+    .await;
+    let stored = eventually(Duration::from_secs(15), || async {
+        sink.stored().contains(&second.id)
+    })
+    .await;
+    w.stop().await;
+
+    // Assert
+    assert!(appended && stored, "appended {appended}, stored {stored}");
+}
+
+#[tokio::test]
+async fn prefixes_keep_deployments_on_one_redis_apart() {
+    // Arrange
+    let redis = TestRedis::get();
+    let url = redis.url();
+    let (pa, pb) = (unique_prefix("iso-a"), unique_prefix("iso-b"));
+    let (qa, qb) = (queue(&url, &pa, 1000), queue(&url, &pb, 1000));
+    let (ea, eb) = (accepted("a"), accepted("b"));
+    qa.enqueue(vec![Message::EventV1(ea.clone())])
+        .await
+        .expect("enqueue");
+    qb.enqueue(vec![Message::EventV1(eb.clone())])
+        .await
+        .expect("enqueue");
+    let sink = MemorySink::failing_on([]);
+
+    // Act
+    let w = start_worker(&url, &pa, "w", Arc::clone(&sink));
+    let got_a = eventually(Duration::from_secs(5), || async {
+        sink.stored().contains(&ea.id)
+    })
+    .await;
+    w.stop().await;
+
+    // Assert
+    assert!(got_a);
+    assert!(!sink.stored().contains(&eb.id));
+    assert_eq!(qb.backlog().await.expect("backlog"), 1);
+}
+
+#[tokio::test]
+async fn idle_consumers_with_nothing_pending_are_removed_and_those_holding_entries_kept() {
+    // Arrange: `holder` holds an entry; `gone` holds nothing; both are idle.
+    let redis = TestRedis::get();
+    let url = redis.url();
+    let prefix = unique_prefix("forget");
+    let keys = Keys::new(&prefix);
+    let q = queue(&url, &prefix, 1000);
+    let mut c = conn(&url).await;
+    let _: () = c
+        .xgroup_create_mkstream(&keys.stream, &keys.group, "0")
+        .await
+        .expect("group");
+    q.enqueue(vec![Message::EventV1(accepted("s"))])
+        .await
+        .expect("enqueue");
+    let opts = redis::streams::StreamReadOptions::default()
+        .group(&keys.group, "holder")
+        .count(1);
+    let _: redis::streams::StreamReadReply = c
+        .xread_options(&[&keys.stream], &[">"], &opts)
+        .await
+        .expect("XREADGROUP");
+    let _: u64 = redis::cmd("XGROUP")
+        .arg("CREATECONSUMER")
+        .arg(&keys.stream)
+        .arg(&keys.group)
+        .arg("gone")
+        .query_async(&mut c)
+        .await
+        .expect("CREATECONSUMER");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut config = worker_config(&prefix, "w");
+    config.claim_idle = Duration::from_secs(3600);
+    config.forget_consumers_after = Duration::from_millis(200);
+    let conn_w = eye_server::queue::redis::connect(&url, config.response_timeout()).expect("URL");
+
+    // Act
+    let w = Worker::new(conn_w, MemorySink::failing_on([]), config).spawn();
+    let names = || {
+        let mut c = c.clone();
+        let stream = keys.stream.clone();
+        let group = keys.group.clone();
+        async move {
+            let info: redis::streams::StreamInfoConsumersReply =
+                c.xinfo_consumers(&stream, &group).await.expect("XINFO");
+            info.consumers
+                .into_iter()
+                .map(|c| c.name)
+                .collect::<std::collections::HashSet<_>>()
+        }
+    };
+    let forgotten = eventually(Duration::from_secs(5), || async {
+        !names().await.contains("gone")
+    })
+    .await;
+    w.stop().await;
+
+    // Assert
+    assert!(forgotten);
+    let left = names().await;
+    assert!(
+        left.contains("holder"),
+        "a consumer holding entries is kept: {left:?}"
+    );
+}
