@@ -8,8 +8,8 @@ use sqlx::{AssertSqlSafe, SqliteConnection};
 use uuid::Uuid;
 
 use super::rows::{
-    ERROR_COLUMNS, EVENT_COLUMNS, ErrorRow, EventRow, SESSION_SELECT, SessionRow, distinct_codes,
-    hour_of, to_micros,
+    ERROR_COLUMNS, EVENT_COLUMNS, ErrorRow, EventRow, HOUR_MICROS, SESSION_SELECT, SessionRow,
+    distinct_codes, hour_of, to_micros,
 };
 use super::sql::{Arg, CountPlan, EventPlan, Filter};
 use super::{Store, StoreError};
@@ -153,13 +153,18 @@ impl Store {
         if count == 0 || p.offset() >= count {
             return Ok((count, Vec::new()));
         }
+        let (plan, offset) = if p.offset() >= SEEK_FROM_OFFSET {
+            seek(&mut conn, &plan, p.offset()).await?
+        } else {
+            (plan, p.offset())
+        };
         let sql = plan.page_sql();
         let q = bind_as(
             sqlx::query_as::<_, EventRow>(AssertSqlSafe(sql)),
             &plan.filter().args,
         )
         .bind(i64::from(p.page_size))
-        .bind(sql_int(p.offset()));
+        .bind(sql_int(offset));
         let rows = q.fetch_all(&mut *conn).await?;
         let events = rows
             .into_iter()
@@ -350,6 +355,94 @@ pub(crate) async fn count_events(
         }
     };
     Ok(u64::try_from(total).unwrap_or(0))
+}
+
+/// From this offset on, a page is found by [`seek`] rather than by skipping index
+/// entries one by one.
+pub(crate) const SEEK_FROM_OFFSET: u64 = 2_000;
+
+/// Hour rows read per round trip while seeking.
+const SEEK_HOURS_PER_READ: i64 = 128;
+
+/// Narrows a deep page to the hour it starts in, using the hourly counters: walking
+/// whole hours newest first, the events of every hour that ends before the page starts
+/// are skipped by their count, so the remaining `OFFSET` is less than one hour's events
+/// instead of up to the whole table. Returns the narrowed plan (same filters, an
+/// earlier `end`) and the offset within it. The counters are written in the same
+/// transactions as the events and read in the same snapshot, so the result is exact.
+///
+/// A session filter is not in the counters; such queries are returned unchanged (a
+/// session's events are few).
+pub(crate) async fn seek(
+    conn: &mut SqliteConnection,
+    plan: &EventPlan,
+    offset: u64,
+) -> Result<(EventPlan, u64), StoreError> {
+    if !plan.has_counters() {
+        return Ok((plan.clone(), offset));
+    }
+    let mut skipped = 0u64;
+    // Hours strictly below `upper` are whole; the hour holding `end` is partial.
+    let mut upper = None;
+    if let Some(e) = plan.end {
+        let tail_hour = hour_of(e);
+        let tail_start = tail_hour.saturating_mul(HOUR_MICROS);
+        let from = plan.start.map_or(tail_start, |s| s.max(tail_start));
+        let tail = u64::try_from(count_direct(conn, plan, Some(from), Some(e)).await?).unwrap_or(0);
+        if offset < tail {
+            return Ok((plan.clone(), offset));
+        }
+        skipped = tail;
+        upper = Some(tail_hour);
+    }
+    // Hours from `first_full` on lie wholly after `start`.
+    let first_full = plan
+        .start
+        .map(|s| hour_of(s.saturating_add(HOUR_MICROS - 1)));
+    loop {
+        let mut f = plan.counter_filter();
+        if let Some(h) = first_full {
+            f.push("hour >= ?", Arg::Int(h));
+        }
+        if let Some(h) = upper {
+            f.push("hour < ?", Arg::Int(h));
+        }
+        let sql = format!(
+            "SELECT hour, sum(events) FROM event_hours{} GROUP BY hour ORDER BY hour DESC \
+             LIMIT {SEEK_HOURS_PER_READ}",
+            f.sql()
+        );
+        let hours = bind_as(sqlx::query_as::<_, (i64, i64)>(AssertSqlSafe(sql)), &f.args)
+            .fetch_all(&mut *conn)
+            .await?;
+        for &(hour, n) in &hours {
+            let n = u64::try_from(n).unwrap_or(0);
+            if skipped + n > offset {
+                let mut narrowed = plan.clone();
+                let hour_end = hour
+                    .saturating_add(1)
+                    .saturating_mul(HOUR_MICROS)
+                    .saturating_sub(1);
+                narrowed.end = Some(narrowed.end.map_or(hour_end, |e| e.min(hour_end)));
+                return Ok((narrowed, offset - skipped));
+            }
+            skipped += n;
+            upper = Some(hour);
+        }
+        if (hours.len() as i64) < SEEK_HOURS_PER_READ {
+            break;
+        }
+    }
+    // Every whole hour is skipped: the page starts in the partial hour before
+    // `first_full`, if there is one.
+    match first_full {
+        Some(h) => {
+            let mut narrowed = plan.clone();
+            narrowed.end = Some(h.saturating_mul(HOUR_MICROS).saturating_sub(1));
+            Ok((narrowed, offset - skipped))
+        }
+        None => Ok((plan.clone(), offset)),
+    }
 }
 
 /// `count(*)` over the plan's index, restricted to `[start, end]`.

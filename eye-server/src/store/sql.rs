@@ -176,14 +176,18 @@ impl EventPlan {
         (sql, f)
     }
 
-    /// How the total is counted.
-    pub fn count(&self) -> CountPlan {
-        // A session is small: count its index range directly.
-        if self
+    /// True when the hourly counters cover every filter (no session filter).
+    pub fn has_counters(&self) -> bool {
+        !self
             .filter_terms
             .iter()
             .any(|(t, _)| *t == "session_id = ?")
-        {
+    }
+
+    /// How the total is counted.
+    pub fn count(&self) -> CountPlan {
+        // A session is small: count its index range directly.
+        if !self.has_counters() {
             return CountPlan::Direct;
         }
         if self.start.is_none() && self.end.is_none() {
