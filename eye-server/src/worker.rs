@@ -158,7 +158,8 @@ impl Worker {
         );
         let mut backoff = Duration::from_millis(100);
         let mut failing = false;
-        while !*stop.borrow() {
+        // A dropped sender (the handle was dropped) also means stop.
+        while !*stop.borrow() && stop.has_changed().is_ok() {
             match self.step().await {
                 Ok(()) => {
                     if failing {
@@ -286,20 +287,21 @@ impl Worker {
         if good.is_empty() {
             return Ok(());
         }
-        let messages: Vec<Message> = good.iter().map(|(_, m)| m.clone()).collect();
+        let (ids, messages): (Vec<String>, Vec<Message>) = good.into_iter().unzip();
         match self.write(messages).await {
-            Ok(outcome) => {
-                let ids: Vec<&str> = good.iter().map(|(id, _)| id.as_str()).collect();
+            (Ok(outcome), _) => {
+                let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
                 self.stream.ack(&ids).await?;
                 self.count(outcome);
             }
-            Err(e) if good.len() == 1 => {
-                tracing::warn!(error = %e, entry = %good[0].0, "message not stored; it stays pending and will be retried");
-                metrics::counter!("eye_worker_store_failures_total").increment(1);
+            (Err(e), Some(messages)) if messages.len() > 1 => {
+                tracing::warn!(error = %e, messages = messages.len(), "batch not stored; retrying message by message");
+                self.write_one_by_one(ids.into_iter().zip(messages).collect())
+                    .await?;
             }
-            Err(e) => {
-                tracing::warn!(error = %e, messages = good.len(), "batch not stored; retrying message by message");
-                self.write_one_by_one(good).await?;
+            (Err(e), _) => {
+                tracing::warn!(error = %e, entries = ids.len(), "not stored; the entries stay pending and will be retried");
+                metrics::counter!("eye_worker_store_failures_total").increment(ids.len() as u64);
             }
         }
         metrics::histogram!("eye_worker_batch_seconds").record(started.elapsed().as_secs_f64());
@@ -313,11 +315,11 @@ impl Worker {
         let mut last_error = None;
         for (id, message) in good {
             match self.write(vec![message]).await {
-                Ok(outcome) => {
+                (Ok(outcome), _) => {
                     self.count(outcome);
                     done.push(id);
                 }
-                Err(e) => {
+                (Err(e), _) => {
                     tracing::warn!(error = %e, entry = %id, "message not stored; it stays pending and will be retried");
                     metrics::counter!("eye_worker_store_failures_total").increment(1);
                     last_error = Some(e);
@@ -333,13 +335,21 @@ impl Worker {
     }
 
     /// Writes in a task of its own, so that a panic in the store (a poison message that
-    /// trips a bug) fails this write instead of killing the worker.
-    async fn write(&self, messages: Vec<Message>) -> Result<WriteOutcome, String> {
+    /// trips a bug) fails this write instead of killing the worker. Hands the messages
+    /// back (unless the write panicked) for a retry one by one.
+    async fn write(
+        &self,
+        messages: Vec<Message>,
+    ) -> (Result<WriteOutcome, String>, Option<Vec<Message>>) {
         let sink = Arc::clone(&self.sink);
-        match tokio::spawn(async move { sink.write_batch(&messages).await }).await {
-            Ok(Ok(outcome)) => Ok(outcome),
-            Ok(Err(e)) => Err(e.to_string()),
-            Err(e) => Err(format!("store write panicked: {e}")),
+        let task = tokio::spawn(async move {
+            let result = sink.write_batch(&messages).await;
+            (result, messages)
+        });
+        match task.await {
+            Ok((Ok(outcome), _)) => (Ok(outcome), None),
+            Ok((Err(e), messages)) => (Err(e.to_string()), Some(messages)),
+            Err(e) => (Err(format!("store write panicked: {e}")), None),
         }
     }
 
@@ -365,6 +375,7 @@ impl Worker {
         let (record, raw) = dead_letter_record(&self.config.keys.stream, entry, message, reason);
         self.write(vec![record])
             .await
+            .0
             .map_err(|e| StepError::Store(format!("cannot record a dead letter: {e}")))?;
         self.stream
             .move_to_dead(DeadLetter {
