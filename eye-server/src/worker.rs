@@ -394,8 +394,9 @@ pub async fn run_standalone(config: ServeConfig) -> anyhow::Result<()> {
         .with_context(|| format!("opening the store at {}", config.store.database_url))?;
     let worker_config = WorkerConfig::from_queue_config(&config.queue);
     let conn = connect(url, worker_config.response_timeout()).context("invalid Redis URL")?;
+    let shutdown = crate::server::shutdown_signal();
     let handle = Worker::new(conn, Arc::new(store.clone()), worker_config).spawn();
-    crate::server::shutdown_signal().await;
+    shutdown.await;
     let stats = handle.stop().await;
     store.close().await;
     tracing::info!(?stats, "worker exited cleanly");
