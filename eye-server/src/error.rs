@@ -53,6 +53,10 @@ pub enum ApiError {
     /// The route exists but not with this method (405 `method_not_allowed`).
     #[error("method not allowed")]
     MethodNotAllowed,
+    /// A request the framework refused before a handler ran, e.g. a path parameter
+    /// that is not UTF-8 (400 `bad_request`, the framework's explanation as message).
+    #[error("bad request: {0}")]
+    BadRequest(String),
     /// An empty batch (400 `empty_batch`).
     #[error("empty batch")]
     EmptyBatch,
@@ -109,6 +113,7 @@ impl ApiError {
             Self::Validation(_)
             | Self::MalformedJson(_)
             | Self::InvalidBody(_)
+            | Self::BadRequest(_)
             | Self::EmptyBatch
             | Self::Query(_) => StatusCode::BAD_REQUEST,
             Self::UnsupportedMediaType | Self::UnsupportedEncoding(_) => {
@@ -134,6 +139,7 @@ impl ApiError {
             Self::MalformedJson(_) => "malformed_json",
             Self::UnsupportedMediaType => "unsupported_media_type",
             Self::InvalidBody(_) => "invalid_body",
+            Self::BadRequest(_) => "bad_request",
             Self::UnsupportedEncoding(_) => "unsupported_encoding",
             Self::Timeout => "timeout",
             Self::MethodNotAllowed => "method_not_allowed",
@@ -170,6 +176,7 @@ impl ApiError {
                 json!({ "len": len, "max": max }),
             ),
             Self::InvalidBody(why) => (format!("cannot read the request body: {why}"), Value::Null),
+            Self::BadRequest(why) => (why.clone(), Value::Null),
             Self::UnsupportedEncoding(enc) => (
                 format!("Content-Encoding `{enc}` is not supported; send `gzip` or no encoding"),
                 json!({ "supported": ["gzip", "identity"] }),

@@ -119,23 +119,34 @@ async fn not_found() -> ApiError {
 }
 
 /// Gives the answers that layers produce on their own (an empty 405 from the router,
-/// a plain-text 413 from the body limit, an empty 408 from the timeout) the same JSON
-/// error body as every other error.
+/// a plain-text 413 from the body limit, an empty 408 from the timeout, a plain-text
+/// 400 from an axum extractor) the same JSON error body as every other error.
 async fn json_layer_errors(response: Response, max_body: usize) -> Response {
-    let is_json = response
+    // Only plain-text or empty answers: JSON is already right, and HTML pages for
+    // browsers (the web layer) stay HTML.
+    let plain = response
         .headers()
         .get(header::CONTENT_TYPE)
-        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
-    if is_json {
+        .is_none_or(|v| v.as_bytes().starts_with(b"text/plain"));
+    if !plain || !response.status().is_client_error() {
         return response;
     }
+    let allow: Option<HeaderValue> = response.headers().get(header::ALLOW).cloned();
     let error = match response.status() {
         StatusCode::METHOD_NOT_ALLOWED => ApiError::MethodNotAllowed,
         StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge { limit: max_body },
         StatusCode::REQUEST_TIMEOUT => ApiError::Timeout,
+        // axum's own rejections (e.g. a path parameter that is not UTF-8) explain
+        // themselves in a short plain-text body that holds nothing internal.
+        StatusCode::BAD_REQUEST => {
+            let text = axum::body::to_bytes(response.into_body(), 1024)
+                .await
+                .map(|b| String::from_utf8_lossy(&b).into_owned())
+                .unwrap_or_default();
+            ApiError::BadRequest(text)
+        }
         _ => return response,
     };
-    let allow: Option<HeaderValue> = response.headers().get(header::ALLOW).cloned();
     let mut json = error.into_response();
     if let Some(allow) = allow {
         json.headers_mut().insert(header::ALLOW, allow);
