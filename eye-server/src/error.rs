@@ -53,6 +53,10 @@ pub enum ApiError {
     /// The route exists but not with this method (405 `method_not_allowed`).
     #[error("method not allowed")]
     MethodNotAllowed,
+    /// A request the router's extractors refused, e.g. a path segment that is not
+    /// UTF-8 (400 `invalid_request`).
+    #[error("invalid request: {0}")]
+    InvalidRequest(String),
     /// An empty batch (400 `empty_batch`).
     #[error("empty batch")]
     EmptyBatch,
@@ -110,6 +114,7 @@ impl ApiError {
             | Self::MalformedJson(_)
             | Self::InvalidBody(_)
             | Self::EmptyBatch
+            | Self::InvalidRequest(_)
             | Self::Query(_) => StatusCode::BAD_REQUEST,
             Self::UnsupportedMediaType | Self::UnsupportedEncoding(_) => {
                 StatusCode::UNSUPPORTED_MEDIA_TYPE
@@ -140,6 +145,7 @@ impl ApiError {
             Self::PayloadTooLarge { .. } => "payload_too_large",
             Self::BatchTooLarge { .. } => "batch_too_large",
             Self::EmptyBatch => "empty_batch",
+            Self::InvalidRequest(_) => "invalid_request",
             Self::Query(_) => "invalid_query",
             Self::InvalidPage => "invalid_page",
             Self::NotFound(_) => "not_found",
@@ -184,6 +190,7 @@ impl ApiError {
                 Value::Null,
             ),
             Self::EmptyBatch => ("the batch is empty".into(), Value::Null),
+            Self::InvalidRequest(why) => (format!("the request is malformed: {why}"), Value::Null),
             Self::Query(e) => (
                 e.message.clone(),
                 json!({ "parameter": e.parameter, "code": e.code }),

@@ -154,12 +154,22 @@ fn parse_body(raw: &[u8], edge: &Edge<'_>) -> Result<Parsed, ApiError> {
                     max: MAX_BATCH_EVENTS,
                 });
             }
-            let mut outcomes = Vec::with_capacity(items.len());
-            for item in items {
-                let value: Value = serde_json::from_str(item.get())
-                    .map_err(|e| ApiError::MalformedJson(e.to_string()))?;
-                outcomes.push(edge.judge(item.get(), &value));
-            }
+            // Each item on its own: one that serde cannot hold as a value (nested too
+            // deep, a number out of range) is rejected alone, not with the whole batch.
+            let outcomes = items
+                .into_iter()
+                .map(|item| match serde_json::from_str::<Value>(item.get()) {
+                    Ok(value) => edge.judge(item.get(), &value),
+                    Err(e) => {
+                        let errors = ValidationErrors::single(FieldError::new(
+                            "",
+                            ErrorCode::InvalidJson,
+                            format!("malformed JSON: {e}"),
+                        ));
+                        Outcome::Rejected(edge.rejected(errors.clone(), item.get()), errors)
+                    }
+                })
+                .collect();
             Ok(Parsed::Batch(outcomes))
         }
         Some(_) => {

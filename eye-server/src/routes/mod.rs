@@ -17,7 +17,8 @@
 //!
 //! Middleware, outermost first: request id (`x-request-id`, set when missing and
 //! echoed), tracing, response compression, JSON bodies for the errors the layers
-//! answer themselves (405, 408, 413), the request timeout and the body limit.
+//! answer themselves (405, 408, 413, an extractor's plain-text 400), the request
+//! timeout and the body limit.
 
 pub mod errors;
 pub mod events;
@@ -129,10 +130,23 @@ async fn json_layer_errors(response: Response, max_body: usize) -> Response {
     if is_json {
         return response;
     }
+    let is_text = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"text/plain"));
     let error = match response.status() {
         StatusCode::METHOD_NOT_ALLOWED => ApiError::MethodNotAllowed,
         StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge { limit: max_body },
         StatusCode::REQUEST_TIMEOUT => ApiError::Timeout,
+        // An extractor's own plain-text rejection, e.g. a path segment that is not
+        // UTF-8 after percent-decoding (`/sessions/%FF`).
+        StatusCode::BAD_REQUEST if is_text => {
+            let text = axum::body::to_bytes(response.into_body(), 4096)
+                .await
+                .map(|b| String::from_utf8_lossy(&b).into_owned())
+                .unwrap_or_default();
+            return ApiError::InvalidRequest(text).into_response();
+        }
         _ => return response,
     };
     let allow: Option<HeaderValue> = response.headers().get(header::ALLOW).cloned();
