@@ -270,9 +270,11 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(config.http.bind)
         .await
         .with_context(|| format!("binding {}", config.http.bind))?;
+    // Installed before saying so: a signal from then on stops the server cleanly.
+    let shutdown = crate::server::shutdown_signal();
     tracing::info!(addr = %listener.local_addr()?, queue = state.queue.kind(), "The Eye is listening");
     let store = state.store.clone();
-    crate::server::run(listener, state, crate::server::shutdown_signal()).await?;
+    crate::server::run(listener, state, shutdown).await?;
     store.close().await;
     tracing::info!("stopped cleanly");
     Ok(())

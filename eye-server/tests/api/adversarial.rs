@@ -228,3 +228,37 @@ async fn concurrent_retries_of_one_event_are_all_201_and_stored_once() {
     let session = app.get_json("/sessions/retried", 200).await;
     assert_eq!(session["event_count"], 1, "{session}");
 }
+
+#[tokio::test]
+async fn connection_that_never_finishes_its_headers_is_closed_by_the_server() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let app = spawn_app().await;
+    let addr = app.base.trim_start_matches("http://");
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+
+    // Trickle a header line now and then; the server must hang up (after its header
+    // read timeout, 30 s) well before this bounded loop ends.
+    let mut closed = false;
+    for _ in 0..40 {
+        let mut buf = [0_u8; 64];
+        let read =
+            tokio::time::timeout(std::time::Duration::from_secs(2), stream.read(&mut buf)).await;
+        if matches!(read, Ok(Ok(0) | Err(_))) {
+            closed = true;
+            break;
+        }
+        if stream.write_all(b"X-Slow: 1\r\n").await.is_err() {
+            closed = true;
+            break;
+        }
+    }
+
+    assert!(
+        closed,
+        "the server kept a connection with unfinished headers open"
+    );
+}
