@@ -305,14 +305,17 @@ fn check_content_type(headers: &HeaderMap) -> Result<(), ApiError> {
 /// Reads the body, at most `limit` bytes on the wire and `limit` bytes after gzip
 /// decompression (so a small gzip bomb cannot expand past it).
 async fn read_body(body: Body, headers: &HeaderMap, limit: usize) -> Result<Bytes, ApiError> {
-    let gzip = match headers
-        .get(header::CONTENT_ENCODING)
+    // Every `Content-Encoding` line: two `gzip` lines mean gzip twice, not once.
+    let encoding = headers
+        .get_all(header::CONTENT_ENCODING)
+        .iter()
         .map(|v| v.to_str().unwrap_or("?").trim().to_ascii_lowercase())
-        .as_deref()
-    {
-        None | Some("" | "identity") => false,
-        Some("gzip" | "x-gzip") => true,
-        Some(other) => return Err(ApiError::UnsupportedEncoding(other.to_owned())),
+        .collect::<Vec<_>>()
+        .join(", ");
+    let gzip = match encoding.as_str() {
+        "" | "identity" => false,
+        "gzip" | "x-gzip" => true,
+        other => return Err(ApiError::UnsupportedEncoding(other.to_owned())),
     };
     let declared = headers
         .get(header::CONTENT_LENGTH)

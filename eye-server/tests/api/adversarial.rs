@@ -262,3 +262,23 @@ async fn connection_that_never_finishes_its_headers_is_closed_by_the_server() {
         "the server kept a connection with unfinished headers open"
     );
 }
+
+#[tokio::test]
+async fn two_content_encoding_lines_are_not_read_as_one() {
+    let app = spawn_app().await;
+    let response = app
+        .http
+        .post(format!("{}/events", app.base))
+        .header(AUTHORIZATION, format!("Bearer {}", app.key))
+        .header(CONTENT_TYPE, "application/json")
+        .header("content-encoding", "identity")
+        .header("content-encoding", "gzip")
+        .body(page_view("s", "2022-01-01T00:00:00Z").to_string())
+        .send()
+        .await
+        .unwrap();
+
+    let (status, body) = status_and_json(response).await;
+    assert_eq!(status, 415, "{body}");
+    assert_error(&body, "unsupported_encoding");
+}
