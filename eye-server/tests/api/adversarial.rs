@@ -81,6 +81,14 @@ async fn batch_with_a_number_out_of_range_keeps_the_valid_event() {
 }
 
 #[tokio::test]
+async fn batch_with_a_lone_surrogate_keeps_the_valid_event() {
+    let app = spawn_app().await;
+    let bad = form_nested(1).replace("[]", r#""\udc00""#);
+
+    assert_batch_keeps_the_valid_event(&app, "lone-surrogate", &bad).await;
+}
+
+#[tokio::test]
 async fn arrays_nested_100k_deep_are_400_json_and_store_nothing() {
     let app = spawn_app().await;
     let top_level = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
