@@ -55,9 +55,11 @@ where
         let stream = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => stream,
+                // A client that gave up before the accept: nothing to wait for.
+                Err(e) if is_connection_error(&e) => continue,
                 Err(e) => {
                     // Out of file descriptors and the like: wait, as axum::serve does.
-                    tracing::warn!(error = %e, "cannot accept a connection");
+                    tracing::error!(error = %e, "cannot accept a connection");
                     tokio::time::sleep(Duration::from_secs(1)).await;
                     continue;
                 }
@@ -79,6 +81,14 @@ where
     drop(listener);
     graceful.shutdown().await;
     Ok(())
+}
+
+fn is_connection_error(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind::{ConnectionAborted, ConnectionRefused, ConnectionReset};
+    matches!(
+        e.kind(),
+        ConnectionRefused | ConnectionAborted | ConnectionReset
+    )
 }
 
 /// Completes on SIGINT (Ctrl-C) or SIGTERM. The handlers are installed when this is
