@@ -5,7 +5,10 @@
 --   BENCH_BATCH      events per request: 1 sends one JSON object, N > 1 a JSON array (default 1)
 --   BENCH_PATH       request path (default /events)
 --   BENCH_SESSIONS   sessions the events are spread over, `session-00000`.. (default 10000)
---   BENCH_SPAN_SECS  event timestamps are spread over this many seconds before now (default 864000 = 10 days)
+--   BENCH_JITTER_SECS  each event's timestamp is now minus a random delay of up to this
+--                    many seconds (default 2: events arrive soon after they happen, as
+--                    from an SDK that flushes every few seconds; 864000 scatters them
+--                    over 10 days, which scatters inserts over every timestamp index)
 --   BENCH_QUOTA      stop once this many events were answered 2xx (all threads together; optional)
 --   BENCH_THREADS    wrk's -t, to split BENCH_QUOTA between threads (default 2)
 --   BENCH_DONE_DIR   with BENCH_QUOTA: a thread that reached its share writes the file
@@ -21,7 +24,7 @@
 local batch = tonumber(os.getenv("BENCH_BATCH") or "1")
 local path = os.getenv("BENCH_PATH") or "/events"
 local sessions = tonumber(os.getenv("BENCH_SESSIONS") or "10000")
-local span = tonumber(os.getenv("BENCH_SPAN_SECS") or "864000")
+local jitter = tonumber(os.getenv("BENCH_JITTER_SECS") or "2")
 local quota = tonumber(os.getenv("BENCH_QUOTA") or "0")
 local nthreads = tonumber(os.getenv("BENCH_THREADS") or "2")
 local key = os.getenv("EYE_KEY")
@@ -64,7 +67,7 @@ local function uuid7(now)
 end
 
 local function event(now)
-   local ts = now - math.random(0, span)
+   local ts = now - math.random(0, jitter)
    local stamp = os.date("!%Y-%m-%dT%H:%M:%S", ts) .. string.format(".%06dZ", math.random(0, 999999))
    local session = string.format("session-%05d", math.random(0, sessions - 1))
    local kind = counter % 3

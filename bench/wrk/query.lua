@@ -5,12 +5,16 @@
 --   BENCH_QUERY      session | category | range | page1 | page10000 | session_events
 --   BENCH_SESSIONS   sessions to pick from at random, `session-00000`.. (default 10000)
 --   BENCH_DEEP_PAGE  the page `page10000` asks for (default 10000; smaller stores need less)
---   BENCH_SPAN_SECS  how far back the stored timestamps go (default 864000); `range`
---                    asks for a random one-hour window inside it
+--   BENCH_RANGE_FROM, BENCH_RANGE_TO  epoch seconds the stored timestamps cover;
+--                    `range` asks for a random window of BENCH_RANGE_WINDOW seconds
+--                    (default 1% of the span, at least 1) inside it
 
 local shape = os.getenv("BENCH_QUERY") or "page1"
 local sessions = tonumber(os.getenv("BENCH_SESSIONS") or "10000")
-local span = tonumber(os.getenv("BENCH_SPAN_SECS") or "864000")
+local range_to = tonumber(os.getenv("BENCH_RANGE_TO") or tostring(os.time()))
+local range_from = tonumber(os.getenv("BENCH_RANGE_FROM") or tostring(range_to - 864000))
+local window = tonumber(os.getenv("BENCH_RANGE_WINDOW") or "0")
+if window <= 0 then window = math.max(1, math.floor((range_to - range_from) / 100)) end
 local deep = tonumber(os.getenv("BENCH_DEEP_PAGE") or "10000")
 local key = os.getenv("EYE_KEY")
 local categories = { "page_interaction", "form_interaction" }
@@ -33,9 +37,9 @@ function request()
    elseif shape == "category" then
       p = "/events?category=" .. categories[math.random(1, 2)]
    elseif shape == "range" then
-      local start = os.time() - math.random(3600, span)
+      local start = math.random(range_from, math.max(range_from, range_to - window))
       p = "/events?start_time=" .. os.date("!%Y-%m-%dT%H:%M:%SZ", start) ..
-          "&end_time=" .. os.date("!%Y-%m-%dT%H:%M:%SZ", start + 3600)
+          "&end_time=" .. os.date("!%Y-%m-%dT%H:%M:%SZ", start + window - 1)
    elseif shape == "page1" then
       p = "/events?page=1"
    elseif shape == "page10000" then

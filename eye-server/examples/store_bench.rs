@@ -5,7 +5,10 @@
 //! cargo run --release -p eye-server --example store_bench -- [EVENTS] [SESSIONS] [DB_PATH]
 //! ```
 //!
-//! Defaults: 1,000,000 events over 10,000 sessions, in a temporary file. Events get
+//! Defaults: 1,000,000 events over 10,000 sessions, in a temporary file. With
+//! `STORE_BENCH_FILL_ONLY=1` it stops after filling (for profiling the write path);
+//! with `STORE_BENCH_LOCAL_SESSIONS=1` each event goes to one of about 50 sessions
+//! active around its time instead of a uniformly random one. Events get
 //! UUIDv7 ids and are written in 1,000-event transactions (as the embedded queue's group
 //! commit does), spread over 30 days, 60% page views, 30% CTA clicks, 10% form submits,
 //! 80% from application `shop` and 20% from `crm`. Prints the write rate, then p50 and
@@ -54,12 +57,20 @@ fn session_name(i: u64) -> String {
     format!("session-{i:05}")
 }
 
-/// Event `i` of `total`: time-ordered with jitter, random session, type and application.
-fn make_event(rng: &mut Rng, i: u64, total: u64, sessions: u64) -> Message {
+/// Event `i` of `total`: time-ordered with jitter, random type and application. The
+/// session is uniformly random over all sessions (every session spans the whole 30
+/// days: the worst case for the session index), or with `local` one of about 50
+/// sessions active around that time, as real visits are.
+fn make_event(rng: &mut Rng, i: u64, total: u64, sessions: u64, local: bool) -> Message {
     let micros = (i as i128 * SPAN_SECS as i128 * 1_000_000 / total.max(1) as i128) as i64
         + rng.below(60_000_000) as i64;
     let at = start() + chrono::Duration::microseconds(micros);
-    let session = session_name(rng.below(sessions));
+    let session = if local {
+        let centre = i * sessions / total.max(1);
+        session_name((centre + rng.below(50)).min(sessions - 1))
+    } else {
+        session_name(rng.below(sessions))
+    };
     let path = format!("/products/{}", rng.below(500));
     let event = match rng.below(10) {
         0..=5 => Event::page_view(&session, "shop.example.com", &path),
@@ -81,6 +92,41 @@ fn make_event(rng: &mut Rng, i: u64, total: u64, sessions: u64) -> Message {
     })
 }
 
+/// CPU time (user + system) this process has used so far, from `/proc/self/stat`:
+/// unlike wall time it does not depend on what else the machine is running.
+fn cpu_time() -> Duration {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name (which may contain spaces) start at `) `.
+    let rest = stat.rsplit_once(") ").map_or("", |(_, r)| r);
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    // utime and stime are fields 14 and 15 of the line: 0-based 11 and 12 here.
+    Duration::from_millis((ticks(11) + ticks(12)) * 10)
+}
+
+/// Nanoseconds all of this process's threads have spent on a CPU (the first field of
+/// each `/proc/self/task/*/schedstat`). On a busy machine wall-clock latency includes
+/// waiting for a core; on-CPU time is what the query itself cost.
+fn on_cpu() -> Duration {
+    let mut total = 0u64;
+    if let Ok(tasks) = std::fs::read_dir("/proc/self/task") {
+        for task in tasks.flatten() {
+            let stat = std::fs::read_to_string(task.path().join("schedstat")).unwrap_or_default();
+            total += stat
+                .split_whitespace()
+                .next()
+                .and_then(|f| f.parse::<u64>().ok())
+                .unwrap_or(0);
+        }
+    }
+    Duration::from_nanos(total)
+}
+
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
     sorted[i.min(sorted.len() - 1)]
@@ -100,18 +146,24 @@ where
         f(i).await;
     }
     let mut times = Vec::with_capacity(RUNS);
+    let mut cpu = Vec::with_capacity(RUNS);
     let mut rows = 0;
     for i in 0..RUNS as u64 {
+        let c = on_cpu();
         let t = Instant::now();
         rows += f(i + 10).await;
         times.push(t.elapsed());
+        cpu.push(on_cpu().saturating_sub(c));
     }
     times.sort();
+    cpu.sort();
     println!(
-        "{name:<34} p50 {:>7.3} ms   p99 {:>7.3} ms   max {:>7.3} ms   ({:.1} rows/run)",
+        "{name:<34} p50 {:>6.3} ms  p99 {:>6.3} ms  max {:>6.3} ms | on-CPU p50 {:>6.3} p99 {:>6.3} ms | {:.0} rows/run",
         ms(percentile(&times, 0.5)),
         ms(percentile(&times, 0.99)),
         ms(*times.last().unwrap()),
+        ms(percentile(&cpu, 0.5)),
+        ms(percentile(&cpu, 0.99)),
         rows as f64 / RUNS as f64
     );
 }
@@ -128,21 +180,32 @@ async fn main() -> anyhow::Result<()> {
         .unwrap_or_else(|| dir.path().join("bench.db").display().to_string());
     let store = Store::open(&format!("sqlite://{path}")).await?;
 
+    let local = std::env::var_os("STORE_BENCH_LOCAL_SESSIONS").is_some();
     let existing = store.total_events().await?;
     if existing == 0 {
-        println!("filling {total} events over {sessions} sessions into {path}");
+        println!(
+            "filling {total} events over {sessions} sessions ({}) into {path}",
+            if local {
+                "about 50 active at a time"
+            } else {
+                "uniformly random"
+            }
+        );
         let mut rng = Rng(42);
         let mut write_time = Duration::ZERO;
         let mut window = Duration::ZERO;
         let mut i = 0u64;
+        let mut cpu_in_writes = Duration::ZERO;
         while i < total {
             let n = (total - i).min(BATCH as u64);
             let batch: Vec<Message> = (i..i + n)
-                .map(|j| make_event(&mut rng, j, total, sessions))
+                .map(|j| make_event(&mut rng, j, total, sessions, local))
                 .collect();
             let t = Instant::now();
+            let cpu = cpu_time();
             let outcome = store.write_batch(&batch).await?;
             let took = t.elapsed();
+            cpu_in_writes += cpu_time().saturating_sub(cpu);
             assert_eq!(outcome.inserted, n);
             write_time += took;
             window += took;
@@ -162,6 +225,11 @@ async fn main() -> anyhow::Result<()> {
             total as f64 / write_time.as_secs_f64(),
             BATCH
         );
+        println!(
+            "write CPU time (user + system): {:.1} s, {:.0} rows per CPU-second",
+            cpu_in_writes.as_secs_f64(),
+            total as f64 / cpu_in_writes.as_secs_f64()
+        );
     } else {
         println!("reusing {path} with {existing} events");
     }
@@ -170,6 +238,11 @@ async fn main() -> anyhow::Result<()> {
         "database file: {:.1} MiB",
         size.database_bytes as f64 / 1_048_576.0
     );
+
+    if std::env::var_os("STORE_BENCH_FILL_ONLY").is_some() {
+        store.close().await;
+        return Ok(());
+    }
 
     let mut rng = Rng(7);
     let mut session = move || session_name(rng.below(sessions));

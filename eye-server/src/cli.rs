@@ -270,7 +270,7 @@ async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(config.http.bind)
         .await
         .with_context(|| format!("binding {}", config.http.bind))?;
-    // Installed before saying so: a signal from then on stops the server cleanly.
+    // Signal handlers go in before the "listening" line tells anyone we are ready.
     let shutdown = crate::server::shutdown_signal();
     tracing::info!(addr = %listener.local_addr()?, queue = state.queue.kind(), "The Eye is listening");
     let store = state.store.clone();

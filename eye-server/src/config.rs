@@ -73,8 +73,9 @@ pub struct StoreConfig {
 #[derive(Debug, Clone, Args)]
 pub struct QueueConfig {
     /// Redis URL. When set, events go through a Redis Stream; otherwise the embedded
-    /// in-process queue commits them to the store before answering.
-    #[arg(long, env = "EYE_REDIS_URL")]
+    /// in-process queue commits them to the store before answering. May hold a
+    /// password, so `--help` does not show the variable's value.
+    #[arg(long, env = "EYE_REDIS_URL", hide_env_values = true)]
     pub redis_url: Option<String>,
     /// Prefix of every Redis key, so deployments (and tests) can share one Redis.
     #[arg(long, env = "EYE_REDIS_PREFIX", default_value = "eye")]

@@ -53,10 +53,10 @@ pub enum ApiError {
     /// The route exists but not with this method (405 `method_not_allowed`).
     #[error("method not allowed")]
     MethodNotAllowed,
-    /// A request the router's extractors refused, e.g. a path segment that is not
-    /// UTF-8 (400 `invalid_request`).
-    #[error("invalid request: {0}")]
-    InvalidRequest(String),
+    /// A request the framework refused before a handler ran, e.g. a path parameter
+    /// that is not UTF-8 (400 `bad_request`, the framework's explanation as message).
+    #[error("bad request: {0}")]
+    BadRequest(String),
     /// An empty batch (400 `empty_batch`).
     #[error("empty batch")]
     EmptyBatch,
@@ -113,8 +113,8 @@ impl ApiError {
             Self::Validation(_)
             | Self::MalformedJson(_)
             | Self::InvalidBody(_)
+            | Self::BadRequest(_)
             | Self::EmptyBatch
-            | Self::InvalidRequest(_)
             | Self::Query(_) => StatusCode::BAD_REQUEST,
             Self::UnsupportedMediaType | Self::UnsupportedEncoding(_) => {
                 StatusCode::UNSUPPORTED_MEDIA_TYPE
@@ -139,13 +139,13 @@ impl ApiError {
             Self::MalformedJson(_) => "malformed_json",
             Self::UnsupportedMediaType => "unsupported_media_type",
             Self::InvalidBody(_) => "invalid_body",
+            Self::BadRequest(_) => "bad_request",
             Self::UnsupportedEncoding(_) => "unsupported_encoding",
             Self::Timeout => "timeout",
             Self::MethodNotAllowed => "method_not_allowed",
             Self::PayloadTooLarge { .. } => "payload_too_large",
             Self::BatchTooLarge { .. } => "batch_too_large",
             Self::EmptyBatch => "empty_batch",
-            Self::InvalidRequest(_) => "invalid_request",
             Self::Query(_) => "invalid_query",
             Self::InvalidPage => "invalid_page",
             Self::NotFound(_) => "not_found",
@@ -176,6 +176,7 @@ impl ApiError {
                 json!({ "len": len, "max": max }),
             ),
             Self::InvalidBody(why) => (format!("cannot read the request body: {why}"), Value::Null),
+            Self::BadRequest(why) => (why.clone(), Value::Null),
             Self::UnsupportedEncoding(enc) => (
                 format!("Content-Encoding `{enc}` is not supported; send `gzip` or no encoding"),
                 json!({ "supported": ["gzip", "identity"] }),
@@ -190,7 +191,6 @@ impl ApiError {
                 Value::Null,
             ),
             Self::EmptyBatch => ("the batch is empty".into(), Value::Null),
-            Self::InvalidRequest(why) => (format!("the request is malformed: {why}"), Value::Null),
             Self::Query(e) => (
                 e.message.clone(),
                 json!({ "parameter": e.parameter, "code": e.code }),

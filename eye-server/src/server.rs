@@ -91,19 +91,37 @@ fn is_connection_error(e: &std::io::Error) -> bool {
     )
 }
 
-/// Completes on SIGINT (Ctrl-C) or SIGTERM. The handlers are installed when this is
-/// called, not when the future is first polled: a signal sent as soon as the server
-/// says it is listening must stop it cleanly, not kill it (exit by signal).
+/// Completes on SIGINT (Ctrl-C) or SIGTERM.
+///
+/// The handlers are installed when this is *called*, not when the future is first
+/// polled, so call it before announcing readiness: a signal that arrives between "the
+/// server is listening" and the first poll then still shuts down gracefully instead of
+/// killing the process.
 pub fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
-        let interrupt = signal(SignalKind::interrupt());
-        let terminate = signal(SignalKind::terminate());
+        let listen = |kind: SignalKind, name: &'static str| match signal(kind) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for {name}");
+                None
+            }
+        };
+        let interrupt = listen(SignalKind::interrupt(), "SIGINT");
+        let terminate = listen(SignalKind::terminate(), "SIGTERM");
         async move {
+            let wait = |s: Option<tokio::signal::unix::Signal>| async move {
+                match s {
+                    Some(mut s) => {
+                        s.recv().await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            };
             tokio::select! {
-                () = recv(interrupt, "SIGINT") => tracing::info!("SIGINT received, shutting down"),
-                () = recv(terminate, "SIGTERM") => tracing::info!("SIGTERM received, shutting down"),
+                () = wait(interrupt) => tracing::info!("SIGINT received, shutting down"),
+                () = wait(terminate) => tracing::info!("SIGTERM received, shutting down"),
             }
         }
     }
@@ -114,19 +132,5 @@ pub fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
             std::future::pending::<()>().await;
         }
         tracing::info!("Ctrl-C received, shutting down");
-    }
-}
-
-/// Waits for one signal; never completes when its handler could not be installed.
-#[cfg(unix)]
-async fn recv(signal: std::io::Result<tokio::signal::unix::Signal>, name: &str) {
-    match signal {
-        Ok(mut signal) => {
-            signal.recv().await;
-        }
-        Err(e) => {
-            tracing::error!(error = %e, "cannot listen for {name}");
-            std::future::pending::<()>().await;
-        }
     }
 }

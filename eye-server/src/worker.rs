@@ -12,11 +12,13 @@
 //!
 //! A batch the store refuses is retried message by message, so one bad message cannot
 //! hold back the others; the ones that still fail stay pending and come back through
-//! step 1. A message delivered more than `max_deliveries` times, or one that cannot be
-//! decoded (an unknown `type` tag from a newer API, corrupt JSON), is recorded in the
-//! errors log and moved to the dead-letter stream. Recording in the errors log comes
-//! first: if even that fails, the store is down, not the message, and nothing is
-//! dead-lettered.
+//! step 1. A message delivered more than `max_deliveries` times gets a last attempt on
+//! its own; if that fails too, it is recorded in the errors log and moved to the
+//! dead-letter stream, as is a message that cannot be decoded (an unknown `type` tag
+//! from a newer API, corrupt JSON). Recording in the errors log comes first: if even
+//! that fails, the store is down, not the message, and nothing is dead-lettered. So a
+//! store outage, however long, dead-letters nothing: after it, the last attempt
+//! succeeds.
 //!
 //! Redis or store failures never end the loop: the worker backs off (100 ms doubling
 //! to 5 s) and carries on where it was once they recover.
@@ -158,7 +160,8 @@ impl Worker {
         );
         let mut backoff = Duration::from_millis(100);
         let mut failing = false;
-        while !*stop.borrow() {
+        // A dropped sender (the handle was dropped) also means stop.
+        while !*stop.borrow() && stop.has_changed().is_ok() {
             match self.step().await {
                 Ok(()) => {
                     if failing {
@@ -230,6 +233,9 @@ impl Worker {
         self.claim_cursor = cursor;
         if self.claim_cursor == "0-0" {
             self.next_claim = Instant::now() + self.config.claim_interval();
+            // Once per scan: the number to scale workers on.
+            let backlog = self.stream.backlog().await?;
+            metrics::gauge!("eye_queue_backlog", "queue" => "redis").set(backlog as f64);
         }
         if !claimed.is_empty() {
             let n = claimed.len() as u64;
@@ -271,12 +277,7 @@ impl Worker {
                     good.push((entry.id, *m));
                 }
                 Decoded::Message(m) => {
-                    let reason = format!(
-                        "not stored after {} deliveries",
-                        deliveries.saturating_sub(1)
-                    );
-                    self.dead_letter(&entry, Some(*m), &reason, deliveries)
-                        .await?;
+                    self.last_chance(entry, *m, deliveries).await?;
                 }
                 Decoded::Undecodable(reason) => {
                     self.dead_letter(&entry, None, &reason, deliveries).await?;
@@ -286,24 +287,52 @@ impl Worker {
         if good.is_empty() {
             return Ok(());
         }
-        let messages: Vec<Message> = good.iter().map(|(_, m)| m.clone()).collect();
+        let (ids, messages): (Vec<String>, Vec<Message>) = good.into_iter().unzip();
         match self.write(messages).await {
-            Ok(outcome) => {
-                let ids: Vec<&str> = good.iter().map(|(id, _)| id.as_str()).collect();
+            (Ok(outcome), _) => {
+                let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
                 self.stream.ack(&ids).await?;
                 self.count(outcome);
             }
-            Err(e) if good.len() == 1 => {
-                tracing::warn!(error = %e, entry = %good[0].0, "message not stored; it stays pending and will be retried");
-                metrics::counter!("eye_worker_store_failures_total").increment(1);
+            (Err(e), Some(messages)) if messages.len() > 1 => {
+                tracing::warn!(error = %e, messages = messages.len(), "batch not stored; retrying message by message");
+                self.write_one_by_one(ids.into_iter().zip(messages).collect())
+                    .await?;
             }
-            Err(e) => {
-                tracing::warn!(error = %e, messages = good.len(), "batch not stored; retrying message by message");
-                self.write_one_by_one(good).await?;
+            (Err(e), _) => {
+                tracing::warn!(error = %e, entries = ids.len(), "not stored; the entries stay pending and will be retried");
+                metrics::counter!("eye_worker_store_failures_total").increment(ids.len() as u64);
             }
         }
         metrics::histogram!("eye_worker_batch_seconds").record(started.elapsed().as_secs_f64());
         Ok(())
+    }
+
+    /// An entry delivered more than `max_deliveries` times gets one more attempt on its
+    /// own before it is dead-lettered: its earlier failures may all have been a store
+    /// outage (then this attempt, after recovery, succeeds), not the message's fault.
+    async fn last_chance(
+        &mut self,
+        entry: StreamId,
+        message: Message,
+        deliveries: u64,
+    ) -> Result<(), StepError> {
+        let (result, message) = self.write(vec![message]).await;
+        match result {
+            Ok(outcome) => {
+                self.stream.ack(&[entry.id.as_str()]).await?;
+                self.count(outcome);
+                Ok(())
+            }
+            Err(e) => {
+                let reason = format!(
+                    "not stored after {} deliveries; last error: {e}",
+                    deliveries
+                );
+                let message = message.and_then(|mut m| m.pop());
+                self.dead_letter(&entry, message, &reason, deliveries).await
+            }
+        }
     }
 
     /// Writes each message alone, acknowledging the ones that commit. Fails when none
@@ -313,11 +342,11 @@ impl Worker {
         let mut last_error = None;
         for (id, message) in good {
             match self.write(vec![message]).await {
-                Ok(outcome) => {
+                (Ok(outcome), _) => {
                     self.count(outcome);
                     done.push(id);
                 }
-                Err(e) => {
+                (Err(e), _) => {
                     tracing::warn!(error = %e, entry = %id, "message not stored; it stays pending and will be retried");
                     metrics::counter!("eye_worker_store_failures_total").increment(1);
                     last_error = Some(e);
@@ -333,13 +362,21 @@ impl Worker {
     }
 
     /// Writes in a task of its own, so that a panic in the store (a poison message that
-    /// trips a bug) fails this write instead of killing the worker.
-    async fn write(&self, messages: Vec<Message>) -> Result<WriteOutcome, String> {
+    /// trips a bug) fails this write instead of killing the worker. Hands the messages
+    /// back (unless the write panicked) for a retry one by one.
+    async fn write(
+        &self,
+        messages: Vec<Message>,
+    ) -> (Result<WriteOutcome, String>, Option<Vec<Message>>) {
         let sink = Arc::clone(&self.sink);
-        match tokio::spawn(async move { sink.write_batch(&messages).await }).await {
-            Ok(Ok(outcome)) => Ok(outcome),
-            Ok(Err(e)) => Err(e.to_string()),
-            Err(e) => Err(format!("store write panicked: {e}")),
+        let task = tokio::spawn(async move {
+            let result = sink.write_batch(&messages).await;
+            (result, messages)
+        });
+        match task.await {
+            Ok((Ok(outcome), _)) => (Ok(outcome), None),
+            Ok((Err(e), messages)) => (Err(e.to_string()), Some(messages)),
+            Err(e) => (Err(format!("store write panicked: {e}")), None),
         }
     }
 
@@ -365,6 +402,7 @@ impl Worker {
         let (record, raw) = dead_letter_record(&self.config.keys.stream, entry, message, reason);
         self.write(vec![record])
             .await
+            .0
             .map_err(|e| StepError::Store(format!("cannot record a dead letter: {e}")))?;
         self.stream
             .move_to_dead(DeadLetter {
@@ -394,8 +432,9 @@ pub async fn run_standalone(config: ServeConfig) -> anyhow::Result<()> {
         .with_context(|| format!("opening the store at {}", config.store.database_url))?;
     let worker_config = WorkerConfig::from_queue_config(&config.queue);
     let conn = connect(url, worker_config.response_timeout()).context("invalid Redis URL")?;
+    let shutdown = crate::server::shutdown_signal();
     let handle = Worker::new(conn, Arc::new(store.clone()), worker_config).spawn();
-    crate::server::shutdown_signal().await;
+    shutdown.await;
     let stats = handle.stop().await;
     store.close().await;
     tracing::info!(?stats, "worker exited cleanly");

@@ -212,7 +212,7 @@ fn get_events() -> Value {
 }
 
 /// The 400 of a route with a path parameter.
-const NOT_UTF8: &str = "A path segment that is not UTF-8 once percent-decoded (`invalid_request`).";
+const NOT_UTF8: &str = "A path segment that is not UTF-8 once percent-decoded (`bad_request`).";
 
 fn get_event() -> Value {
     json!({
@@ -262,7 +262,7 @@ fn get_session_events() -> Value {
         "parameters": params,
         "responses": responses(vec![
             ("200", browsable("One page of the session's events in the order they occurred.", schema_ref("EventPage"))),
-            ("400", error("A malformed `page_size`, or a path segment that is not UTF-8 once percent-decoded (`invalid_request`).")),
+            ("400", error("A malformed `page_size`, or a path segment that is not UTF-8 once percent-decoded (`bad_request`).")),
             ("404", error("No such session, or a page past the end.")),
         ], true)
     })

@@ -17,8 +17,7 @@
 //!
 //! Middleware, outermost first: request id (`x-request-id`, set when missing and
 //! echoed), tracing, response compression, JSON bodies for the errors the layers
-//! answer themselves (405, 408, 413, an extractor's plain-text 400), the request
-//! timeout and the body limit.
+//! answer themselves (405, 408, 413), the request timeout and the body limit.
 
 pub mod errors;
 pub mod events;
@@ -120,36 +119,34 @@ async fn not_found() -> ApiError {
 }
 
 /// Gives the answers that layers produce on their own (an empty 405 from the router,
-/// a plain-text 413 from the body limit, an empty 408 from the timeout) the same JSON
-/// error body as every other error.
+/// a plain-text 413 from the body limit, an empty 408 from the timeout, a plain-text
+/// 400 from an axum extractor) the same JSON error body as every other error.
 async fn json_layer_errors(response: Response, max_body: usize) -> Response {
-    let is_json = response
+    // Only plain-text or empty answers: JSON is already right, and HTML pages for
+    // browsers (the web layer) stay HTML.
+    let plain = response
         .headers()
         .get(header::CONTENT_TYPE)
-        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
-    if is_json {
+        .is_none_or(|v| v.as_bytes().starts_with(b"text/plain"));
+    if !plain || !response.status().is_client_error() {
         return response;
     }
-    let is_text = response
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .is_some_and(|v| v.as_bytes().starts_with(b"text/plain"));
+    let allow: Option<HeaderValue> = response.headers().get(header::ALLOW).cloned();
     let error = match response.status() {
         StatusCode::METHOD_NOT_ALLOWED => ApiError::MethodNotAllowed,
         StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge { limit: max_body },
         StatusCode::REQUEST_TIMEOUT => ApiError::Timeout,
-        // An extractor's own plain-text rejection, e.g. a path segment that is not
-        // UTF-8 after percent-decoding (`/sessions/%FF`).
-        StatusCode::BAD_REQUEST if is_text => {
-            let text = axum::body::to_bytes(response.into_body(), 4096)
+        // axum's own rejections (e.g. a path parameter that is not UTF-8) explain
+        // themselves in a short plain-text body that holds nothing internal.
+        StatusCode::BAD_REQUEST => {
+            let text = axum::body::to_bytes(response.into_body(), 1024)
                 .await
                 .map(|b| String::from_utf8_lossy(&b).into_owned())
                 .unwrap_or_default();
-            return ApiError::InvalidRequest(text).into_response();
+            ApiError::BadRequest(text)
         }
         _ => return response,
     };
-    let allow: Option<HeaderValue> = response.headers().get(header::ALLOW).cloned();
     let mut json = error.into_response();
     if let Some(allow) = allow {
         json.headers_mut().insert(header::ALLOW, allow);

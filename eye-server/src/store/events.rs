@@ -1,19 +1,16 @@
 //! Events, sessions and the errors log.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
-
 use eye_core::{ErrorQuery, ErrorRecord, EventQuery, Pagination, Session, StoredEvent};
+use sqlx::AssertSqlSafe;
 use sqlx::sqlite::{Sqlite, SqliteArguments};
-use sqlx::{AssertSqlSafe, SqliteConnection};
 use uuid::Uuid;
 
+use super::count;
 use super::rows::{
-    ERROR_COLUMNS, EVENT_COLUMNS, ErrorRow, EventRow, SESSION_SELECT, SessionRow, distinct_codes,
-    hour_of, to_micros,
+    ERROR_COLUMNS, EVENT_COLUMNS, ErrorRow, EventRow, SESSION_SELECT, SessionRow, to_micros,
 };
-use super::sql::{Arg, CountPlan, EventPlan, Filter};
+use super::sql::{Arg, EventPlan, Filter};
 use super::{Store, StoreError};
-use crate::queue::{AcceptedEvent, Message, RejectedEvent};
 
 /// What one [`Store::write_batch`] did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -25,10 +22,6 @@ pub struct WriteOutcome {
     /// Rejected events newly recorded in the errors log.
     pub errors_logged: u64,
 }
-
-/// Rows per multi-row `INSERT`: 8 columns each, far below SQLite's 32,766 variables,
-/// and large enough that statement overhead is small.
-const ROWS_PER_INSERT: usize = 100;
 
 pub(crate) type SqlQuery<'q> = sqlx::query::Query<'q, Sqlite, SqliteArguments>;
 pub(crate) type SqlQueryAs<'q, O> = sqlx::query::QueryAs<'q, Sqlite, O, SqliteArguments>;
@@ -61,82 +54,7 @@ fn sql_int(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
 
-/// An event ready to insert.
-struct NewEvent<'a> {
-    id: [u8; 16],
-    src: &'a AcceptedEvent,
-    category: &'static str,
-    name: &'static str,
-    data: String,
-    timestamp: i64,
-}
-
-impl<'a> NewEvent<'a> {
-    fn new(src: &'a AcceptedEvent) -> Result<Self, StoreError> {
-        let t = src.event.event_type();
-        let data = serde_json::to_string(src.event.payload())
-            .map_err(|e| StoreError::Corrupt(format!("event {}: data: {e}", src.id)))?;
-        Ok(Self {
-            id: src.id.into_bytes(),
-            src,
-            category: t.category(),
-            name: t.name(),
-            data,
-            timestamp: to_micros(src.event.timestamp()),
-        })
-    }
-}
-
-/// Running totals of one session within a batch.
-struct SessionDelta {
-    first: i64,
-    last: i64,
-    count: i64,
-}
-
-/// Counter rows keyed by (application, category, name), optionally per hour.
-type CounterKey<'a> = (&'a str, &'static str, &'static str);
-
 impl Store {
-    /// Writes a batch of queue messages in one transaction: events are inserted once
-    /// per id (a duplicate id is a no-op), the sessions of newly inserted events are
-    /// updated in the same transaction, rejected events go to the errors log (once
-    /// per key). Either all of it commits or none of it does.
-    ///
-    /// Runs on the single writer connection with `BEGIN IMMEDIATE`, so concurrent
-    /// calls queue up rather than race: session counters stay exact.
-    pub async fn write_batch(&self, messages: &[Message]) -> Result<WriteOutcome, StoreError> {
-        let mut events = Vec::new();
-        let mut rejected = Vec::new();
-        for m in messages {
-            match m {
-                Message::EventV1(e) => events.push(NewEvent::new(e)?),
-                Message::RejectedV1(r) => rejected.push(r),
-            }
-        }
-        if events.is_empty() && rejected.is_empty() {
-            return Ok(WriteOutcome::default());
-        }
-        let started = std::time::Instant::now();
-        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
-        let inserted = insert_events(&mut tx, &events).await?;
-        update_aggregates(&mut tx, &inserted).await?;
-        let mut errors_logged = 0;
-        for r in rejected {
-            errors_logged += u64::from(log_error(&mut tx, r).await?);
-        }
-        tx.commit().await?;
-        let inserted = inserted.len() as u64;
-        let duplicates = events.len() as u64 - inserted;
-        crate::metrics::batch_committed(messages.len(), inserted, duplicates, started.elapsed());
-        crate::metrics::errors_logged(errors_logged);
-        Ok(WriteOutcome {
-            inserted,
-            duplicates,
-            errors_logged,
-        })
-    }
-
     /// One page of events matching `query`, newest first (ties broken by id), and the
     /// total count of matches.
     pub async fn query_events(
@@ -148,18 +66,23 @@ impl Store {
         };
         // One read transaction: the count and the page see the same snapshot.
         let mut conn = self.pool.begin().await?;
-        let count = count_events(&mut conn, &plan).await?;
+        let count = count::count_events(&mut conn, &plan).await?;
         let p = &query.pagination;
         if count == 0 || p.offset() >= count {
             return Ok((count, Vec::new()));
         }
+        let (plan, offset) = if p.offset() >= count::SEEK_FROM_OFFSET {
+            count::seek(&mut conn, &plan, p.offset()).await?
+        } else {
+            (plan, p.offset())
+        };
         let sql = plan.page_sql();
         let q = bind_as(
             sqlx::query_as::<_, EventRow>(AssertSqlSafe(sql)),
             &plan.filter().args,
         )
         .bind(i64::from(p.page_size))
-        .bind(sql_int(p.offset()));
+        .bind(sql_int(offset));
         let rows = q.fetch_all(&mut *conn).await?;
         let events = rows
             .into_iter()
@@ -176,7 +99,7 @@ impl Store {
             return Ok(0);
         };
         let mut conn = self.pool.acquire().await?;
-        count_events(&mut conn, &plan).await
+        count::count_events(&mut conn, &plan).await
     }
 
     /// One event by id.
@@ -240,13 +163,11 @@ impl Store {
         &self,
         query: &ErrorQuery,
     ) -> Result<(u64, Vec<ErrorRecord>), StoreError> {
-        let (from, filter) = error_filter(query);
+        let start = query.time.start.map(to_micros);
+        let end = query.time.end.map(to_micros);
+        let (from, filter) = error_filter(query, start, end);
         let mut conn = self.pool.begin().await?;
-        let count_sql = format!("SELECT count(*) FROM {from}{}", filter.sql());
-        let count: i64 = bind_scalar(sqlx::query_scalar(AssertSqlSafe(count_sql)), &filter.args)
-            .fetch_one(&mut *conn)
-            .await?;
-        let count = u64::try_from(count).unwrap_or(0);
+        let count = count::count_errors(&mut conn, query).await?;
         let p = &query.pagination;
         if count == 0 || p.offset() >= count {
             return Ok((count, Vec::new()));
@@ -276,8 +197,13 @@ impl Store {
     }
 }
 
-/// The `FROM` and `WHERE` of an errors-log query.
-fn error_filter(query: &ErrorQuery) -> (&'static str, Filter) {
+/// The `FROM` and `WHERE` of an errors-log query, restricted to received times in
+/// `[start, end]` (microseconds).
+pub(crate) fn error_filter(
+    query: &ErrorQuery,
+    start: Option<i64>,
+    end: Option<i64>,
+) -> (&'static str, Filter) {
     let mut f = Filter::default();
     let (from, time_col) = if let Some(code) = &query.code {
         f.push("c.code = ?", Arg::Text(code.clone()));
@@ -293,270 +219,11 @@ fn error_filter(query: &ErrorQuery) -> (&'static str, Filter) {
     if let Some(app) = &query.application {
         f.push("e.application = ?", Arg::Text(app.clone()));
     }
-    if let Some(s) = query.time.start {
-        f.push_owned(format!("{time_col} >= ?"), Arg::Int(to_micros(s)));
+    if let Some(s) = start {
+        f.push_owned(format!("{time_col} >= ?"), Arg::Int(s));
     }
-    if let Some(e) = query.time.end {
-        f.push_owned(format!("{time_col} <= ?"), Arg::Int(to_micros(e)));
+    if let Some(e) = end {
+        f.push_owned(format!("{time_col} <= ?"), Arg::Int(e));
     }
     (from, f)
-}
-
-/// Counts the events `plan` matches without scanning the table: from the counters
-/// when no session or time filter applies, from the hourly counters plus the partial
-/// hours at the edges for a time range, and from the session index for a session.
-pub(crate) async fn count_events(
-    conn: &mut SqliteConnection,
-    plan: &EventPlan,
-) -> Result<u64, StoreError> {
-    let total = match plan.count() {
-        CountPlan::Direct => count_direct(conn, plan, plan.start, plan.end).await?,
-        CountPlan::Totals => {
-            let f = plan.counter_filter();
-            let sql = format!(
-                "SELECT coalesce(sum(events), 0) FROM event_counts{}",
-                f.sql()
-            );
-            bind_scalar(sqlx::query_scalar::<_, i64>(AssertSqlSafe(sql)), &f.args)
-                .fetch_one(&mut *conn)
-                .await?
-        }
-        CountPlan::Hours {
-            first_hour,
-            last_hour_exclusive,
-            head,
-            tail,
-        } => {
-            let mut f = plan.counter_filter();
-            if let Some(h) = first_hour {
-                f.push("hour >= ?", Arg::Int(h));
-            }
-            if let Some(h) = last_hour_exclusive {
-                f.push("hour < ?", Arg::Int(h));
-            }
-            let sql = format!(
-                "SELECT coalesce(sum(events), 0) FROM event_hours{}",
-                f.sql()
-            );
-            let mut n = bind_scalar(sqlx::query_scalar::<_, i64>(AssertSqlSafe(sql)), &f.args)
-                .fetch_one(&mut *conn)
-                .await?;
-            for (s, e) in [head, tail].into_iter().flatten() {
-                if s <= e {
-                    n += count_direct(conn, plan, Some(s), Some(e)).await?;
-                }
-            }
-            n
-        }
-    };
-    Ok(u64::try_from(total).unwrap_or(0))
-}
-
-/// `count(*)` over the plan's index, restricted to `[start, end]`.
-async fn count_direct(
-    conn: &mut SqliteConnection,
-    plan: &EventPlan,
-    start: Option<i64>,
-    end: Option<i64>,
-) -> Result<i64, StoreError> {
-    let (sql, f) = plan.count_sql(start, end);
-    Ok(
-        bind_scalar(sqlx::query_scalar::<_, i64>(AssertSqlSafe(sql)), &f.args)
-            .fetch_one(&mut *conn)
-            .await?,
-    )
-}
-
-/// `INSERT ... ON CONFLICT(id) DO NOTHING RETURNING id` for `rows` rows.
-fn insert_sql(rows: usize) -> String {
-    let mut sql = String::from(
-        "INSERT INTO events (id, application, session_id, category, name, data, timestamp, \
-         received_at) VALUES ",
-    );
-    for i in 0..rows {
-        if i > 0 {
-            sql.push(',');
-        }
-        sql.push_str("(?,?,?,?,?,?,?,?)");
-    }
-    sql.push_str(" ON CONFLICT(id) DO NOTHING RETURNING id");
-    sql
-}
-
-/// Inserts `events`, returning those that were new (first occurrence of each id that
-/// was not already stored), in batch order.
-async fn insert_events<'a, 'e>(
-    conn: &mut SqliteConnection,
-    events: &'e [NewEvent<'a>],
-) -> Result<Vec<&'e NewEvent<'a>>, StoreError> {
-    let mut new_ids = std::collections::HashSet::new();
-    for chunk in events.chunks(ROWS_PER_INSERT) {
-        let mut q: SqlQuery<'_> = sqlx::query(AssertSqlSafe(insert_sql(chunk.len())));
-        for e in chunk {
-            q = q
-                .bind(e.id.as_slice())
-                .bind(e.src.application.as_str())
-                .bind(e.src.event.session_id().as_str())
-                .bind(e.category)
-                .bind(e.name)
-                .bind(e.data.as_str())
-                .bind(e.timestamp)
-                .bind(to_micros(e.src.received_at));
-        }
-        for row in q.fetch_all(&mut *conn).await? {
-            let id: Vec<u8> = sqlx::Row::try_get(&row, 0)?;
-            new_ids.insert(id);
-        }
-    }
-    // The first occurrence of an id in the batch is the one SQLite inserted.
-    Ok(events
-        .iter()
-        .filter(|e| new_ids.remove(e.id.as_slice()))
-        .collect())
-}
-
-/// Updates sessions, their applications and the counters from newly inserted events.
-async fn update_aggregates(
-    conn: &mut SqliteConnection,
-    inserted: &[&NewEvent<'_>],
-) -> Result<(), StoreError> {
-    if inserted.is_empty() {
-        return Ok(());
-    }
-    let mut sessions: BTreeMap<&str, SessionDelta> = BTreeMap::new();
-    let mut session_apps: BTreeSet<(&str, &str)> = BTreeSet::new();
-    let mut totals: HashMap<CounterKey<'_>, i64> = HashMap::new();
-    let mut hours: BTreeMap<(i64, CounterKey<'_>), i64> = BTreeMap::new();
-    for e in inserted {
-        let sid = e.src.event.session_id().as_str();
-        let app = e.src.application.as_str();
-        sessions
-            .entry(sid)
-            .and_modify(|d| {
-                d.first = d.first.min(e.timestamp);
-                d.last = d.last.max(e.timestamp);
-                d.count += 1;
-            })
-            .or_insert(SessionDelta {
-                first: e.timestamp,
-                last: e.timestamp,
-                count: 1,
-            });
-        session_apps.insert((sid, app));
-        let key = (app, e.category, e.name);
-        *totals.entry(key).or_default() += 1;
-        *hours.entry((hour_of(e.timestamp), key)).or_default() += 1;
-    }
-
-    let sessions: Vec<_> = sessions.into_iter().collect();
-    for chunk in sessions.chunks(ROWS_PER_INSERT) {
-        let sql = multi_row(
-            "INSERT INTO sessions (session_id, first_seen, last_seen, event_count) VALUES ",
-            "(?,?,?,?)",
-            chunk.len(),
-            " ON CONFLICT(session_id) DO UPDATE SET \
-             first_seen = min(first_seen, excluded.first_seen), \
-             last_seen = max(last_seen, excluded.last_seen), \
-             event_count = event_count + excluded.event_count",
-        );
-        let mut q: SqlQuery<'_> = sqlx::query(AssertSqlSafe(sql));
-        for (sid, d) in chunk {
-            q = q.bind(*sid).bind(d.first).bind(d.last).bind(d.count);
-        }
-        q.execute(&mut *conn).await?;
-    }
-
-    let session_apps: Vec<_> = session_apps.into_iter().collect();
-    for chunk in session_apps.chunks(ROWS_PER_INSERT) {
-        let sql = multi_row(
-            "INSERT INTO session_applications (session_id, application) VALUES ",
-            "(?,?)",
-            chunk.len(),
-            " ON CONFLICT DO NOTHING",
-        );
-        let mut q: SqlQuery<'_> = sqlx::query(AssertSqlSafe(sql));
-        for (sid, app) in chunk {
-            q = q.bind(*sid).bind(*app);
-        }
-        q.execute(&mut *conn).await?;
-    }
-
-    let totals: Vec<_> = totals.into_iter().collect();
-    for chunk in totals.chunks(ROWS_PER_INSERT) {
-        let sql = multi_row(
-            "INSERT INTO event_counts (application, category, name, events) VALUES ",
-            "(?,?,?,?)",
-            chunk.len(),
-            " ON CONFLICT DO UPDATE SET events = events + excluded.events",
-        );
-        let mut q: SqlQuery<'_> = sqlx::query(AssertSqlSafe(sql));
-        for ((app, cat, name), n) in chunk {
-            q = q.bind(*app).bind(*cat).bind(*name).bind(*n);
-        }
-        q.execute(&mut *conn).await?;
-    }
-
-    let hours: Vec<_> = hours.into_iter().collect();
-    for chunk in hours.chunks(ROWS_PER_INSERT) {
-        let sql = multi_row(
-            "INSERT INTO event_hours (hour, application, category, name, events) VALUES ",
-            "(?,?,?,?,?)",
-            chunk.len(),
-            " ON CONFLICT DO UPDATE SET events = events + excluded.events",
-        );
-        let mut q: SqlQuery<'_> = sqlx::query(AssertSqlSafe(sql));
-        for ((hour, (app, cat, name)), n) in chunk {
-            q = q.bind(*hour).bind(*app).bind(*cat).bind(*name).bind(*n);
-        }
-        q.execute(&mut *conn).await?;
-    }
-    Ok(())
-}
-
-/// `head` followed by `rows` copies of `row` separated by commas, then `tail`.
-fn multi_row(head: &str, row: &str, rows: usize, tail: &str) -> String {
-    let mut sql = String::with_capacity(head.len() + rows * (row.len() + 1) + tail.len());
-    sql.push_str(head);
-    for i in 0..rows {
-        if i > 0 {
-            sql.push(',');
-        }
-        sql.push_str(row);
-    }
-    sql.push_str(tail);
-    sql
-}
-
-/// Records a rejected event once per key. Returns whether it was new.
-async fn log_error(conn: &mut SqliteConnection, r: &RejectedEvent) -> Result<bool, StoreError> {
-    let codes = distinct_codes(&r.errors);
-    let codes_json = serde_json::to_string(&codes)
-        .map_err(|e| StoreError::Corrupt(format!("error codes: {e}")))?;
-    let errors_json = serde_json::to_string(&r.errors)
-        .map_err(|e| StoreError::Corrupt(format!("errors: {e}")))?;
-    let received_at = to_micros(r.received_at);
-    let id: Option<i64> = sqlx::query_scalar(
-        "INSERT INTO errors (key, application, received_at, codes, errors, payload) \
-         VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(key) DO NOTHING RETURNING id",
-    )
-    .bind(r.key.as_bytes().as_slice())
-    .bind(r.application.as_str())
-    .bind(received_at)
-    .bind(codes_json)
-    .bind(errors_json)
-    .bind(r.payload.as_str())
-    .fetch_optional(&mut *conn)
-    .await?;
-    let Some(id) = id else {
-        return Ok(false);
-    };
-    for code in &codes {
-        sqlx::query("INSERT INTO error_codes (code, received_at, error_id) VALUES (?, ?, ?)")
-            .bind(code.as_str())
-            .bind(received_at)
-            .bind(id)
-            .execute(&mut *conn)
-            .await?;
-    }
-    Ok(true)
 }

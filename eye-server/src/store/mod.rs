@@ -14,18 +14,23 @@
 //!
 //! # Layout
 //!
-//! - `events`: [`Store::write_batch`] and the event, session and errors-log queries.
-//! - `sql`: how an [`eye_core::EventQuery`] becomes SQL (index choice, counts).
+//! - `write`: [`Store::write_batch`], the one write path for events and the errors log.
+//! - `events`: the event, session and errors-log queries.
+//! - `sql`: how an [`eye_core::EventQuery`] becomes SQL (index choice, count plan).
+//! - `count`: totals from the counters, and the deep-page seek through them.
+//! - `rows`: stored rows and their conversion to the model.
 //! - `apps`: applications and their keys.
 //! - `stats`: dashboard figures (totals by type, events per hour, newest sessions).
 
 mod apps;
+mod count;
 mod events;
 mod rows;
 mod sql;
 mod stats;
 #[cfg(test)]
 mod tests;
+mod write;
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -104,7 +109,16 @@ impl Store {
             .connect_with(
                 options
                     .clone()
-                    .pragma("cache_size", "-16000")
+                    // 32 MiB: the hot upper levels and right edges of every index,
+                    // and much of the session index, whose inserts land at random.
+                    .pragma("cache_size", "-32000")
+                    // Checkpoint every ~32 MiB of WAL instead of 4 MiB: a leaf that
+                    // several transactions dirtied is copied back once, and there are
+                    // 8x fewer fsyncs. Measured: 2.6x the write rate at 300k rows.
+                    .pragma("wal_autocheckpoint", "8192")
+                    // After a checkpoint, a WAL that grew past 64 MiB (a reader held
+                    // an old snapshot) is truncated back instead of staying that big.
+                    .pragma("journal_size_limit", "67108864")
                     // Bounds `PRAGMA optimize` at close to a sample, not a table scan.
                     .pragma("analysis_limit", "400"),
             )

@@ -176,36 +176,21 @@ impl EventPlan {
         (sql, f)
     }
 
-    /// How the total is counted.
-    pub fn count(&self) -> CountPlan {
-        // A session is small: count its index range directly.
-        if self
+    /// True when the hourly counters cover every filter (no session filter).
+    pub fn has_counters(&self) -> bool {
+        !self
             .filter_terms
             .iter()
             .any(|(t, _)| *t == "session_id = ?")
-        {
+    }
+
+    /// How the total is counted.
+    pub fn count(&self) -> CountPlan {
+        // A session is small: count its index range directly.
+        if !self.has_counters() {
             return CountPlan::Direct;
         }
-        if self.start.is_none() && self.end.is_none() {
-            return CountPlan::Totals;
-        }
-        // Whole hours inside [start, end]: [first, last_exclusive).
-        let first = self
-            .start
-            .map(|s| hour_of(s.saturating_add(HOUR_MICROS - 1)));
-        let last_exclusive = self.end.map(|e| hour_of(e.saturating_add(1)));
-        if let (Some(f), Some(l)) = (first, last_exclusive)
-            && f >= l
-        {
-            return CountPlan::Direct;
-        }
-        CountPlan::Hours {
-            first_hour: first,
-            last_hour_exclusive: last_exclusive,
-            // The partial hours at the edges, counted from the index.
-            head: first.map(|f| (self.start.unwrap_or_default(), f * HOUR_MICROS - 1)),
-            tail: last_exclusive.map(|l| (l * HOUR_MICROS, self.end.unwrap_or_default())),
-        }
+        hour_split(self.start, self.end)
     }
 
     /// The counter-table `WHERE` clause for the application and type filters.
@@ -215,6 +200,29 @@ impl EventPlan {
             f.push(term, Arg::Text(value.clone()));
         }
         f
+    }
+}
+
+/// Splits an inclusive time range (either bound open) into the whole hours it covers,
+/// counted from hourly counters, and the partial hours at its edges, counted from an
+/// index; [`CountPlan::Direct`] when it covers no whole hour.
+pub(crate) fn hour_split(start: Option<i64>, end: Option<i64>) -> CountPlan {
+    if start.is_none() && end.is_none() {
+        return CountPlan::Totals;
+    }
+    // Whole hours inside [start, end]: [first, last_exclusive).
+    let first = start.map(|s| hour_of(s.saturating_add(HOUR_MICROS - 1)));
+    let last_exclusive = end.map(|e| hour_of(e.saturating_add(1)));
+    if let (Some(f), Some(l)) = (first, last_exclusive)
+        && f >= l
+    {
+        return CountPlan::Direct;
+    }
+    CountPlan::Hours {
+        first_hour: first,
+        last_hour_exclusive: last_exclusive,
+        head: first.map(|f| (start.unwrap_or_default(), f.saturating_mul(HOUR_MICROS) - 1)),
+        tail: last_exclusive.map(|l| (l.saturating_mul(HOUR_MICROS), end.unwrap_or_default())),
     }
 }
 

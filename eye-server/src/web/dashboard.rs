@@ -3,7 +3,7 @@
 //! timeline), the newest errors with their codes, queue backlog and store size.
 //! Needs a key with the `query` scope, like the data it summarises.
 
-use axum::extract::State;
+use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Duration, DurationRound, Utc};
@@ -12,7 +12,7 @@ use eye_core::{
 };
 use maud::{Markup, html};
 
-use super::layout::{encode, page};
+use super::layout::{encode, refreshing_page};
 use super::{error_as_html, html_response, pages};
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -106,7 +106,21 @@ pub struct QueueStatus {
     pub backlog: Option<u64>,
 }
 
-pub(super) async fn dashboard(State(state): State<AppState>, headers: HeaderMap) -> Response {
+/// `?refresh=SECONDS` reloads the page that often (5 s to 1 h).
+#[derive(Debug, serde::Deserialize)]
+pub(super) struct DashboardParams {
+    refresh: Option<String>,
+}
+
+pub(super) async fn dashboard(
+    State(state): State<AppState>,
+    Query(params): Query<DashboardParams>,
+    headers: HeaderMap,
+) -> Response {
+    let refresh = params
+        .refresh
+        .and_then(|r| r.parse::<u32>().ok())
+        .map(|r| r.clamp(5, 3600));
     match state.auth.authenticate(&headers, Scope::Query).await {
         Ok(caller) => crate::auth::record_application(&caller),
         Err(e) => return error_as_html(e.into_response()).await,
@@ -119,7 +133,7 @@ pub(super) async fn dashboard(State(state): State<AppState>, headers: HeaderMap)
         kind: state.queue.kind(),
         backlog: state.queue.backlog().await.ok(),
     };
-    html_response(StatusCode::OK, render(&stats, &queue))
+    html_response(StatusCode::OK, render(&stats, &queue, refresh))
 }
 
 /// Human-readable bytes.
@@ -144,15 +158,23 @@ fn bytes(n: u64) -> String {
 /// use eye_server::web::dashboard::{DashboardStats, QueueStatus, render};
 /// let stats = DashboardStats { hours: vec![], totals: [3, 2, 1], newest_sessions: vec![],
 ///     newest_errors: vec![], error_count: 0, store_bytes: 4096 };
-/// let html = render(&stats, &QueueStatus { kind: "embedded", backlog: Some(0) }).into_string();
+/// let queue = QueueStatus { kind: "embedded", backlog: Some(0) };
+/// let html = render(&stats, &queue, None).into_string();
 /// assert!(html.contains("4.0 KiB"));
 /// assert!(html.contains("<svg"));
 /// ```
-pub fn render(stats: &DashboardStats, queue: &QueueStatus) -> Markup {
+pub fn render(stats: &DashboardStats, queue: &QueueStatus, refresh: Option<u32>) -> Markup {
     let total: u64 = stats.totals.iter().sum();
     let last_day: u64 = stats.hours.iter().map(HourBucket::total).sum();
     let body = html! {
         h1 { "Dashboard" }
+        p.muted {
+            @if let Some(secs) = refresh {
+                "Reloading every " (secs) " s · " a href="/" { "stop" }
+            } @else {
+                "Auto-refresh: " a href="/?refresh=10" { "10 s" } " · " a href="/?refresh=60" { "1 min" }
+            }
+        }
         div.cards {
             div.card { div.value #total-events { (total) } div.label { "events stored" } }
             div.card { div.value { (last_day) } div.label { "events in the last 24 h" } }
@@ -192,7 +214,7 @@ pub fn render(stats: &DashboardStats, queue: &QueueStatus) -> Markup {
             }
         }
     };
-    page("Dashboard", body)
+    refreshing_page("Dashboard", body, refresh)
 }
 
 const CHART_W: f64 = 960.0;

@@ -57,12 +57,19 @@ details { margin: 12px 0; }
 /// assert!(html.contains("&lt;b&gt;"));
 /// ```
 pub fn page(title: &str, body: Markup) -> Markup {
+    refreshing_page(title, body, None)
+}
+
+/// [`page`] that the browser reloads every `refresh` seconds when given (a
+/// `<meta http-equiv="refresh">`: no script needed).
+pub fn refreshing_page(title: &str, body: Markup, refresh: Option<u32>) -> Markup {
     html! {
         (DOCTYPE)
         html lang="en" {
             head {
                 meta charset="utf-8";
                 meta name="viewport" content="width=device-width, initial-scale=1";
+                @if let Some(secs) = refresh { meta http-equiv="refresh" content=(secs); }
                 title { (title) " · The Eye" }
                 link rel="stylesheet" href=(CSS_PATH);
             }

@@ -168,7 +168,14 @@ pub async fn negotiate(State(state): State<AppState>, request: Request, next: Ne
         .get::<MatchedPath>()
         .map(|p| p.as_str().to_owned());
     let Some(route) = route else {
-        return next.run(request).await;
+        // No route matched: a browser gets the 404 as a page too.
+        let browser = request.method() == Method::GET && prefers_html(request.headers());
+        let answer = next.run(request).await;
+        return if browser && !answer.status().is_success() {
+            error_as_html(answer).await
+        } else {
+            answer
+        };
     };
     let path = request.uri().path().to_owned();
     let view = View::of(&route, &path);

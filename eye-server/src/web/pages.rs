@@ -266,7 +266,8 @@ pub fn errors_page(answer: &Page<ErrorRecord>, ctx: &ListContext) -> Markup {
         p.muted { "Events The Eye rejected, newest first." }
         form.filters method="get" action="/errors" {
             (text_input(ctx, "application", "application", "any"))
-            (text_input(ctx, "code", "code", "timestamp_in_future"))
+            label { "code" input type="text" name="code" list="error-codes" value=(ctx.get("code")) placeholder="any"; }
+            datalist #error-codes { @for code in error_codes() { option value=(code) {} } }
             (text_input(ctx, "start_time", "start_time", "2022-01-01"))
             (text_input(ctx, "end_time", "end_time", "2022-02-01"))
             (page_size_and_submit(ctx))
@@ -276,6 +277,30 @@ pub fn errors_page(answer: &Page<ErrorRecord>, ctx: &ListContext) -> Markup {
         details { summary { "JSON" } pre { (pretty(answer)) } }
     };
     page("Errors", body)
+}
+
+/// Every validation error code, read from [`eye_core::ErrorCode`]'s JSON Schema so
+/// the list cannot fall behind the enum.
+fn error_codes() -> Vec<String> {
+    let schema = schemars::schema_for!(eye_core::ErrorCode).to_value();
+    let mut codes: Vec<String> = Vec::new();
+    let mut take = |v: &Value| {
+        if let Some(s) = v.as_str() {
+            codes.push(s.to_owned());
+        }
+    };
+    if let Some(values) = schema["enum"].as_array() {
+        values.iter().for_each(&mut take);
+    }
+    for branch in schema["oneOf"].as_array().into_iter().flatten() {
+        take(&branch["const"]);
+        branch["enum"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .for_each(&mut take);
+    }
+    codes
 }
 
 /// A table of errors-log entries; `compact` (the dashboard) leaves out the

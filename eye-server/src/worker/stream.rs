@@ -190,6 +190,14 @@ impl Consumer {
         Ok(())
     }
 
+    /// Entries not yet stored (acknowledged entries are deleted).
+    pub(super) async fn backlog(&mut self) -> Result<u64, RedisError> {
+        redis::cmd("XLEN")
+            .arg(&self.keys.stream)
+            .query_async(&mut self.conn)
+            .await
+    }
+
     /// Removes consumers idle at least `after` with nothing pending; returns how many.
     pub(super) async fn forget_idle(&mut self, after: Duration) -> Result<u64, RedisError> {
         redis::Script::new(FORGET_CONSUMERS_SCRIPT)

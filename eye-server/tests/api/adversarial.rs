@@ -150,7 +150,7 @@ async fn path_segment_that_is_not_utf8_is_a_json_400() {
     for path in ["/sessions/%FF", "/sessions/%E2%80/events", "/events/%FF"] {
         let (status, body) = status_and_json(app.get(path).await).await;
         assert_eq!(status, 400, "{path}: {body}");
-        assert_error(&body, "invalid_request");
+        assert_error(&body, "bad_request");
     }
 }
 

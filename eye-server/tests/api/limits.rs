@@ -195,3 +195,17 @@ async fn request_over_the_timeout_is_a_json_408() {
     assert_eq!(response.status().as_u16(), 408);
     assert_error(&response.json().await.unwrap(), "timeout");
 }
+
+#[tokio::test]
+async fn path_parameter_that_is_not_utf8_is_a_json_400() {
+    let app = spawn_app().await;
+    let body = app.get_json("/sessions/%FF", 400).await;
+    assert_error(&body, "bad_request");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("session_id"),
+        "{body}"
+    );
+}

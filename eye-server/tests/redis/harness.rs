@@ -212,6 +212,8 @@ pub fn worker_config(prefix: &str, consumer: &str) -> WorkerConfig {
 pub struct MemorySink {
     inner: Mutex<MemoryInner>,
     poison: HashSet<Uuid>,
+    /// While set, every write fails (the store is down).
+    pub down: std::sync::atomic::AtomicBool,
 }
 
 #[derive(Default)]
@@ -247,6 +249,9 @@ impl MemorySink {
 #[async_trait]
 impl Sink for MemorySink {
     async fn write_batch(&self, messages: &[Message]) -> Result<WriteOutcome, StoreError> {
+        if self.down.load(Ordering::SeqCst) {
+            return Err(StoreError::Corrupt("the store is down".into()));
+        }
         let poisoned = messages
             .iter()
             .any(|m| matches!(m, Message::EventV1(e) if self.poison.contains(&e.id)));

@@ -343,3 +343,32 @@ async fn idle_consumers_with_nothing_pending_are_removed_and_those_holding_entri
         "a consumer holding entries is kept: {left:?}"
     );
 }
+
+#[tokio::test]
+async fn a_store_outage_is_waited_out_and_dead_letters_nothing() {
+    // Arrange: the store is down; entries will be redelivered past max_deliveries (3).
+    let redis = TestRedis::get();
+    let url = redis.url();
+    let prefix = unique_prefix("store-down");
+    let q = queue(&url, &prefix, 1000);
+    let events: Vec<_> = (0..10).map(|_| accepted("s")).collect();
+    let ids: std::collections::HashSet<_> = events.iter().map(|e| e.id).collect();
+    q.enqueue(events.into_iter().map(Message::EventV1).collect())
+        .await
+        .expect("enqueue");
+    let sink = MemorySink::failing_on([]);
+    sink.down.store(true, std::sync::atomic::Ordering::SeqCst);
+    let w = start_worker(&url, &prefix, "w", Arc::clone(&sink));
+
+    // Act: long enough for several claim rounds (claim_idle 300 ms), then recovery.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    sink.down.store(false, std::sync::atomic::Ordering::SeqCst);
+    let stored = eventually(Duration::from_secs(20), || async { sink.stored() == ids }).await;
+    let stats = w.stop().await;
+
+    // Assert
+    assert!(stored, "everything is stored once the store is back");
+    assert_eq!(stats.dead_lettered, 0, "an outage is not poison");
+    assert!(sink.errors().is_empty());
+    assert_eq!(xlen(&url, &Keys::new(&prefix).stream).await, 0);
+}

@@ -273,5 +273,8 @@ pub fn hostile_wire_event() -> Value {
         "timestamp".into(),
         json!(eye_core::format_timestamp(&chrono::Utc::now())),
     );
+    // Keep to the free-text fields (session id, form), so a stricter path rule in
+    // eye-core does not turn this into a 400.
+    e["data"]["path"] = json!("/");
     e
 }

@@ -181,3 +181,15 @@ async fn form_body_from_an_api_client_is_left_to_the_api() {
     let answer = send(&app, request).await;
     assert_eq!(answer.status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
 }
+
+#[tokio::test]
+async fn errors_page_suggests_every_error_code() {
+    let app = app().await;
+    let page = get_as(&app, "/errors", BROWSER).await.body;
+    for code in ["timestamp_in_future", "unknown_event_type", "invalid_host"] {
+        assert!(
+            page.contains(&format!(r#"<option value="{code}">"#)),
+            "{code}"
+        );
+    }
+}

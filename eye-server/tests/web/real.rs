@@ -81,6 +81,8 @@ async fn dashboard_shows_totals_newest_sessions_and_errors() {
     assert!(page.contains("<svg"));
     // One bar segment for the CTA click in the current hour.
     assert!(page.contains(r#"class="bar t1""#));
+    let (_, refreshing) = app.browse("/?refresh=1").await;
+    assert!(refreshing.contains(r#"<meta http-equiv="refresh" content="5">"#));
     app.stop().await;
 }
 
@@ -119,6 +121,7 @@ async fn metrics_count_ingest_and_http_requests_by_route() {
     assert!(text.contains("eye_commit_duration_seconds_bucket"));
     assert!(text.contains("eye_queue_backlog"));
     assert!(text.contains("eye_store_bytes"));
+    assert!(text.contains("eye_http_request_duration_seconds_bucket"));
     // The route template, not the raw path.
     assert!(text.contains(r#"route="/events/{id}""#), "{text}");
     assert!(!text.contains("0190a3f0-8c2e"));
@@ -241,5 +244,59 @@ async fn json_answers_of_negotiated_urls_vary_on_accept() {
             .any(|p| p.trim().eq_ignore_ascii_case("accept"))
     });
     assert!(varies_on_accept, "{vary:?}");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_key_without_the_query_scope_sees_no_data_in_the_browser() {
+    use eye_server::auth::{generate_key, hash_key};
+    use eye_server::store::{NewApp, Scopes};
+    let app = spawn_real().await;
+    let ingest_only = generate_key();
+    app.state
+        .store
+        .create_app(&NewApp {
+            name: "sender".into(),
+            key_hash: hash_key(&ingest_only),
+            scopes: Scopes {
+                ingest: true,
+                query: false,
+            },
+        })
+        .await
+        .unwrap();
+    for path in ["/", "/events", "/errors"] {
+        let r = app
+            .client()
+            .get(format!("{}{path}", app.base))
+            .basic_auth("x", Some(&ingest_only))
+            .header("accept", BROWSER)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 403, "{path}");
+        assert!(
+            r.text().await.unwrap().contains("lacks the `query` scope"),
+            "{path}"
+        );
+    }
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn unknown_path_is_a_404_page_for_a_browser_and_json_for_a_client() {
+    let app = spawn_real().await;
+    let (status, page) = app.browse("/no/such/page").await;
+    assert_eq!(status, 404);
+    assert!(page.starts_with("<!DOCTYPE html>"), "{page}");
+    let r = app
+        .client()
+        .get(format!("{}/no/such/page", app.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 404);
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "not_found");
     app.stop().await;
 }

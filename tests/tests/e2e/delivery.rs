@@ -47,20 +47,32 @@ fn assert_stored_exactly_once(stored: &[StoredEvent], tracked: &[Uuid]) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_tracked_event_is_stored_exactly_once() {
+async fn every_event_tracked_from_many_threads_is_stored_exactly_once() {
     let server = Server::start().await;
     let client = server.client().batch_size(100).build().unwrap();
 
-    let tracked: Vec<Uuid> = (0..3000)
-        .map(|i| {
-            loop {
-                match client.track(event(i)) {
-                    Ok(id) => break id,
-                    Err(TrackError::BufferFull) => std::thread::yield_now(),
-                    Err(e) => panic!("{e}"),
-                }
-            }
+    // Plain OS threads with no async runtime: `track` needs none.
+    let threads: Vec<_> = (0..4)
+        .map(|t| {
+            let client = client.clone();
+            std::thread::spawn(move || {
+                (0..750)
+                    .map(|i| {
+                        loop {
+                            match client.track(event(t * 750 + i)) {
+                                Ok(id) => break id,
+                                Err(TrackError::BufferFull) => std::thread::yield_now(),
+                                Err(e) => panic!("{e}"),
+                            }
+                        }
+                    })
+                    .collect::<Vec<Uuid>>()
+            })
         })
+        .collect();
+    let tracked: Vec<Uuid> = threads
+        .into_iter()
+        .flat_map(|t| t.join().unwrap())
         .collect();
     let report = client.shutdown(Duration::from_secs(30)).await;
 
@@ -156,4 +168,42 @@ async fn the_same_event_tracked_twice_is_stored_once() {
 
     assert!(report.is_complete(), "{report}");
     assert_eq!(all_stored(&server).await.len(), 1);
+}
+
+#[tokio::test]
+async fn a_batch_of_only_rejected_events_is_reported_not_retried() {
+    let server = Server::start().await;
+    let client = server.client().build().unwrap();
+    let tomorrow = chrono::Utc::now() + chrono::Duration::days(1);
+
+    for i in 0..3 {
+        client.track(event(i).with_timestamp(tomorrow)).unwrap();
+    }
+    let report = client.flush().await;
+
+    assert_eq!(report.rejected, 3, "{report}");
+    assert_eq!(client.stats().requests, 1);
+}
+
+#[tokio::test]
+async fn a_body_over_the_servers_limit_is_split_until_it_fits() {
+    let server = Server::start_with(|c| {
+        c.http.max_body_bytes = 8 * 1024;
+        c.ingest.max_event_bytes = 4 * 1024;
+    })
+    .await;
+    // The client's own limit is higher than the server's: only the 413 can save it.
+    let client = server
+        .client()
+        .max_batch_bytes(1024 * 1024)
+        .flush_interval(Duration::from_secs(3600))
+        .build()
+        .unwrap();
+
+    let tracked: Vec<Uuid> = (0..60).map(|i| client.track(event(i)).unwrap()).collect();
+    let report = client.shutdown(Duration::from_secs(10)).await;
+
+    assert!(report.is_complete(), "{report}");
+    assert!(client.stats().requests > 1, "the batch was never split");
+    assert_stored_exactly_once(&all_stored(&server).await, &tracked);
 }

@@ -18,6 +18,7 @@ pub struct Server {
     /// A key with every scope, application `e2e`.
     pub key: String,
     database_url: String,
+    configure: fn(&mut ServeConfig),
     running: Option<Running>,
     _dir: TempDir,
 }
@@ -30,16 +31,22 @@ struct Running {
 
 impl Server {
     pub async fn start() -> Self {
+        Self::start_with(|_| {}).await
+    }
+
+    /// Starts a server after `configure` adjusted its configuration (kept on restart).
+    pub async fn start_with(configure: fn(&mut ServeConfig)) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let database_url = format!("sqlite://{}", dir.path().join("eye.db").display());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let running = serve(&database_url, listener).await;
+        let running = serve(&database_url, listener, configure).await;
         let key = create_key(&running.store, "e2e", Scopes::ALL).await;
         Self {
             addr,
             key,
             database_url,
+            configure,
             running: Some(running),
             _dir: dir,
         }
@@ -80,12 +87,17 @@ impl Server {
     pub async fn restart(&mut self) {
         self.stop().await;
         let listener = tokio::net::TcpListener::bind(self.addr).await.unwrap();
-        self.running = Some(serve(&self.database_url, listener).await);
+        self.running = Some(serve(&self.database_url, listener, self.configure).await);
     }
 }
 
-async fn serve(database_url: &str, listener: tokio::net::TcpListener) -> Running {
-    let config = ServeConfig::for_tests(database_url);
+async fn serve(
+    database_url: &str,
+    listener: tokio::net::TcpListener,
+    configure: fn(&mut ServeConfig),
+) -> Running {
+    let mut config = ServeConfig::for_tests(database_url);
+    configure(&mut config);
     let state = build_state(config).await.unwrap();
     let store = state.store.clone();
     let (stop, stopped) = oneshot::channel::<()>();

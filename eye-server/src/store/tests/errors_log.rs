@@ -111,3 +111,63 @@ async fn errors_log_pages_are_stable() {
     assert_eq!(ids.len(), 7);
     assert_eq!(ids, sorted);
 }
+
+#[tokio::test]
+async fn errors_log_counts_are_exact_across_hour_edges_for_every_filter() {
+    // Arrange: 200 entries over about 11 hours, two applications, mixed codes. Counts
+    // come from the hourly counters plus the partial hours; the page must agree.
+    let (store, _dir) = store().await;
+    let codes = [
+        ErrorCode::InvalidHost,
+        ErrorCode::TimestampInFuture,
+        ErrorCode::InvalidJson,
+    ];
+    let batch: Vec<Message> = (0..200i64)
+        .map(|i| {
+            let app = if i % 3 == 0 { "crm" } else { "shop" };
+            let n = (i % 3 + 1) as usize;
+            rejected(app, i * 199, &codes[..n])
+        })
+        .collect();
+    store.write_batch(&batch).await.unwrap();
+    // Act / Assert
+    for (s, e) in [
+        (None, None),
+        (Some(0), Some(39_601)),
+        (Some(3599), None),
+        (None, Some(7200)),
+        (Some(100), Some(200)),
+    ] {
+        for app in [None, Some("crm")] {
+            for code in [None, Some("timestamp_in_future")] {
+                let mut q = ErrorQuery {
+                    application: app.map(str::to_owned),
+                    code: code.map(str::to_owned),
+                    pagination: eye_core::Pagination {
+                        page: 1,
+                        page_size: 1000,
+                    },
+                    ..ErrorQuery::default()
+                };
+                q.time.start = s.map(t);
+                q.time.end = e.map(t);
+                let (count, records) = store.query_errors(&q).await.unwrap();
+                assert_eq!(count, records.len() as u64, "{q:?}");
+                let want = batch
+                    .iter()
+                    .filter(|m| match m {
+                        Message::RejectedV1(r) => {
+                            s.is_none_or(|s| r.received_at >= t(s))
+                                && e.is_none_or(|e| r.received_at <= t(e))
+                                && app.is_none_or(|a| r.application == a)
+                                && code
+                                    .is_none_or(|c| r.errors.iter().any(|x| x.code.as_str() == c))
+                        }
+                        Message::EventV1(_) => false,
+                    })
+                    .count();
+                assert_eq!(count, want as u64, "{q:?}");
+            }
+        }
+    }
+}

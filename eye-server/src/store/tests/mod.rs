@@ -10,6 +10,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod apps;
+mod deep_pages;
 mod errors_log;
 mod plans;
 mod queries;

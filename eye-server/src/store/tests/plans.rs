@@ -160,3 +160,22 @@ async fn session_and_errors_queries_use_their_indexes() {
         assert_no_table_scan(&lines, sql);
     }
 }
+
+#[tokio::test]
+async fn hourly_counters_are_read_newest_hour_first_without_sorting() {
+    // The deep-page seek stops after the hour it needs only if the hours come out of
+    // the primary key in order, not out of a sort of every hour.
+    let (store, _dir) = store().await;
+    for sql in [
+        "SELECT hour, sum(events) FROM event_hours GROUP BY hour ORDER BY hour DESC LIMIT 128",
+        "SELECT hour, sum(events) FROM event_hours WHERE category = ? AND hour < ? \
+         GROUP BY hour ORDER BY hour DESC LIMIT 128",
+    ] {
+        let n = sql.matches('?').count();
+        let lines = explain(&store, sql, &[], n).await;
+        assert!(
+            !lines.iter().any(|l| l.contains("TEMP B-TREE")),
+            "{sql}: {lines:?}"
+        );
+    }
+}

@@ -179,3 +179,34 @@ async fn in_memory_store_reads_its_own_writes() {
     store.write_batch(std::slice::from_ref(&m)).await.unwrap();
     assert!(store.get_event(id_of(&m)).await.unwrap().is_some());
 }
+
+#[tokio::test]
+async fn two_stores_on_one_file_write_concurrently_without_losing_events() {
+    // Arrange: as a server and a Redis worker (two processes) would, open the same
+    // file twice; BEGIN IMMEDIATE plus the busy timeout serialise their writers.
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("eye.db").display());
+    let a = Store::open(&url).await.unwrap();
+    let b = Store::open(&url).await.unwrap();
+    // Act
+    let write = |store: Store, base: i64| {
+        tokio::spawn(async move {
+            for batch in 0..20 {
+                let msgs: Vec<Message> = (0..50)
+                    .map(|i| view("shared", base + batch * 50 + i))
+                    .collect();
+                store.write_batch(&msgs).await.unwrap();
+            }
+        })
+    };
+    let (ra, rb) = tokio::join!(write(a.clone(), 0), write(b.clone(), 10_000));
+    ra.unwrap();
+    rb.unwrap();
+    // Assert: both see everything, and the session counted every event once.
+    for store in [&a, &b] {
+        let (count, _) = store.query_events(&EventQuery::new()).await.unwrap();
+        assert_eq!(count, 2000);
+        let s = store.get_session("shared").await.unwrap().unwrap();
+        assert_eq!(s.event_count, 2000);
+    }
+}
