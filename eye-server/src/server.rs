@@ -2,11 +2,27 @@
 //! port 0 and stop the server when they like.
 
 use std::future::Future;
+use std::pin::pin;
+use std::time::Duration;
 
+use axum::Router;
+use axum::body::Body;
+use axum::http::Request;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
+use tower::ServiceExt;
 
 use crate::routes::router;
 use crate::state::AppState;
+
+/// Longest a client may take to send a request's headers, and longest an idle
+/// keep-alive connection is kept. Past it hyper closes the connection, so a client
+/// trickling headers (slowloris) or idling cannot hold connections forever; the
+/// request timeout (408) covers the body and the handler.
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Serves the API on `listener` until `shutdown` completes, then stops accepting,
 /// lets in-flight requests finish and drains the queue (every acknowledged event is
@@ -16,12 +32,63 @@ where
     F: Future<Output = ()> + Send + 'static,
 {
     let app = router(state.clone());
-    let served = axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await;
+    let served = serve(listener, app, shutdown).await;
     tracing::info!("HTTP server stopped; draining the queue");
     state.queue.close().await;
     served
+}
+
+/// `axum::serve` with graceful shutdown, plus a timer so that hyper enforces
+/// [`HEADER_READ_TIMEOUT`] (`axum::serve` sets none, so a connection that never
+/// finishes its headers was held forever).
+async fn serve<F>(listener: TcpListener, app: Router, shutdown: F) -> std::io::Result<()>
+where
+    F: Future<Output = ()> + Send + 'static,
+{
+    let graceful = GracefulShutdown::new();
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT);
+    let mut shutdown = pin!(shutdown);
+    loop {
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                // A client that gave up before the accept: nothing to wait for.
+                Err(e) if is_connection_error(&e) => continue,
+                Err(e) => {
+                    // Out of file descriptors and the like: wait, as axum::serve does.
+                    tracing::error!(error = %e, "cannot accept a connection");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let service = app
+            .clone()
+            .map_request(|request: Request<Incoming>| request.map(Body::new));
+        let connection =
+            builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
+        let connection = graceful.watch(connection);
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!(error = %e, "connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    graceful.shutdown().await;
+    Ok(())
+}
+
+fn is_connection_error(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind::{ConnectionAborted, ConnectionRefused, ConnectionReset};
+    matches!(
+        e.kind(),
+        ConnectionRefused | ConnectionAborted | ConnectionReset
+    )
 }
 
 /// Completes on SIGINT (Ctrl-C) or SIGTERM.

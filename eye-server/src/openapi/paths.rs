@@ -90,7 +90,7 @@ fn page_params() -> [Value; 2] {
         query_param(
             "page_size",
             "Results per page (server default 10, maximum 1000 unless configured otherwise).",
-            json!({"type": "integer", "minimum": 1, "default": 10}),
+            json!({"type": "integer", "minimum": 1, "maximum": 1000, "default": 10}),
         ),
     ]
 }
@@ -211,6 +211,9 @@ fn get_events() -> Value {
     })
 }
 
+/// The 400 of a route with a path parameter.
+const NOT_UTF8: &str = "A path segment that is not UTF-8 once percent-decoded (`bad_request`).";
+
 fn get_event() -> Value {
     json!({
         "tags": ["query"],
@@ -221,6 +224,7 @@ fn get_event() -> Value {
         "parameters": [path_param("id", "The event's id.", json!({"type": "string", "format": "uuid"}))],
         "responses": responses(vec![
             ("200", browsable("The event.", schema_ref("StoredEvent"))),
+            ("400", error(NOT_UTF8)),
             ("404", error("No such event.")),
         ], true)
     })
@@ -236,6 +240,7 @@ fn get_session() -> Value {
         "parameters": [path_param("session_id", "The session id.", json!({"type": "string"}))],
         "responses": responses(vec![
             ("200", browsable("The session: first and last seen, event count, applications.", schema_ref("Session"))),
+            ("400", error(NOT_UTF8)),
             ("404", error("No such session.")),
         ], true)
     })
@@ -257,6 +262,7 @@ fn get_session_events() -> Value {
         "parameters": params,
         "responses": responses(vec![
             ("200", browsable("One page of the session's events in the order they occurred.", schema_ref("EventPage"))),
+            ("400", error("A malformed `page_size`, or a path segment that is not UTF-8 once percent-decoded (`bad_request`).")),
             ("404", error("No such session, or a page past the end.")),
         ], true)
     })

@@ -154,12 +154,22 @@ fn parse_body(raw: &[u8], edge: &Edge<'_>) -> Result<Parsed, ApiError> {
                     max: MAX_BATCH_EVENTS,
                 });
             }
-            let mut outcomes = Vec::with_capacity(items.len());
-            for item in items {
-                let value: Value = serde_json::from_str(item.get())
-                    .map_err(|e| ApiError::MalformedJson(e.to_string()))?;
-                outcomes.push(edge.judge(item.get(), &value));
-            }
+            // Each item on its own: one that serde cannot hold as a value (nested too
+            // deep, a number out of range) is rejected alone, not with the whole batch.
+            let outcomes = items
+                .into_iter()
+                .map(|item| match serde_json::from_str::<Value>(item.get()) {
+                    Ok(value) => edge.judge(item.get(), &value),
+                    Err(e) => {
+                        let errors = ValidationErrors::single(FieldError::new(
+                            "",
+                            ErrorCode::InvalidJson,
+                            format!("malformed JSON: {e}"),
+                        ));
+                        Outcome::Rejected(edge.rejected(errors.clone(), item.get()), errors)
+                    }
+                })
+                .collect();
             Ok(Parsed::Batch(outcomes))
         }
         Some(_) => {
@@ -295,14 +305,17 @@ fn check_content_type(headers: &HeaderMap) -> Result<(), ApiError> {
 /// Reads the body, at most `limit` bytes on the wire and `limit` bytes after gzip
 /// decompression (so a small gzip bomb cannot expand past it).
 async fn read_body(body: Body, headers: &HeaderMap, limit: usize) -> Result<Bytes, ApiError> {
-    let gzip = match headers
-        .get(header::CONTENT_ENCODING)
+    // Every `Content-Encoding` line: two `gzip` lines mean gzip twice, not once.
+    let encoding = headers
+        .get_all(header::CONTENT_ENCODING)
+        .iter()
         .map(|v| v.to_str().unwrap_or("?").trim().to_ascii_lowercase())
-        .as_deref()
-    {
-        None | Some("" | "identity") => false,
-        Some("gzip" | "x-gzip") => true,
-        Some(other) => return Err(ApiError::UnsupportedEncoding(other.to_owned())),
+        .collect::<Vec<_>>()
+        .join(", ");
+    let gzip = match encoding.as_str() {
+        "" | "identity" => false,
+        "gzip" | "x-gzip" => true,
+        other => return Err(ApiError::UnsupportedEncoding(other.to_owned())),
     };
     let declared = headers
         .get(header::CONTENT_LENGTH)

@@ -4,6 +4,7 @@
 // Test helpers outside `#[test]` functions may unwrap too (see clippy.toml).
 #![allow(clippy::unwrap_used)]
 
+mod adversarial;
 mod auth;
 mod binary;
 mod failures;
