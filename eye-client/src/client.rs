@@ -78,10 +78,13 @@ pub(crate) fn start(
         },
     );
     let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+    let thread_shared = shared.clone();
     let (ready_tx, ready_rx) = std::sync::mpsc::channel::<std::io::Result<()>>();
     std::thread::Builder::new()
         .name("eye-client".into())
         .spawn(move || {
+            // Set however the sender stops, even by a panic.
+            let done_guard = SenderDone(thread_shared);
             let rt = match tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
@@ -94,6 +97,7 @@ pub(crate) fn start(
             };
             let _ = ready_tx.send(Ok(()));
             rt.block_on(worker.run());
+            drop(done_guard);
             rt.shutdown_timeout(Duration::from_millis(100));
             let _ = done_tx.send(());
         })
@@ -228,12 +232,18 @@ impl EyeClient {
         e
     }
 
-    /// What can be said once the sender is gone: whatever is unsettled stays pending.
+    /// What can be said once the sender cannot be asked: see [`Shared::closed_report`].
     fn closed_report(&self) -> DeliveryReport {
-        DeliveryReport {
-            pending: self.stats().pending(),
-            ..DeliveryReport::default()
-        }
+        self.inner.shared.closed_report()
+    }
+}
+
+/// Marks the sender as stopped when dropped.
+struct SenderDone(Arc<Shared>);
+
+impl Drop for SenderDone {
+    fn drop(&mut self) {
+        self.0.sender_done.store(true, Ordering::Release);
     }
 }
 

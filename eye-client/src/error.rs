@@ -132,6 +132,17 @@ pub enum FailureReason {
         /// The last problem seen.
         last_error: String,
     },
+    /// The server answered, but not with one ingest result per event: a 2xx whose body
+    /// is not the Eye's (a wrong base URL, a captive portal, a proxy's page), too few
+    /// or too many results, or a result accepting another event's id. Not retried: it
+    /// is most likely a misconfiguration. The event may or may not have been stored.
+    #[error("unexpected response (HTTP {status}): {detail}")]
+    UnexpectedResponse {
+        /// HTTP status.
+        status: u16,
+        /// What was wrong with the answer.
+        detail: String,
+    },
     /// The event alone is larger than the server's body limit (413 for one event).
     #[error("the event alone is larger than the server accepts")]
     TooLarge,

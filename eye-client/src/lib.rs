@@ -54,8 +54,11 @@
 //!
 //! - Every event gets an id (UUIDv7 unless it has one) before it is buffered; the
 //!   server stores each id once, so retries never duplicate an event.
-//! - An event counted as delivered was answered 2xx and accepted: the server has
-//!   committed it.
+//! - An event counted as delivered was answered 2xx with the Eye's ingest answer, whose
+//!   result in the event's place accepts the event's id: the server has committed it.
+//!   Any other 2xx (a wrong base URL, a captive portal, a proxy's page) or an answer
+//!   with too few or too many results fails those events with
+//!   [`FailureReason::UnexpectedResponse`], without retrying.
 //! - Connection errors, timeouts, 408, 429 and 5xx are retried with exponential backoff
 //!   and jitter ([`RetryPolicy`]), waiting at least as long as `Retry-After` says. A
 //!   413 splits the batch in halves. 400, 401 and 403 are never retried: per-event

@@ -26,7 +26,8 @@ impl Rejection {
     }
 }
 
-/// An event the client gave up on without the server storing it.
+/// An event the client gave up on. The server did not store it, except perhaps after
+/// an answer the client could not read ([`FailureReason::UnexpectedResponse`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Failure {
     /// The event as sent (its id is set).
@@ -55,7 +56,9 @@ pub struct DeliveryReport {
     pub delivered: u64,
     /// Refused by the server's validation: see `rejections`.
     pub rejected: u64,
-    /// Given up on (retries exhausted, auth refused, too large): see `failures`.
+    /// Given up on (retries exhausted, auth refused, too large, an answer that is not
+    /// the Eye's): see `failures`. Events of a delivery task that panicked count here
+    /// without details.
     pub failed: u64,
     /// Refused by `track` because the buffer was full or the client closed.
     pub dropped: u64,
@@ -122,7 +125,8 @@ pub struct Stats {
 }
 
 impl Stats {
-    /// Events tracked whose fate is not settled yet (buffered or in flight).
+    /// Events tracked whose fate is not settled: buffered, in flight, or given up on at
+    /// a shutdown deadline (reported once as `pending`; their fate stays unknown).
     pub fn pending(&self) -> u64 {
         self.tracked
             .saturating_sub(self.delivered + self.rejected + self.failed)

@@ -7,19 +7,56 @@ use std::time::Instant;
 
 use tokio::sync::Notify;
 
-use crate::report::Counters;
+use crate::report::{Counters, DeliveryReport};
 
 #[derive(Debug, Default)]
 pub(crate) struct Shared {
     pub counters: Counters,
     /// Set once shutdown starts: `track` refuses new events.
     pub closed: AtomicBool,
+    /// Set when the sender has stopped: it will report nothing more.
+    pub sender_done: AtomicBool,
+    /// What the reports said so far, so that each event and each drop is in one.
+    reported: Mutex<Reported>,
     /// When set, the sender abandons whatever is not delivered by this instant.
     stop_at: Mutex<Option<Instant>>,
     stop_changed: Notify,
 }
 
+/// Totals over every report made.
+#[derive(Debug, Default)]
+struct Reported {
+    dropped: u64,
+    /// Events reported as pending: never settled, and never to be reported again.
+    pending: u64,
+}
+
 impl Shared {
+    /// Completes a report: adds the drops no report has counted yet, and records its
+    /// pending events as reported, so that no later report counts them again.
+    pub fn seal(&self, report: &mut DeliveryReport) {
+        let mut reported = self.reported.lock().unwrap_or_else(PoisonError::into_inner);
+        let dropped = self.counters.dropped.load(Ordering::Relaxed);
+        report.dropped = dropped.saturating_sub(reported.dropped);
+        reported.dropped = dropped;
+        reported.pending += report.pending;
+    }
+
+    /// The report a handle makes once it can no longer ask the sender: the drops not
+    /// reported yet and, once the sender has stopped, the events it never reported
+    /// (if it stopped abnormally). While it still runs, the sender reports its events
+    /// itself.
+    pub fn closed_report(&self) -> DeliveryReport {
+        let mut report = DeliveryReport::default();
+        if self.sender_done.load(Ordering::Acquire) {
+            let reported = self.reported.lock().unwrap_or_else(PoisonError::into_inner);
+            let unsettled = self.counters.snapshot().pending();
+            report.pending = unsettled.saturating_sub(reported.pending);
+        }
+        self.seal(&mut report);
+        report
+    }
+
     /// Asks the sender to give up on anything not delivered by `at` (the earliest of
     /// all such requests wins).
     pub fn stop_by(&self, at: Instant) {

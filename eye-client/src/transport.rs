@@ -40,9 +40,8 @@ pub(crate) struct Outcome {
 
 /// The final answer to one request (after retries).
 enum Sent {
-    Answered(IngestResponse),
-    /// 2xx without a readable per-event body: the server promised to store them all.
-    AllDelivered,
+    /// Per-event results, with the HTTP status they came with.
+    Answered(u16, IngestResponse),
     TooLarge,
     Failed(FailureReason),
     Abandoned,
@@ -64,8 +63,7 @@ impl Transport {
         let mut todo = vec![events];
         while let Some(batch) = todo.pop() {
             match self.send(&batch).await {
-                Sent::Answered(resp) => self.apply(batch, resp, &mut out),
-                Sent::AllDelivered => out.delivered += batch.len() as u64,
+                Sent::Answered(status, resp) => apply(batch, status, resp, &mut out),
                 Sent::TooLarge if batch.len() > 1 => {
                     let mut first = batch;
                     let second = first.split_off(first.len() / 2);
@@ -89,36 +87,6 @@ impl Transport {
         Counters::add(&c.rejected, out.rejections.len() as u64);
         Counters::add(&c.failed, out.failures.len() as u64);
         out
-    }
-
-    fn apply(&self, batch: Vec<Event>, resp: IngestResponse, out: &mut Outcome) {
-        let answered = resp.results.len();
-        if answered != batch.len() {
-            tracing::warn!(
-                sent = batch.len(),
-                answered,
-                "the server answered a different number of results"
-            );
-        }
-        let mut results = resp.results.into_iter();
-        for event in batch {
-            match results.next() {
-                Some(EventResult::Accepted { .. }) => out.delivered += 1,
-                Some(EventResult::Rejected { errors }) => {
-                    out.rejections.push(Rejection { event, errors });
-                }
-                None => out.failures.push(Failure {
-                    event,
-                    reason: FailureReason::Refused {
-                        status: 0,
-                        code: "unexpected_response".into(),
-                        message: format!(
-                            "the server answered {answered} results for a larger batch"
-                        ),
-                    },
-                }),
-            }
-        }
     }
 
     /// Sends one batch with retries.
@@ -194,6 +162,44 @@ impl Transport {
     }
 }
 
+/// Reads per-event results. An event counts as delivered only when the result in its
+/// place accepts its own id; an answer that does not cover the batch one result per
+/// event (not the Eye's ingest, or a broken proxy) delivers none of it.
+fn apply(batch: Vec<Event>, status: u16, resp: IngestResponse, out: &mut Outcome) {
+    let answered = resp.results.len();
+    if answered != batch.len() {
+        tracing::warn!(
+            sent = batch.len(),
+            answered,
+            "the server answered a different number of results"
+        );
+        let reason = FailureReason::UnexpectedResponse {
+            status,
+            detail: format!("{answered} results for a batch of {}", batch.len()),
+        };
+        fail(batch, &reason, out);
+        return;
+    }
+    for (event, result) in batch.into_iter().zip(resp.results) {
+        match result {
+            EventResult::Accepted { id } if event.id() == Some(id) => out.delivered += 1,
+            EventResult::Accepted { id } => {
+                let detail = format!(
+                    "accepted id {id} in the place of event {}",
+                    event.id().unwrap_or_default()
+                );
+                out.failures.push(Failure {
+                    event,
+                    reason: FailureReason::UnexpectedResponse { status, detail },
+                });
+            }
+            EventResult::Rejected { errors } => {
+                out.rejections.push(Rejection { event, errors });
+            }
+        }
+    }
+}
+
 fn fail(batch: Vec<Event>, reason: &FailureReason, out: &mut Outcome) {
     out.failures.extend(batch.into_iter().map(|event| Failure {
         event,
@@ -210,10 +216,16 @@ async fn classify(resp: reqwest::Response) -> Verdict {
         .and_then(|v| v.to_str().ok())
         .and_then(|v| parse_retry_after(v, SystemTime::now()));
     match status {
+        // Only an ingest answer says what was stored. Any other 2xx (a wrong base URL,
+        // a captive portal, a proxy's page) is a misconfiguration that retrying will
+        // not fix, so the batch fails at once instead of counting as delivered.
         200..=299 => match resp.bytes().await {
             Ok(body) => Verdict::Done(match serde_json::from_slice::<IngestResponse>(&body) {
-                Ok(r) => Sent::Answered(r),
-                Err(_) => Sent::AllDelivered,
+                Ok(r) => Sent::Answered(status, r),
+                Err(e) => Sent::Failed(FailureReason::UnexpectedResponse {
+                    status,
+                    detail: format!("not an Eye ingest answer ({e}): {}", excerpt(&body)),
+                }),
             }),
             // The server may have stored them; a retry is harmless thanks to the ids.
             Err(e) => Verdict::Retry {
@@ -231,7 +243,7 @@ async fn classify(resp: reqwest::Response) -> Verdict {
             if status == 400
                 && let Ok(r) = serde_json::from_slice::<IngestResponse>(&body)
             {
-                return Verdict::Done(Sent::Answered(r));
+                return Verdict::Done(Sent::Answered(status, r));
             }
             Verdict::Done(Sent::Failed(refused(status, &body)))
         }
@@ -249,7 +261,12 @@ pub(crate) fn refused(status: u16, body: &[u8]) -> FailureReason {
         Err(_) => FailureReason::Refused {
             status,
             code: format!("http_{status}"),
-            message: String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned(),
+            message: excerpt(body),
         },
     }
+}
+
+/// The start of a body, for messages.
+fn excerpt(body: &[u8]) -> String {
+    String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned()
 }

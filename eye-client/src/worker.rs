@@ -1,16 +1,18 @@
 //! The background sender: one task that owns the buffer's receiving end, batches
 //! events by size or age, and keeps up to `max_in_flight` batches in flight.
 
+use std::collections::HashMap;
+use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use eye_core::Event;
 use tokio::sync::{mpsc, oneshot};
-use tokio::task::{JoinError, JoinSet};
+use tokio::task::{Id, JoinError, JoinSet};
 use tokio::time::Instant;
 
-use crate::report::DeliveryReport;
+use crate::report::{Counters, DeliveryReport};
 use crate::shared::Shared;
 use crate::transport::{Outcome, Transport};
 
@@ -38,9 +40,10 @@ pub(crate) struct Worker {
     /// When the current batch must go, full or not.
     batch_due: Option<Instant>,
     in_flight: JoinSet<Outcome>,
+    /// How many events each task in flight carries, to count them if it fails.
+    in_flight_events: HashMap<Id, u64>,
     /// Outcomes since the last report.
     report: DeliveryReport,
-    dropped_reported: u64,
 }
 
 impl Worker {
@@ -58,8 +61,8 @@ impl Worker {
             settings,
             batch_due: None,
             in_flight: JoinSet::new(),
+            in_flight_events: HashMap::new(),
             report: DeliveryReport::default(),
-            dropped_reported: 0,
         }
     }
 
@@ -76,7 +79,7 @@ impl Worker {
             let due = self.batch_due;
             tokio::select! {
                 biased;
-                Some(done) = self.in_flight.join_next(), if !self.in_flight.is_empty() => {
+                Some(done) = self.in_flight.join_next_with_id(), if !self.in_flight.is_empty() => {
                     self.absorb(done);
                 }
                 () = tokio::time::sleep_until(due.unwrap_or_else(Instant::now)),
@@ -125,13 +128,24 @@ impl Worker {
             &mut self.batch,
             Vec::with_capacity(self.settings.batch_size),
         );
-        self.in_flight.spawn(self.transport.clone().deliver(batch));
+        let events = batch.len() as u64;
+        let delivery = self.transport.clone().deliver(batch);
+        self.spawn_delivery(events, delivery);
+    }
+
+    fn spawn_delivery(
+        &mut self,
+        events: u64,
+        delivery: impl Future<Output = Outcome> + Send + 'static,
+    ) {
+        let task = self.in_flight.spawn(delivery);
+        self.in_flight_events.insert(task.id(), events);
     }
 
     /// Waits for a free slot, then dispatches the current batch.
     async fn dispatch_when_free(&mut self) {
         while !self.can_send() {
-            match self.in_flight.join_next().await {
+            match self.in_flight.join_next_with_id().await {
                 Some(done) => self.absorb(done),
                 None => break,
             }
@@ -144,7 +158,7 @@ impl Worker {
         if !self.batch.is_empty() {
             self.dispatch_when_free().await;
         }
-        while let Some(done) = self.in_flight.join_next().await {
+        while let Some(done) = self.in_flight.join_next_with_id().await {
             self.absorb(done);
         }
     }
@@ -172,11 +186,19 @@ impl Worker {
         }
     }
 
-    fn absorb(&mut self, done: Result<Outcome, JoinError>) {
+    fn absorb(&mut self, done: Result<(Id, Outcome), JoinError>) {
         let outcome = match done {
-            Ok(o) => o,
+            Ok((id, o)) => {
+                self.in_flight_events.remove(&id);
+                o
+            }
             Err(e) => {
-                tracing::error!(error = %e, "a delivery task failed; its events stay pending");
+                // A panic in delivery: its events are given up on, counted without
+                // details (the task owned them).
+                let events = self.in_flight_events.remove(&e.id()).unwrap_or(0);
+                tracing::error!(error = %e, events, "a delivery task failed; its events count as failed");
+                Counters::add(&self.shared.counters.failed, events);
+                self.report.failed += events;
                 return;
             }
         };
@@ -194,9 +216,57 @@ impl Worker {
     }
 
     fn take_report(&mut self) -> DeliveryReport {
-        let dropped = self.shared.counters.dropped.load(Ordering::Relaxed);
-        self.report.dropped = dropped - self.dropped_reported;
-        self.dropped_reported = dropped;
-        std::mem::take(&mut self.report)
+        let mut report = std::mem::take(&mut self.report);
+        self.shared.seal(&mut report);
+        report
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::retry::RetryPolicy;
+
+    #[tokio::test]
+    async fn a_delivery_task_that_panics_counts_its_events_as_failed() {
+        let shared = Arc::new(Shared::default());
+        let transport = Arc::new(Transport {
+            http: reqwest::Client::new(),
+            events_url: "http://127.0.0.1:9/events"
+                .parse()
+                .unwrap_or_else(|_| unreachable!()),
+            api_key: None,
+            gzip: true,
+            max_batch_bytes: 1 << 20,
+            retry: RetryPolicy::none(),
+            shared: shared.clone(),
+        });
+        let (_tx, rx) = mpsc::channel(1);
+        let mut worker = Worker::new(
+            rx,
+            transport,
+            shared.clone(),
+            WorkerSettings {
+                batch_size: 10,
+                flush_interval: Duration::from_secs(1),
+                max_in_flight: 2,
+                detail_limit: 10,
+            },
+        );
+        Counters::add(&shared.counters.tracked, 5);
+
+        worker.spawn_delivery(3, async { panic!("a bug in delivery") });
+        worker.spawn_delivery(2, async {
+            Outcome {
+                delivered: 2,
+                ..Outcome::default()
+            }
+        });
+        worker.drain().await;
+        let report = worker.take_report();
+
+        assert_eq!((report.delivered, report.failed), (2, 3), "{report}");
+        assert_eq!(shared.counters.snapshot().failed, 3);
+        assert!(worker.in_flight_events.is_empty());
     }
 }

@@ -3,12 +3,14 @@
 use std::time::{Duration, Instant};
 
 use eye_client::FailureReason;
-use eye_core::ErrorCode;
+use eye_core::{ErrorCode, EventResult, IngestResponse};
 use serde_json::json;
-use wiremock::{MockServer, ResponseTemplate};
+use uuid::Uuid;
+use wiremock::matchers::method;
+use wiremock::{Mock, MockServer, Request, ResponseTemplate};
 
 use crate::scripted::{
-    Ingest, builder, fast_retries, mount_after, mount_ingest, page_view, track_n,
+    Ingest, builder, decode, fast_retries, mount_after, mount_ingest, page_view, track_n,
 };
 
 #[tokio::test]
@@ -221,4 +223,106 @@ async fn retries_exhausted_are_reported_as_failed() {
         FailureReason::RetriesExhausted { attempts: 3, .. }
     ));
     assert_eq!(server.received_requests().await.unwrap().len(), 3);
+}
+
+fn unexpected(report: &eye_client::DeliveryReport) -> Vec<u16> {
+    report
+        .failures
+        .iter()
+        .map(|f| match &f.reason {
+            FailureReason::UnexpectedResponse { status, .. } => *status,
+            other => panic!("not an unexpected response: {other}"),
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_2xx_that_is_not_an_eye_answer_fails_without_retry_instead_of_delivering() {
+    let answers = [
+        // A proxy or captive portal answering with its own page.
+        ResponseTemplate::new(200).set_body_raw("<html>Sign in to Wi-Fi</html>", "text/html"),
+        // Some other service's JSON.
+        ResponseTemplate::new(201).set_body_json(json!({"ok": true})),
+        ResponseTemplate::new(200),
+        ResponseTemplate::new(204),
+    ];
+    for answer in answers {
+        let server = MockServer::start().await;
+        mount_after(&server, answer, 100, &Ingest::default()).await;
+        let client = builder(&server.uri()).build().unwrap();
+
+        track_n(&client, 3);
+        let report = client.flush().await;
+
+        assert_eq!((report.delivered, report.failed), (0, 3), "{report}");
+        let statuses = unexpected(&report);
+        assert!(
+            statuses.iter().all(|s| (200..300).contains(s)),
+            "{statuses:?}"
+        );
+        assert_eq!(server.received_requests().await.unwrap().len(), 1);
+        let stats = client.stats();
+        assert_eq!((stats.delivered, stats.failed, stats.retried), (0, 3, 0));
+    }
+}
+
+#[tokio::test]
+async fn results_that_do_not_cover_the_batch_deliver_nothing_unconfirmed() {
+    // One result short: no event can be matched to its result.
+    let server = MockServer::start().await;
+    let short = |request: &Request| {
+        let (events, _) = decode(request);
+        let results: Vec<EventResult> = events[1..]
+            .iter()
+            .map(|e| EventResult::Accepted {
+                id: e["id"].as_str().unwrap().parse().unwrap(),
+            })
+            .collect();
+        ResponseTemplate::new(201).set_body_json(IngestResponse {
+            accepted: results.len(),
+            rejected: 0,
+            results,
+        })
+    };
+    Mock::given(method("POST"))
+        .respond_with(short)
+        .mount(&server)
+        .await;
+    let client = builder(&server.uri()).build().unwrap();
+    track_n(&client, 3);
+    let report = client.flush().await;
+    assert_eq!((report.delivered, report.failed), (0, 3), "{report}");
+    assert_eq!(unexpected(&report), vec![201; 3]);
+
+    // As many results as events, but the first accepts an id that was not sent.
+    let server = MockServer::start().await;
+    let wrong_first = |request: &Request| {
+        let (events, _) = decode(request);
+        let results: Vec<EventResult> = events
+            .iter()
+            .enumerate()
+            .map(|(i, e)| EventResult::Accepted {
+                id: if i == 0 {
+                    Uuid::now_v7()
+                } else {
+                    e["id"].as_str().unwrap().parse().unwrap()
+                },
+            })
+            .collect();
+        ResponseTemplate::new(201).set_body_json(IngestResponse {
+            accepted: results.len(),
+            rejected: 0,
+            results,
+        })
+    };
+    Mock::given(method("POST"))
+        .respond_with(wrong_first)
+        .mount(&server)
+        .await;
+    let client = builder(&server.uri()).build().unwrap();
+    let ids = track_n(&client, 3);
+    let report = client.flush().await;
+    assert_eq!((report.delivered, report.failed), (2, 1), "{report}");
+    assert_eq!(report.failures[0].event.id(), Some(ids[0]));
+    assert_eq!(unexpected(&report), vec![201]);
 }

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use eye_client::TrackError;
+use eye_client::{DeliveryReport, TrackError};
 use eye_core::Event;
 use serde_json::json;
 use uuid::Uuid;
@@ -79,7 +79,12 @@ async fn shutdown_delivers_everything_buffered() {
     let report = client.shutdown(Duration::from_secs(10)).await;
 
     assert_eq!(report.delivered, 1000, "{report}");
-    assert_eq!(ingest.accepted_ids(), ids, "in order, each once");
+    // Up to 4 batches are in flight at once, so batches may arrive in any order.
+    let mut stored = ingest.accepted_ids();
+    stored.sort();
+    let mut expected = ids;
+    expected.sort();
+    assert_eq!(stored, expected, "each once");
     assert!(ingest.seen().iter().all(|s| s.gzip && s.ids.len() <= 64));
 }
 
@@ -221,4 +226,74 @@ async fn a_partial_batch_is_sent_when_the_flush_interval_passes() {
     }
 
     assert_eq!(ingest.accepted_ids(), vec![id], "sent without flush()");
+}
+
+#[tokio::test]
+async fn events_left_pending_at_shutdown_are_reported_once() {
+    let server = MockServer::start().await;
+    mount_after(
+        &server,
+        ResponseTemplate::new(503),
+        10_000,
+        &Ingest::default(),
+    )
+    .await;
+    let client = builder(&server.uri())
+        .retry_policy(fast_retries(1000))
+        .build()
+        .unwrap();
+
+    track_n(&client, 5);
+    let shutdown = client.shutdown(Duration::from_millis(300)).await;
+    let flushed = client.flush().await;
+    let again = client.shutdown(Duration::from_millis(300)).await;
+
+    assert_eq!(shutdown.pending, 5, "{shutdown}");
+    assert_eq!(flushed, DeliveryReport::default(), "{flushed}");
+    assert_eq!(again, DeliveryReport::default(), "{again}");
+}
+
+#[tokio::test]
+async fn a_flush_during_shutdown_leaves_the_events_to_the_shutdown_report() {
+    let server = MockServer::start().await;
+    mount_after(
+        &server,
+        ResponseTemplate::new(503),
+        10_000,
+        &Ingest::default(),
+    )
+    .await;
+    let client = builder(&server.uri())
+        .retry_policy(fast_retries(1000))
+        .build()
+        .unwrap();
+
+    track_n(&client, 4);
+    let shutting_down = tokio::spawn({
+        let client = client.clone();
+        async move { client.shutdown(Duration::from_millis(500)).await }
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let flushed = client.flush().await;
+    let shutdown = shutting_down.await.unwrap();
+
+    assert_eq!(flushed.pending, 0, "{flushed}");
+    assert_eq!(shutdown.pending, 4, "{shutdown}");
+}
+
+#[tokio::test]
+async fn drops_after_shutdown_are_in_the_next_report_once() {
+    let server = MockServer::start().await;
+    mount_ingest(&server, &Ingest::default()).await;
+    let client = builder(&server.uri()).build().unwrap();
+
+    track_n(&client, 2);
+    let shutdown = client.shutdown(Duration::from_secs(5)).await;
+    assert_eq!(client.track(page_view("late")), Err(TrackError::Closed));
+    let first = client.flush().await;
+    let second = client.flush().await;
+
+    assert_eq!((shutdown.delivered, shutdown.dropped), (2, 0), "{shutdown}");
+    assert_eq!((first.dropped, first.pending), (1, 0), "{first}");
+    assert_eq!(second, DeliveryReport::default(), "{second}");
 }

@@ -50,7 +50,7 @@ impl Ingest {
     }
 }
 
-fn decode(request: &Request) -> (Vec<Value>, bool) {
+pub fn decode(request: &Request) -> (Vec<Value>, bool) {
     let gzip = request
         .headers
         .get("content-encoding")
