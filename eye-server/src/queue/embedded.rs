@@ -190,8 +190,10 @@ async fn writer_loop(
     tracing::info!("embedded queue drained");
 }
 
-/// Writes a group in one transaction. If that fails, writes each job on its own so one
-/// job's failure cannot fail the others, and answers each job with its own outcome.
+/// Writes a group in one transaction. If that fails because of the data, writes each
+/// job on its own so one job's failure cannot fail the others, and answers each job
+/// with its own outcome; if it fails because of the store (busy, locked, I/O), fails
+/// every job at once.
 async fn commit_group(store: &Store, group: Vec<Job>, backlog: &AtomicU64) {
     let size: usize = group.iter().map(|j| j.messages.len()).sum();
     let mut messages = Vec::with_capacity(size);
@@ -209,7 +211,9 @@ async fn commit_group(store: &Store, group: Vec<Job>, backlog: &AtomicU64) {
                 let _ = done.send(Ok(()));
             }
         }
-        Err(e) if waiters.len() == 1 => {
+        // A busy, locked or failing store fails every part of the group the same way,
+        // each after the busy timeout: answer all of them now (503, nothing stored).
+        Err(e) if waiters.len() == 1 || e.is_transient() => {
             tracing::error!(error = %e, events = size, "group commit failed");
             for (done, _) in waiters {
                 let _ = done.send(Err(e.to_string()));
