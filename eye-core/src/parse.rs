@@ -273,6 +273,12 @@ fn parse_id(s: &str) -> Result<Uuid, FieldProblem> {
     // Only the hyphenated form, which is also what the schema's pattern allows.
     let hyphenated = s.len() == 36 && s.as_bytes()[8] == b'-';
     match Uuid::try_parse(s) {
+        Ok(id) if id.is_nil() && hyphenated => Err(FieldProblem {
+            code: ErrorCode::InvalidId,
+            message: "id must not be the nil UUID: it is an idempotency key, so every event \
+                      sent with it after the first would be dropped as a duplicate"
+                .to_owned(),
+        }),
         Ok(id) if hyphenated => Ok(id),
         _ => Err(FieldProblem {
             code: ErrorCode::InvalidId,

@@ -66,9 +66,10 @@ impl JsonSchema for EventId {
     }
     fn json_schema(_: &mut SchemaGenerator) -> Schema {
         json_schema!({
-            "description": "Idempotency key chosen by the sender (a UUID, v7 recommended); assigned by the server when absent or null.",
+            "description": "Idempotency key chosen by the sender (a UUID, v7 recommended; not the nil UUID, which would make every event a duplicate of the first); assigned by the server when absent or null.",
             "type": ["string", "null"],
-            "pattern": "^[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}$"
+            "pattern": "^[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}$",
+            "not": {"const": "00000000-0000-0000-0000-000000000000"}
         })
     }
 }

@@ -54,6 +54,8 @@ pub enum Command {
     Serve(Box<ServeConfig>),
     /// Run a worker only: move events from Redis into the store (Redis mode).
     Worker(Box<ServeConfig>),
+    /// Move every dead-lettered Redis message back onto the stream (Redis mode).
+    ReplayDeadLetters(Box<ServeConfig>),
     /// Apply the database migrations and exit.
     Migrate(StoreConfig),
     /// Manage applications and their API keys.
@@ -138,6 +140,18 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         None => serve(cli.serve).await,
         Some(Command::Serve(config)) => serve(*config).await,
         Some(Command::Worker(config)) => crate::worker::run_standalone(*config).await,
+        Some(Command::ReplayDeadLetters(config)) => {
+            let Some(url) = config.queue.redis_url.as_deref() else {
+                anyhow::bail!("set --redis-url or EYE_REDIS_URL");
+            };
+            let keys = crate::queue::redis::Keys::new(&config.queue.redis_prefix);
+            let moved = crate::queue::redis::replay_dead_letters(url, &keys).await?;
+            eprintln!(
+                "moved {moved} dead-lettered message(s) from {} back to {}",
+                keys.dead, keys.stream
+            );
+            Ok(())
+        }
         Some(Command::Migrate(store)) => {
             Store::open(&store.database_url).await?;
             eprintln!("migrations applied to {}", store.database_url);

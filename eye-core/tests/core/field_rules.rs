@@ -34,6 +34,8 @@ fn id_that_is_not_a_hyphenated_uuid_is_invalid_id() {
         "urn:uuid:0190a3f0-8c2e-7cc3-8d4e-2b1a3f5e6d7c",
         "0190a3f0-8c2e-7cc3-8d4e-2b1a3f5e6d7g",
         "0190a3f0-8c2e-7cc3-8d4e-2b1a3f5e6d7",
+        // The nil UUID would make every later event with it a silent duplicate.
+        "00000000-0000-0000-0000-000000000000",
     ] {
         let v = set(page_view(), "/id", json!(bad));
 

@@ -90,6 +90,52 @@ end
 return {1, len + n}
 ";
 
+/// Moves up to `ARGV[1]` entries from the dead-letter stream (`KEYS[1]`) back onto the
+/// event stream (`KEYS[2]`), atomically. Returns how many it moved.
+const REPLAY_SCRIPT: &str = r"
+local entries = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', ARGV[1])
+for _, e in ipairs(entries) do
+  local fields = e[2]
+  for i = 1, #fields, 2 do
+    if fields[i] == 'm' then redis.call('XADD', KEYS[2], '*', 'm', fields[i + 1]) end
+  end
+  redis.call('XDEL', KEYS[1], e[1])
+end
+return #entries
+";
+
+/// Moves every dead-lettered message back onto the stream, for workers to try again
+/// (after a fix, or after upgrading workers that did not know a message type). Returns
+/// how many were moved. Safe to run while workers run; a message that fails again is
+/// dead-lettered again.
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), redis::RedisError> {
+/// use eye_server::queue::redis::{Keys, replay_dead_letters};
+/// let moved = replay_dead_letters("redis://127.0.0.1:6379/", &Keys::new("eye")).await?;
+/// println!("{moved} messages back on the stream");
+/// # Ok(()) }
+/// ```
+pub async fn replay_dead_letters(url: &str, keys: &Keys) -> Result<u64, RedisError> {
+    let mut conn = redis::Client::open(url)?
+        .get_multiplexed_async_connection()
+        .await?;
+    let script = Script::new(REPLAY_SCRIPT);
+    let mut total = 0;
+    loop {
+        let moved: u64 = script
+            .key(&keys.dead)
+            .key(&keys.stream)
+            .arg(500)
+            .invoke_async(&mut conn)
+            .await?;
+        total += moved;
+        if moved == 0 {
+            return Ok(total);
+        }
+    }
+}
+
 /// Settings of the Redis queue, built from [`QueueConfig`].
 #[derive(Debug, Clone)]
 pub struct RedisQueueConfig {

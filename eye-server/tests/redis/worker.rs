@@ -499,3 +499,39 @@ async fn entries_stored_but_never_acknowledged_past_max_deliveries_are_acknowled
     assert!(sink.errors().is_empty());
     assert_eq!(xlen(&url, &keys.dead).await, 0);
 }
+
+#[tokio::test]
+async fn replaying_dead_letters_puts_them_back_on_the_stream_for_the_workers() {
+    // Arrange: one undecodable entry, dead-lettered by a worker.
+    let redis = TestRedis::get();
+    let url = redis.url();
+    let prefix = unique_prefix("replay");
+    let keys = Keys::new(&prefix);
+    let mut c = conn(&url).await;
+    let _: String = c
+        .xadd(&keys.stream, "*", &[("m", r#"{"type":"event.v99"}"#)])
+        .await
+        .expect("XADD");
+    let sink = MemorySink::failing_on([]);
+    let w = start_worker(&url, &prefix, "w", Arc::clone(&sink));
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            xlen(&url, &keys.dead).await == 1
+        })
+        .await
+    );
+    w.stop().await;
+
+    // Act
+    let moved = eye_server::queue::redis::replay_dead_letters(&url, &keys)
+        .await
+        .expect("replay");
+
+    // Assert
+    assert_eq!(moved, 1);
+    assert_eq!(xlen(&url, &keys.dead).await, 0);
+    let back: redis::streams::StreamRangeReply = c.xrange_all(&keys.stream).await.expect("XRANGE");
+    assert_eq!(back.ids.len(), 1);
+    let raw: String = back.ids[0].get("m").expect("message field");
+    assert_eq!(raw, r#"{"type":"event.v99"}"#);
+}
