@@ -7,7 +7,8 @@
 //!
 //! Defaults: 100,000 events, 2 workers, 1,000 entries per read and transaction. Starts
 //! a private `redis-server` (no persistence) on a free loopback port, or uses
-//! `EYE_TEST_REDIS_URL`; the store is a temporary SQLite file. Phase 1 appends every
+//! `EYE_TEST_REDIS_URL`; the store is a temporary SQLite file with `synchronous=FULL`
+//! as a worker's is by default (`REDIS_DRAIN_SYNCHRONOUS=normal` for `NORMAL`). Phase 1 appends every
 //! event through [`RedisQueue::enqueue`] from 16 concurrent tasks, one event per call
 //! (as one `POST /events` does) and prints the append rate. Phase 2 starts the workers
 //! in this process and prints the drain rate: events moved from the stream into the
@@ -25,7 +26,7 @@ use chrono::Utc;
 use eye_core::Event;
 use eye_server::queue::redis::{Keys, RedisQueue, RedisQueueConfig, connect};
 use eye_server::queue::{AcceptedEvent, Message, Queue};
-use eye_server::store::Store;
+use eye_server::store::{Store, Synchronous};
 use eye_server::worker::{Worker, WorkerConfig};
 use uuid::Uuid;
 
@@ -124,9 +125,18 @@ async fn main() {
 
     // Phase 2: drain.
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&format!("sqlite://{}", dir.path().join("eye.db").display()))
-        .await
-        .unwrap();
+    // As `eye-server worker` does: synchronous=FULL unless REDIS_DRAIN_SYNCHRONOUS=normal.
+    let synchronous = match std::env::var("REDIS_DRAIN_SYNCHRONOUS").as_deref() {
+        Ok("normal") => Synchronous::Normal,
+        _ => Synchronous::Full,
+    };
+    println!("store: synchronous={synchronous:?}");
+    let store = Store::open_with(
+        &format!("sqlite://{}", dir.path().join("eye.db").display()),
+        synchronous,
+    )
+    .await
+    .unwrap();
     let started = Instant::now();
     let handles: Vec<_> = (0..workers)
         .map(|i| {

@@ -8,7 +8,9 @@
 //! Defaults: 1,000,000 events over 10,000 sessions, in a temporary file. With
 //! `STORE_BENCH_FILL_ONLY=1` it stops after filling (for profiling the write path);
 //! with `STORE_BENCH_LOCAL_SESSIONS=1` each event goes to one of about 50 sessions
-//! active around its time instead of a uniformly random one. Events get
+//! active around its time instead of a uniformly random one; with
+//! `STORE_BENCH_SYNCHRONOUS=full` the store runs with `synchronous=FULL` (as a Redis
+//! worker's does) instead of `NORMAL`. Events get
 //! UUIDv7 ids and are written in 1,000-event transactions (as the embedded queue's group
 //! commit does), spread over 30 days, 60% page views, 30% CTA clicks, 10% form submits,
 //! 80% from application `shop` and 20% from `crm`. Prints the write rate, then p50 and
@@ -22,7 +24,7 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, TimeZone, Utc};
 use eye_core::{Event, EventQuery, Pagination};
 use eye_server::queue::{AcceptedEvent, Message};
-use eye_server::store::Store;
+use eye_server::store::{Store, Synchronous};
 use uuid::Uuid;
 
 /// Events per transaction.
@@ -178,7 +180,12 @@ async fn main() -> anyhow::Result<()> {
         .get(2)
         .cloned()
         .unwrap_or_else(|| dir.path().join("bench.db").display().to_string());
-    let store = Store::open(&format!("sqlite://{path}")).await?;
+    let synchronous = match std::env::var("STORE_BENCH_SYNCHRONOUS").as_deref() {
+        Ok("full") => Synchronous::Full,
+        _ => Synchronous::Normal,
+    };
+    println!("synchronous={synchronous:?}");
+    let store = Store::open_with(&format!("sqlite://{path}"), synchronous).await?;
 
     let local = std::env::var_os("STORE_BENCH_LOCAL_SESSIONS").is_some();
     let existing = store.total_events().await?;

@@ -258,7 +258,7 @@ pub async fn make_queue(store: &Store, config: &ServeConfig) -> anyhow::Result<A
 /// migrations) and starts the queue.
 pub async fn build_state(config: ServeConfig) -> anyhow::Result<AppState> {
     config.validate().map_err(anyhow::Error::msg)?;
-    let store = Store::open(&config.store.database_url)
+    let store = Store::open_with(&config.store.database_url, config.sqlite_synchronous())
         .await
         .with_context(|| format!("opening the store at {}", config.store.database_url))?;
     let queue = crate::metrics::MeteredQueue::wrap(make_queue(&store, &config).await?);

@@ -67,6 +67,12 @@ pub struct StoreConfig {
     /// SQLite database URL; the file is created when missing.
     #[arg(long, env = "EYE_DATABASE_URL", default_value = "sqlite://eye.db")]
     pub database_url: String,
+    /// SQLite `PRAGMA synchronous`: `full` fsyncs every commit, `normal` only at
+    /// checkpoints (a power loss can undo the last commits). Default: `full` with a
+    /// Redis queue, whose workers delete stream entries right after the commit;
+    /// `normal` with the embedded queue.
+    #[arg(long, env = "EYE_SQLITE_SYNCHRONOUS", value_enum)]
+    pub sqlite_synchronous: Option<crate::store::Synchronous>,
 }
 
 /// The queue between ingest and the store.
@@ -176,6 +182,20 @@ impl QueryConfig {
 }
 
 impl ServeConfig {
+    /// The store's `PRAGMA synchronous`: as set, else `full` with a Redis queue (a
+    /// worker deletes entries from Redis right after the commit, so the commit must
+    /// be on disk) and `normal` with the embedded queue.
+    pub fn sqlite_synchronous(&self) -> crate::store::Synchronous {
+        use crate::store::Synchronous;
+        self.store
+            .sqlite_synchronous
+            .unwrap_or(if self.queue.redis_url.is_some() {
+                Synchronous::Full
+            } else {
+                Synchronous::Normal
+            })
+    }
+
     /// Checks what clap cannot: relations between settings.
     pub fn validate(&self) -> Result<(), String> {
         if self.query.default_page_size == 0

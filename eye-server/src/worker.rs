@@ -10,18 +10,27 @@
 //!    id), and only after the commit acknowledges *and deletes* the entries (XACK +
 //!    XDEL in one MULTI), so the stream holds exactly the messages not yet stored.
 //!
-//! A batch the store refuses is retried message by message, so one bad message cannot
-//! hold back the others; the ones that still fail stay pending and come back through
-//! step 1. A message delivered more than `max_deliveries` times gets a last attempt on
-//! its own; if that fails too, it is recorded in the errors log and moved to the
+//! A batch the store refuses because of its data is retried message by message, so one
+//! bad message cannot hold back the others; the ones that still fail stay pending and
+//! come back through step 1. A batch the store refuses because of itself (busy, locked,
+//! I/O error, full disk: [`StoreError::is_transient`]) is not split: the worker backs
+//! off.
+//!
+//! A message delivered more than `max_deliveries` times gets a last attempt on its
+//! own (acknowledged if it commits, also when it was stored before and only its
+//! acknowledgement was lost); only if that attempt fails because of the message, and
+//! recording it in the errors log then succeeds (the store is up), is it moved to the
 //! dead-letter stream, as is a message that cannot be decoded (an unknown `type` tag
-//! from a newer API, corrupt JSON). Recording in the errors log comes first: if even
-//! that fails, the store is down, not the message, and nothing is dead-lettered. So a
-//! store outage, however long, dead-letters nothing: after it, the last attempt
-//! succeeds.
+//! from a newer API, corrupt JSON). Deliveries that ended because Redis failed or the
+//! store was unavailable (a transient error, or not even the errors log could be
+//! written) do not count towards `max_deliveries`: the worker keeps its own tally of
+//! them and subtracts it from Redis's delivery count. So a store outage, however long,
+//! dead-letters nothing.
 //!
 //! Redis or store failures never end the loop: the worker backs off (100 ms doubling
-//! to 5 s) and carries on where it was once they recover.
+//! to 5 s) and carries on where it was once they recover. While the store is failing
+//! it reads no new entries (they would only pile up as pending): it retries the ones
+//! it holds until a write succeeds.
 //!
 //! # Layout
 //!
@@ -112,9 +121,43 @@ impl WorkerHandle {
 enum StepError {
     #[error("redis: {0}")]
     Redis(#[from] redis::RedisError),
+    /// Nothing was stored, with errors that do not say whose fault it is (every
+    /// message bad, or the store broken in a way it does not report as such).
     #[error("store: {0}")]
     Store(String),
+    /// The store cannot write (busy, locked, I/O, full), or cannot even record a dead
+    /// letter: not the messages' fault.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
 }
+
+/// A failed write: why, and whether the store (not the data) is to blame.
+#[derive(Debug)]
+struct WriteError {
+    message: String,
+    transient: bool,
+}
+
+impl std::fmt::Display for WriteError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl From<WriteError> for StepError {
+    fn from(e: WriteError) -> Self {
+        if e.transient {
+            Self::Unavailable(e.message)
+        } else {
+            Self::Store(e.message)
+        }
+    }
+}
+
+/// Most entries whose failed deliveries a worker remembers; past it, it forgets them
+/// all (they then count in full again, which at worst gives them their last attempt
+/// earlier).
+const MAX_REMEMBERED_FAILURES: usize = 100_000;
 
 /// One worker: a consumer in the group.
 pub struct Worker {
@@ -126,6 +169,11 @@ pub struct Worker {
     next_claim: Instant,
     next_forget: Instant,
     group_ready: bool,
+    /// The last step failed in the store: retry the entries held, read no new ones.
+    store_failing: bool,
+    /// Per entry, deliveries that ended in a store or Redis failure rather than in a
+    /// verdict on the message; they do not count towards `max_deliveries`.
+    failed_deliveries: HashMap<String, u64>,
 }
 
 impl Worker {
@@ -141,6 +189,8 @@ impl Worker {
             next_claim: Instant::now(),
             next_forget: Instant::now(),
             group_ready: false,
+            store_failing: false,
+            failed_deliveries: HashMap::new(),
         }
     }
 
@@ -176,6 +226,9 @@ impl Worker {
                     {
                         self.group_ready = false;
                     }
+                    if let StepError::Store(_) | StepError::Unavailable(_) = &e {
+                        self.store_failing = true;
+                    }
                     if failing {
                         tracing::debug!(error = %e, "worker still failing");
                     } else {
@@ -199,6 +252,17 @@ impl Worker {
         if !self.group_ready {
             self.stream.ensure_group().await?;
             self.group_ready = true;
+        }
+        if self.store_failing {
+            // New entries would only pile up as pending, and claiming other
+            // consumers' entries would only raise their delivery counts: retry what
+            // this consumer holds until the store takes it.
+            let held = self.stream.read_own_pending(self.config.batch).await?;
+            if !held.is_empty() {
+                self.handle(held, true).await?;
+            }
+            self.store_failing = false;
+            return Ok(());
         }
         if Instant::now() >= self.next_claim {
             let claimed = self.claim().await?;
@@ -261,17 +325,39 @@ impl Worker {
         Ok(())
     }
 
-    /// Stores, acknowledges or dead-letters a batch of entries.
-    async fn handle(&mut self, entries: Vec<StreamId>, claimed: bool) -> Result<(), StepError> {
+    /// Stores, acknowledges or dead-letters a batch of entries. If the store is
+    /// unavailable or Redis fails, the delivery is remembered as not the messages'
+    /// fault.
+    async fn handle(&mut self, entries: Vec<StreamId>, redelivered: bool) -> Result<(), StepError> {
+        let ids: Vec<String> = entries.iter().map(|e| e.id.clone()).collect();
+        let result = self.handle_entries(entries, redelivered).await;
+        if let Err(StepError::Redis(_) | StepError::Unavailable(_)) = &result {
+            if self.failed_deliveries.len() + ids.len() > MAX_REMEMBERED_FAILURES {
+                self.failed_deliveries.clear();
+            }
+            for id in ids {
+                *self.failed_deliveries.entry(id).or_default() += 1;
+            }
+        }
+        result
+    }
+
+    async fn handle_entries(
+        &mut self,
+        entries: Vec<StreamId>,
+        redelivered: bool,
+    ) -> Result<(), StepError> {
         let started = Instant::now();
-        let counts = if claimed {
+        let counts = if redelivered {
             self.stream.delivery_counts(&entries).await?
         } else {
             HashMap::new()
         };
         let mut good: Vec<(String, Message)> = Vec::with_capacity(entries.len());
         for entry in entries {
-            let deliveries = counts.get(&entry.id).copied().unwrap_or(1);
+            let delivered = counts.get(&entry.id).copied().unwrap_or(1);
+            let failed = self.failed_deliveries.get(&entry.id).copied().unwrap_or(0);
+            let deliveries = delivered.saturating_sub(failed).max(1);
             match decode(&entry) {
                 Decoded::Message(m) if deliveries <= self.config.max_deliveries => {
                     good.push((entry.id, *m));
@@ -290,9 +376,13 @@ impl Worker {
         let (ids, messages): (Vec<String>, Vec<Message>) = good.into_iter().unzip();
         match self.write(messages).await {
             (Ok(outcome), _) => {
-                let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
-                self.stream.ack(&ids).await?;
+                self.ack(&ids).await?;
                 self.count(outcome);
+            }
+            (Err(e), _) if e.transient => {
+                tracing::warn!(error = %e, entries = ids.len(), "store unavailable; the entries stay pending");
+                metrics::counter!("eye_worker_store_failures_total").increment(ids.len() as u64);
+                return Err(e.into());
             }
             (Err(e), Some(messages)) if messages.len() > 1 => {
                 tracing::warn!(error = %e, messages = messages.len(), "batch not stored; retrying message by message");
@@ -320,10 +410,12 @@ impl Worker {
         let (result, message) = self.write(vec![message]).await;
         match result {
             Ok(outcome) => {
-                self.stream.ack(&[entry.id.as_str()]).await?;
+                self.ack(std::slice::from_ref(&entry.id)).await?;
                 self.count(outcome);
                 Ok(())
             }
+            // The store, not the message: keep it pending and back off.
+            Err(e) if e.transient => Err(e.into()),
             Err(e) => {
                 let reason = format!(
                     "not stored after {} deliveries; last error: {e}",
@@ -349,15 +441,31 @@ impl Worker {
                 (Err(e), _) => {
                     tracing::warn!(error = %e, entry = %id, "message not stored; it stays pending and will be retried");
                     metrics::counter!("eye_worker_store_failures_total").increment(1);
+                    let transient = e.transient;
                     last_error = Some(e);
+                    if transient {
+                        // The store went away: the rest would fail the same way.
+                        break;
+                    }
                 }
             }
         }
-        if done.is_empty() {
-            return Err(StepError::Store(last_error.unwrap_or_default()));
+        if !done.is_empty() {
+            self.ack(&done).await?;
         }
-        let ids: Vec<&str> = done.iter().map(String::as_str).collect();
-        self.stream.ack(&ids).await?;
+        match last_error {
+            Some(e) if done.is_empty() || e.transient => Err(e.into()),
+            _ => Ok(()),
+        }
+    }
+
+    /// Acknowledges and deletes stored entries; forgets their failed deliveries.
+    async fn ack(&mut self, ids: &[String]) -> Result<(), StepError> {
+        let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+        self.stream.ack(&refs).await?;
+        for id in ids {
+            self.failed_deliveries.remove(id);
+        }
         Ok(())
     }
 
@@ -367,7 +475,7 @@ impl Worker {
     async fn write(
         &self,
         messages: Vec<Message>,
-    ) -> (Result<WriteOutcome, String>, Option<Vec<Message>>) {
+    ) -> (Result<WriteOutcome, WriteError>, Option<Vec<Message>>) {
         let sink = Arc::clone(&self.sink);
         let task = tokio::spawn(async move {
             let result = sink.write_batch(&messages).await;
@@ -375,8 +483,21 @@ impl Worker {
         });
         match task.await {
             Ok((Ok(outcome), _)) => (Ok(outcome), None),
-            Ok((Err(e), messages)) => (Err(e.to_string()), Some(messages)),
-            Err(e) => (Err(format!("store write panicked: {e}")), None),
+            Ok((Err(e), messages)) => (
+                Err(WriteError {
+                    message: e.to_string(),
+                    transient: e.is_transient(),
+                }),
+                Some(messages),
+            ),
+            // A panic is taken as the data's fault (a message that trips a bug).
+            Err(e) => (
+                Err(WriteError {
+                    message: format!("store write panicked: {e}"),
+                    transient: false,
+                }),
+                None,
+            ),
         }
     }
 
@@ -403,7 +524,7 @@ impl Worker {
         self.write(vec![record])
             .await
             .0
-            .map_err(|e| StepError::Store(format!("cannot record a dead letter: {e}")))?;
+            .map_err(|e| StepError::Unavailable(format!("cannot record a dead letter: {e}")))?;
         self.stream
             .move_to_dead(DeadLetter {
                 entry_id: &entry.id,
@@ -413,6 +534,7 @@ impl Worker {
                 maxlen: self.config.dead_letter_maxlen,
             })
             .await?;
+        self.failed_deliveries.remove(&entry.id);
         self.stats.dead_lettered += 1;
         metrics::counter!("eye_worker_dead_lettered_total").increment(1);
         tracing::error!(entry = %entry.id, %reason, deliveries, dead_letter_stream = %self.stream.keys().dead, "message dead-lettered");
@@ -427,7 +549,7 @@ pub async fn run_standalone(config: ServeConfig) -> anyhow::Result<()> {
     let Some(url) = config.queue.redis_url.as_deref() else {
         anyhow::bail!("`eye-server worker` needs a Redis queue: set --redis-url or EYE_REDIS_URL");
     };
-    let store = Store::open(&config.store.database_url)
+    let store = Store::open_with(&config.store.database_url, config.sqlite_synchronous())
         .await
         .with_context(|| format!("opening the store at {}", config.store.database_url))?;
     let worker_config = WorkerConfig::from_queue_config(&config.queue);

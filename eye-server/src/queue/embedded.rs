@@ -190,8 +190,10 @@ async fn writer_loop(
     tracing::info!("embedded queue drained");
 }
 
-/// Writes a group in one transaction. If that fails, writes each job on its own so one
-/// job's failure cannot fail the others, and answers each job with its own outcome.
+/// Writes a group in one transaction. If that fails because of the data, writes each
+/// job on its own so one job's failure cannot fail the others, and answers each job
+/// with its own outcome; if it fails because of the store (busy, locked, I/O), fails
+/// every job at once.
 async fn commit_group(store: &Store, group: Vec<Job>, backlog: &AtomicU64) {
     let size: usize = group.iter().map(|j| j.messages.len()).sum();
     let mut messages = Vec::with_capacity(size);
@@ -209,7 +211,9 @@ async fn commit_group(store: &Store, group: Vec<Job>, backlog: &AtomicU64) {
                 let _ = done.send(Ok(()));
             }
         }
-        Err(e) if waiters.len() == 1 => {
+        // A busy, locked or failing store fails every part of the group the same way,
+        // each after the busy timeout: answer all of them now (503, nothing stored).
+        Err(e) if waiters.len() == 1 || e.is_transient() => {
             tracing::error!(error = %e, events = size, "group commit failed");
             for (done, _) in waiters {
                 let _ = done.send(Err(e.to_string()));
@@ -230,4 +234,80 @@ async fn commit_group(store: &Store, group: Vec<Job>, backlog: &AtomicU64) {
         }
     }
     backlog.fetch_sub(size as u64, Ordering::AcqRel);
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use std::str::FromStr;
+
+    use sqlx::Connection;
+    use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
+
+    use super::*;
+    use crate::queue::AcceptedEvent;
+
+    fn message() -> Message {
+        let event = eye_core::Event::page_view("s", "www.example.com", "/").unwrap();
+        Message::EventV1(AcceptedEvent {
+            id: uuid::Uuid::now_v7(),
+            application: "test".into(),
+            received_at: chrono::Utc::now(),
+            event,
+        })
+    }
+
+    #[tokio::test]
+    async fn a_locked_store_fails_the_whole_group_at_once_instead_of_job_by_job() {
+        // Arrange: another connection holds the write lock, so every write waits the
+        // busy timeout (10 s) and fails with SQLITE_BUSY.
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("eye.db").display());
+        let store = Store::open(&url).await.unwrap();
+        let mut locker =
+            SqliteConnection::connect_with(&SqliteConnectOptions::from_str(&url).unwrap())
+                .await
+                .unwrap();
+        sqlx::query("BEGIN IMMEDIATE")
+            .execute(&mut locker)
+            .await
+            .unwrap();
+        let queue = Arc::new(EmbeddedQueue::start(
+            store.clone(),
+            EmbeddedConfig {
+                commit_batch: 1000,
+                commit_interval: Duration::from_millis(300),
+                max_backlog: 1000,
+            },
+        ));
+
+        // Act: three requests in one group.
+        let started = Instant::now();
+        let requests: Vec<_> = (0..3)
+            .map(|_| {
+                let queue = Arc::clone(&queue);
+                tokio::spawn(async move { queue.enqueue(vec![message()]).await })
+            })
+            .collect();
+        let mut results = Vec::new();
+        for r in requests {
+            results.push(r.await.unwrap());
+        }
+        let took = started.elapsed();
+        sqlx::query("ROLLBACK").execute(&mut locker).await.unwrap();
+        let after = queue.enqueue(vec![message()]).await;
+
+        // Assert: one busy timeout, not one per job (that was 10 s + 3 x 10 s).
+        assert!(
+            results
+                .iter()
+                .all(|r| matches!(r, Err(QueueError::Unavailable(_)))),
+            "{results:?}"
+        );
+        assert!(took < Duration::from_secs(18), "took {took:?}");
+        assert!(after.is_ok(), "the queue works once the lock is gone");
+        assert_eq!(store.total_events().await.unwrap(), 1);
+        queue.close().await;
+    }
 }

@@ -63,6 +63,60 @@ pub enum StoreError {
     AppNotFound(String),
 }
 
+impl StoreError {
+    /// Whether the failure is the store's, not the data's: busy or locked database,
+    /// I/O error, full disk, unreadable file, pool timeout. Retrying the same data
+    /// later can succeed, and splitting a batch to find a bad message is pointless
+    /// (each part would fail the same way, each after the busy timeout). Anything else
+    /// (a constraint, a value SQLite refuses, a row that cannot be read back) is taken
+    /// as caused by the data.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Self::Database(e) => match e {
+                sqlx::Error::Io(_)
+                | sqlx::Error::Tls(_)
+                | sqlx::Error::PoolTimedOut
+                | sqlx::Error::PoolClosed
+                | sqlx::Error::WorkerCrashed => true,
+                sqlx::Error::Database(db) => db
+                    .code()
+                    .and_then(|c| c.parse::<i32>().ok())
+                    // The primary result code is the low byte of an extended one.
+                    .is_some_and(|c| TRANSIENT_SQLITE_CODES.contains(&(c & 0xff))),
+                _ => false,
+            },
+            Self::Migrate(_) => true,
+            Self::Corrupt(_) | Self::AppExists(_) | Self::AppNotFound(_) => false,
+        }
+    }
+}
+
+/// SQLite primary result codes of a store that cannot write right now: BUSY, LOCKED,
+/// NOMEM, READONLY, IOERR, CORRUPT, FULL, CANTOPEN, PROTOCOL, NOTADB.
+const TRANSIENT_SQLITE_CODES: [i32; 10] = [5, 6, 7, 8, 10, 11, 13, 14, 15, 26];
+
+/// How SQLite syncs commits to disk (`PRAGMA synchronous`), in WAL mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum Synchronous {
+    /// fsync on every commit: a committed transaction survives a power loss. Needed
+    /// when something is deleted on the strength of the commit (a Redis worker
+    /// deletes the stream entries right after it).
+    Full,
+    /// fsync at checkpoints only: a power loss (not a crash of the process) can undo
+    /// the last commits. Faster.
+    #[default]
+    Normal,
+}
+
+impl From<Synchronous> for SqliteSynchronous {
+    fn from(s: Synchronous) -> Self {
+        match s {
+            Synchronous::Full => Self::Full,
+            Synchronous::Normal => Self::Normal,
+        }
+    }
+}
+
 /// The store handle: cheap to clone (the pools are reference-counted).
 #[derive(Debug, Clone)]
 pub struct Store {
@@ -92,10 +146,15 @@ impl Store {
     /// # }
     /// ```
     pub async fn open(url: &str) -> Result<Self, StoreError> {
+        Self::open_with(url, Synchronous::Normal).await
+    }
+
+    /// [`Store::open`] with a choice of `PRAGMA synchronous`.
+    pub async fn open_with(url: &str, synchronous: Synchronous) -> Result<Self, StoreError> {
         let options = SqliteConnectOptions::from_str(url)?
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Normal)
+            .synchronous(synchronous.into())
             .busy_timeout(Duration::from_secs(10))
             .foreign_keys(true)
             .pragma("temp_store", "memory");

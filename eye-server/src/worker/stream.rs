@@ -94,6 +94,28 @@ impl Consumer {
             .unwrap_or_default())
     }
 
+    /// Up to `count` of the entries this consumer holds (read but not acknowledged),
+    /// oldest first: its history in the group, not new entries.
+    pub(super) async fn read_own_pending(
+        &mut self,
+        count: usize,
+    ) -> Result<Vec<StreamId>, RedisError> {
+        let reply: Option<StreamReadReply> = redis::cmd("XREADGROUP")
+            .arg("GROUP")
+            .arg(&self.keys.group)
+            .arg(&self.name)
+            .arg("COUNT")
+            .arg(count)
+            .arg("STREAMS")
+            .arg(&self.keys.stream)
+            .arg("0")
+            .query_async(&mut self.conn)
+            .await?;
+        Ok(reply
+            .map(|r| r.keys.into_iter().flat_map(|k| k.ids).collect())
+            .unwrap_or_default())
+    }
+
     /// Claims up to `count` entries idle at least `min_idle`, scanning from `cursor`;
     /// returns the next cursor (`0-0` when the scan wrapped) and the entries.
     pub(super) async fn claim(

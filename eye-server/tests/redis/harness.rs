@@ -212,8 +212,12 @@ pub fn worker_config(prefix: &str, consumer: &str) -> WorkerConfig {
 pub struct MemorySink {
     inner: Mutex<MemoryInner>,
     poison: HashSet<Uuid>,
-    /// While set, every write fails (the store is down).
+    /// While set, every write fails as a busy or unreachable store does (a transient
+    /// error: `StoreError::is_transient`).
     pub down: std::sync::atomic::AtomicBool,
+    /// While set, every write fails with an error that does not say the store is to
+    /// blame (as a poison message's does).
+    pub broken: std::sync::atomic::AtomicBool,
 }
 
 #[derive(Default)]
@@ -250,7 +254,10 @@ impl MemorySink {
 impl Sink for MemorySink {
     async fn write_batch(&self, messages: &[Message]) -> Result<WriteOutcome, StoreError> {
         if self.down.load(Ordering::SeqCst) {
-            return Err(StoreError::Corrupt("the store is down".into()));
+            return Err(StoreError::Database(sqlx::Error::PoolTimedOut));
+        }
+        if self.broken.load(Ordering::SeqCst) {
+            return Err(StoreError::Corrupt("the store is broken".into()));
         }
         let poisoned = messages
             .iter()

@@ -373,6 +373,133 @@ async fn a_store_outage_is_waited_out_and_dead_letters_nothing() {
     assert_eq!(xlen(&url, &Keys::new(&prefix).stream).await, 0);
 }
 
+/// The reviewer's repro: the store is down 4 s (claim_idle 300 ms, max_deliveries 3),
+/// events keep arriving. Before the fix every entry was redelivered past the limit and
+/// all 20 were dead-lettered once the store came back; none was stored.
+async fn store_outage_of_4_s(broken_not_down: bool) {
+    // Arrange
+    let redis = TestRedis::get();
+    let url = redis.url();
+    let prefix = unique_prefix("outage-4s");
+    let keys = Keys::new(&prefix);
+    let q = queue(&url, &prefix, 1000);
+    let events: Vec<_> = (0..20).map(|_| accepted("s")).collect();
+    let ids: std::collections::HashSet<_> = events.iter().map(|e| e.id).collect();
+    let sink = MemorySink::failing_on([]);
+    let flag = if broken_not_down {
+        &sink.broken
+    } else {
+        &sink.down
+    };
+    flag.store(true, std::sync::atomic::Ordering::SeqCst);
+    let w = start_worker(&url, &prefix, "w", Arc::clone(&sink));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    // Act: 10 events, then 10 more while the worker is failing on the first ones.
+    let (first, second) = events.split_at(10);
+    q.enqueue(first.iter().cloned().map(Message::EventV1).collect())
+        .await
+        .expect("enqueue");
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    q.enqueue(second.iter().cloned().map(Message::EventV1).collect())
+        .await
+        .expect("enqueue");
+    tokio::time::sleep(Duration::from_millis(3000)).await;
+    let pending: redis::streams::StreamPendingReply = conn(&url)
+        .await
+        .xpending(&keys.stream, &keys.group)
+        .await
+        .expect("XPENDING");
+    flag.store(false, std::sync::atomic::Ordering::SeqCst);
+    let stored = eventually(Duration::from_secs(20), || async { sink.stored() == ids }).await;
+    let stats = w.stop().await;
+
+    // Assert
+    assert_eq!(
+        pending.count(),
+        10,
+        "no new entries are read while the store is failing"
+    );
+    assert!(stored, "stored {} of 20", sink.stored().len());
+    assert_eq!(stats.dead_lettered, 0, "an outage is not poison");
+    assert_eq!(stats.stored, 20);
+    assert!(sink.errors().is_empty());
+    assert_eq!(xlen(&url, &keys.stream).await, 0);
+    assert_eq!(xlen(&url, &keys.dead).await, 0);
+}
+
+#[tokio::test]
+async fn a_4_s_outage_with_transient_store_errors_stores_everything_and_dead_letters_nothing() {
+    store_outage_of_4_s(false).await;
+}
+
+#[tokio::test]
+async fn a_4_s_outage_with_errors_that_look_like_bad_data_stores_everything_and_dead_letters_nothing()
+ {
+    store_outage_of_4_s(true).await;
+}
+
+#[tokio::test]
+async fn entries_stored_but_never_acknowledged_past_max_deliveries_are_acknowledged_not_dead_lettered()
+ {
+    // Arrange: the events are in the store, but their entries are still pending with
+    // a delivery count past max_deliveries (3), as after repeated XACK failures.
+    let redis = TestRedis::get();
+    let url = redis.url();
+    let prefix = unique_prefix("stored-unacked");
+    let keys = Keys::new(&prefix);
+    let q = queue(&url, &prefix, 1000);
+    let events: Vec<_> = (0..5).map(|_| accepted("s")).collect();
+    let ids: std::collections::HashSet<_> = events.iter().map(|e| e.id).collect();
+    let messages: Vec<_> = events.into_iter().map(Message::EventV1).collect();
+    let sink = MemorySink::failing_on([]);
+    eye_server::worker::Sink::write_batch(&*sink, &messages)
+        .await
+        .expect("stored");
+    let mut c = conn(&url).await;
+    let _: () = c
+        .xgroup_create_mkstream(&keys.stream, &keys.group, "0")
+        .await
+        .expect("group");
+    q.enqueue(messages).await.expect("enqueue");
+    let opts = redis::streams::StreamReadOptions::default()
+        .group(&keys.group, "ghost")
+        .count(100);
+    let read: redis::streams::StreamReadReply = c
+        .xread_options(&[&keys.stream], &[">"], &opts)
+        .await
+        .expect("XREADGROUP");
+    let entry_ids: Vec<String> = read.keys[0].ids.iter().map(|e| e.id.clone()).collect();
+    let _: redis::Value = redis::cmd("XCLAIM")
+        .arg(&keys.stream)
+        .arg(&keys.group)
+        .arg("ghost")
+        .arg(0)
+        .arg(&entry_ids)
+        .arg("RETRYCOUNT")
+        .arg(9)
+        .arg("JUSTID")
+        .query_async(&mut c)
+        .await
+        .expect("XCLAIM");
+
+    // Act
+    let w = start_worker(&url, &prefix, "w", Arc::clone(&sink));
+    let drained = eventually(Duration::from_secs(10), || async {
+        xlen(&url, &keys.stream).await == 0
+    })
+    .await;
+    let stats = w.stop().await;
+
+    // Assert
+    assert!(drained);
+    assert_eq!(stats.dead_lettered, 0, "a stored event is acknowledged");
+    assert_eq!(stats.duplicates, 5);
+    assert_eq!(sink.stored(), ids);
+    assert!(sink.errors().is_empty());
+    assert_eq!(xlen(&url, &keys.dead).await, 0);
+}
+
 #[tokio::test]
 async fn replaying_dead_letters_puts_them_back_on_the_stream_for_the_workers() {
     // Arrange: one undecodable entry, dead-lettered by a worker.

@@ -210,3 +210,53 @@ async fn two_stores_on_one_file_write_concurrently_without_losing_events() {
         assert_eq!(s.event_count, 2000);
     }
 }
+
+#[tokio::test]
+async fn store_failures_are_transient_and_data_failures_are_not() {
+    // Arrange
+    let (store, dir) = super::store().await;
+    sqlx::query("CREATE TABLE t (x INTEGER UNIQUE)")
+        .execute(store.pool())
+        .await
+        .unwrap();
+    sqlx::query("INSERT INTO t VALUES (1)")
+        .execute(store.pool())
+        .await
+        .unwrap();
+    let missing_dir = dir.path().join("no-such-dir").join("eye.db");
+
+    // Act
+    let constraint: crate::store::StoreError = sqlx::query("INSERT INTO t VALUES (1)")
+        .execute(store.pool())
+        .await
+        .unwrap_err()
+        .into();
+    let cannot_open = Store::open(&format!("sqlite://{}", missing_dir.display()))
+        .await
+        .unwrap_err();
+
+    // Assert
+    assert!(!constraint.is_transient(), "{constraint}");
+    assert!(cannot_open.is_transient(), "{cannot_open}");
+    assert!(crate::store::StoreError::Database(sqlx::Error::PoolTimedOut).is_transient());
+    assert!(!crate::store::StoreError::Corrupt("bad row".into()).is_transient());
+}
+
+#[tokio::test]
+async fn a_store_opened_with_synchronous_full_syncs_every_commit() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("eye.db").display());
+    let store = Store::open_with(&url, crate::store::Synchronous::Full)
+        .await
+        .unwrap();
+    let (mode,): (i64,) = sqlx::query_as("PRAGMA synchronous")
+        .fetch_one(&store.writer)
+        .await
+        .unwrap();
+    assert_eq!(mode, 2, "FULL");
+    let (mode,): (i64,) = sqlx::query_as("PRAGMA synchronous")
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+    assert_eq!(mode, 2, "FULL on readers too");
+}
