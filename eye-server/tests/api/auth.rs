@@ -63,13 +63,7 @@ async fn ingest_only_key_cannot_query_403() {
         },
     )
     .await;
-    let response = app
-        .http
-        .get(format!("{}/events", app.base))
-        .bearer_auth(&key)
-        .send()
-        .await
-        .unwrap();
+    let response = app.get_with_key("/events", &key).await;
     assert_eq!(response.status().as_u16(), 403);
     assert_error(&response.json().await.unwrap(), "forbidden");
 }
@@ -86,14 +80,7 @@ async fn query_only_key_cannot_ingest_403() {
         },
     )
     .await;
-    let response = app
-        .http
-        .post(format!("{}/events", app.base))
-        .bearer_auth(&key)
-        .json(&seed_event())
-        .send()
-        .await
-        .unwrap();
+    let response = app.post_events_with_key(&key, &seed_event()).await;
     assert_eq!(response.status().as_u16(), 403);
     assert_eq!(app.get_json("/events", 200).await["count"], 0);
 }
@@ -121,13 +108,7 @@ async fn revoked_key_is_401() {
     let app = spawn_app().await;
     let key = create_key(&app.state.store, "old", Scopes::ALL).await;
     app.state.store.revoke_app("old").await.unwrap();
-    let response = app
-        .http
-        .get(format!("{}/events", app.base))
-        .bearer_auth(&key)
-        .send()
-        .await
-        .unwrap();
+    let response = app.get_with_key("/events", &key).await;
     assert_eq!(response.status().as_u16(), 401);
 }
 

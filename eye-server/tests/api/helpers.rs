@@ -96,13 +96,30 @@ pub fn seed_event() -> Value {
 }
 
 impl TestApp {
-    /// `POST /events` with a JSON body and this app's key.
-    pub async fn post_events(&self, body: &Value) -> reqwest::Response {
+    /// A `POST /events` with this app's key and a JSON content type, for the caller
+    /// to finish (body, more headers) and send.
+    pub fn post_events_request(&self) -> reqwest::RequestBuilder {
         self.http
             .post(format!("{}/events", self.base))
             .header(AUTHORIZATION, format!("Bearer {}", self.key))
             .header(CONTENT_TYPE, "application/json")
+    }
+
+    /// `POST /events` with a JSON body and this app's key.
+    pub async fn post_events(&self, body: &Value) -> reqwest::Response {
+        self.post_events_request()
             .body(body.to_string())
+            .send()
+            .await
+            .expect("request")
+    }
+
+    /// `POST /events` with a JSON body and `key` as the bearer token.
+    pub async fn post_events_with_key(&self, key: &str, body: &Value) -> reqwest::Response {
+        self.http
+            .post(format!("{}/events", self.base))
+            .bearer_auth(key)
+            .json(body)
             .send()
             .await
             .expect("request")
@@ -110,9 +127,14 @@ impl TestApp {
 
     /// `GET path` with this app's key.
     pub async fn get(&self, path_and_query: &str) -> reqwest::Response {
+        self.get_with_key(path_and_query, &self.key).await
+    }
+
+    /// `GET path` with `key` as the bearer token.
+    pub async fn get_with_key(&self, path_and_query: &str, key: &str) -> reqwest::Response {
         self.http
             .get(format!("{}{path_and_query}", self.base))
-            .header(AUTHORIZATION, format!("Bearer {}", self.key))
+            .header(AUTHORIZATION, format!("Bearer {key}"))
             .send()
             .await
             .expect("request")

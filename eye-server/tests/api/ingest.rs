@@ -229,10 +229,7 @@ async fn batch_of_exactly_1000_events_is_accepted() {
 async fn malformed_json_is_400_with_position_and_logged() {
     let app = spawn_app().await;
     let response = app
-        .http
-        .post(format!("{}/events", app.base))
-        .header(AUTHORIZATION, format!("Bearer {}", app.key))
-        .header(CONTENT_TYPE, "application/json")
+        .post_events_request()
         .body(r#"{"session_id": "123", "category": }"#)
         .send()
         .await

@@ -4,7 +4,7 @@ use std::io::{Read, Write};
 
 use flate2::Compression;
 use flate2::write::GzEncoder;
-use reqwest::header::{AUTHORIZATION, CONTENT_ENCODING, CONTENT_TYPE};
+use reqwest::header::{AUTHORIZATION, CONTENT_ENCODING};
 use serde_json::Value;
 
 use crate::helpers::{TestApp, assert_error, page_view, spawn_app, spawn_app_with};
@@ -16,11 +16,7 @@ fn gzip(bytes: &[u8]) -> Vec<u8> {
 }
 
 async fn post_raw(app: &TestApp, body: Vec<u8>, encoding: Option<&str>) -> reqwest::Response {
-    let mut request = app
-        .http
-        .post(format!("{}/events", app.base))
-        .header(AUTHORIZATION, format!("Bearer {}", app.key))
-        .header(CONTENT_TYPE, "application/json");
+    let mut request = app.post_events_request();
     if let Some(encoding) = encoding {
         request = request.header(CONTENT_ENCODING, encoding);
     }

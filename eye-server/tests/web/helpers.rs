@@ -240,15 +240,40 @@ impl RealApp {
 
     /// `GET` with the key as Basic credentials and a browser's `Accept`.
     pub async fn browse(&self, path: &str) -> (u16, String) {
-        let r = self
+        let r = self.browse_with(path, Some(&self.key)).await;
+        (r.status().as_u16(), r.text().await.unwrap())
+    }
+
+    /// `GET` with a browser's `Accept` and `key`, if any, as Basic credentials.
+    pub async fn browse_with(&self, path: &str, key: Option<&str>) -> reqwest::Response {
+        let request = self
             .client()
             .get(format!("{}{path}", self.base))
-            .basic_auth("analyst", Some(&self.key))
-            .header(header::ACCEPT, BROWSER)
+            .header(header::ACCEPT, BROWSER);
+        let request = match key {
+            Some(key) => request.basic_auth("analyst", Some(key)),
+            None => request,
+        };
+        request.send().await.unwrap()
+    }
+
+    /// `GET` without credentials.
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.client()
+            .get(format!("{}{path}", self.base))
             .send()
             .await
-            .unwrap();
-        (r.status().as_u16(), r.text().await.unwrap())
+            .unwrap()
+    }
+
+    /// `GET` without credentials; the body as text.
+    pub async fn get_text(&self, path: &str) -> String {
+        self.get(path).await.text().await.unwrap()
+    }
+
+    /// `GET` without credentials; the body as JSON.
+    pub async fn get_json(&self, path: &str) -> Value {
+        self.get(path).await.json().await.unwrap()
     }
 
     pub async fn stop(mut self) {
