@@ -3,11 +3,11 @@
 
 use std::net::SocketAddr;
 
-use eye_server::auth::{generate_key, hash_key};
+use eye_server::auth::create_app_with_key;
 use eye_server::cli::build_state;
 use eye_server::config::ServeConfig;
 use eye_server::state::AppState;
-use eye_server::store::{NewApp, Scopes, Store};
+use eye_server::store::{Scopes, Store};
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE};
 use serde_json::{Value, json};
 use tempfile::TempDir;
@@ -67,16 +67,9 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut ServeConfig)) -> TestApp
 
 /// Registers an application and returns its key.
 pub async fn create_key(store: &Store, name: &str, scopes: Scopes) -> String {
-    let key = generate_key();
-    store
-        .create_app(&NewApp {
-            name: name.into(),
-            key_hash: hash_key(&key),
-            scopes,
-        })
+    create_app_with_key(store, name, scopes)
         .await
-        .expect("create app");
-    key
+        .expect("create app")
 }
 
 /// A valid page view of `session` at `timestamp`.

@@ -181,21 +181,14 @@ pub struct RealApp {
 }
 
 pub async fn spawn_real() -> RealApp {
-    use eye_server::auth::{generate_key, hash_key};
-    use eye_server::store::{NewApp, Scopes};
+    use eye_server::auth::create_app_with_key;
+    use eye_server::store::Scopes;
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("eye.db").display());
     let state = eye_server::cli::build_state(ServeConfig::for_tests(&url))
         .await
         .unwrap();
-    let key = generate_key();
-    state
-        .store
-        .create_app(&NewApp {
-            name: "web-tests".into(),
-            key_hash: hash_key(&key),
-            scopes: Scopes::ALL,
-        })
+    let key = create_app_with_key(&state.store, "web-tests", Scopes::ALL)
         .await
         .unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
