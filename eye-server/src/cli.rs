@@ -121,14 +121,8 @@ pub enum ScopeArg {
 impl From<ScopeArg> for Scopes {
     fn from(s: ScopeArg) -> Self {
         match s {
-            ScopeArg::Ingest => Scopes {
-                ingest: true,
-                query: false,
-            },
-            ScopeArg::Query => Scopes {
-                ingest: false,
-                query: true,
-            },
+            ScopeArg::Ingest => Scopes::INGEST_ONLY,
+            ScopeArg::Query => Scopes::QUERY_ONLY,
             ScopeArg::All => Scopes::ALL,
         }
     }

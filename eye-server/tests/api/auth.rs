@@ -54,15 +54,7 @@ async fn unknown_key_is_401_and_nothing_is_stored() {
 #[tokio::test]
 async fn ingest_only_key_cannot_query_403() {
     let app = spawn_app().await;
-    let key = create_key(
-        &app.state.store,
-        "shop",
-        Scopes {
-            ingest: true,
-            query: false,
-        },
-    )
-    .await;
+    let key = create_key(&app.state.store, "shop", Scopes::INGEST_ONLY).await;
     let response = app.get_with_key("/events", &key).await;
     assert_eq!(response.status().as_u16(), 403);
     assert_error(&response.json().await.unwrap(), "forbidden");
@@ -71,15 +63,7 @@ async fn ingest_only_key_cannot_query_403() {
 #[tokio::test]
 async fn query_only_key_cannot_ingest_403() {
     let app = spawn_app().await;
-    let key = create_key(
-        &app.state.store,
-        "analyst",
-        Scopes {
-            ingest: false,
-            query: true,
-        },
-    )
-    .await;
+    let key = create_key(&app.state.store, "analyst", Scopes::QUERY_ONLY).await;
     let response = app.post_events_with_key(&key, &seed_event()).await;
     assert_eq!(response.status().as_u16(), 403);
     assert_eq!(app.get_json("/events", 200).await["count"], 0);

@@ -204,16 +204,9 @@ async fn a_key_without_the_query_scope_sees_no_data_in_the_browser() {
     use eye_server::auth::create_app_with_key;
     use eye_server::store::Scopes;
     let app = spawn_real().await;
-    let ingest_only = create_app_with_key(
-        &app.state.store,
-        "sender",
-        Scopes {
-            ingest: true,
-            query: false,
-        },
-    )
-    .await
-    .unwrap();
+    let ingest_only = create_app_with_key(&app.state.store, "sender", Scopes::INGEST_ONLY)
+        .await
+        .unwrap();
     for path in ["/", "/events", "/errors"] {
         let r = app.browse_with(path, Some(&ingest_only)).await;
         assert_eq!(r.status().as_u16(), 403, "{path}");
