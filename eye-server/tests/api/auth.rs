@@ -4,7 +4,9 @@ use eye_server::store::Scopes;
 use reqwest::header::{AUTHORIZATION, WWW_AUTHENTICATE};
 use serde_json::Value;
 
-use crate::helpers::{assert_error, create_key, seed_event, spawn_app, spawn_app_with};
+use crate::helpers::{
+    assert_error, assert_error_response, create_key, seed_event, spawn_app, spawn_app_with,
+};
 
 #[tokio::test]
 async fn missing_key_is_401_with_www_authenticate_and_json() {
@@ -56,8 +58,7 @@ async fn ingest_only_key_cannot_query_403() {
     let app = spawn_app().await;
     let key = create_key(&app.state.store, "shop", Scopes::INGEST_ONLY).await;
     let response = app.get_with_key("/events", &key).await;
-    assert_eq!(response.status().as_u16(), 403);
-    assert_error(&response.json().await.unwrap(), "forbidden");
+    assert_error_response(response, 403, "forbidden").await;
 }
 
 #[tokio::test]

@@ -166,3 +166,9 @@ pub fn assert_error(body: &Value, code: &str) {
     assert_eq!(body["error"]["code"], code, "{body}");
     assert!(body["error"]["message"].is_string(), "{body}");
 }
+
+/// Asserts a response's status and that its body is a JSON error with `code`.
+pub async fn assert_error_response(response: reqwest::Response, status: u16, code: &str) {
+    assert_eq!(response.status().as_u16(), status);
+    assert_error(&response.json().await.expect("json body"), code);
+}
