@@ -36,7 +36,7 @@ use sha2::{Digest, Sha256};
 
 use crate::error::ApiError;
 use crate::state::AppState;
-use crate::store::{Scope, Scopes, Store};
+use crate::store::{NewApp, Scope, Scopes, Store, StoreError};
 
 /// How long a successful key lookup is reused without asking the store again.
 pub const AUTH_CACHE_TTL: Duration = Duration::from_secs(5);
@@ -82,6 +82,24 @@ pub fn generate_key() -> String {
 /// ```
 pub fn hash_key(key: &str) -> [u8; 32] {
     Sha256::digest(key.as_bytes()).into()
+}
+
+/// Registers application `name` with a new key and returns the key: the only time it
+/// can be shown, since the store keeps just its hash.
+pub async fn create_app_with_key(
+    store: &Store,
+    name: &str,
+    scopes: Scopes,
+) -> Result<String, StoreError> {
+    let key = generate_key();
+    store
+        .create_app(&NewApp {
+            name: name.into(),
+            key_hash: hash_key(&key),
+            scopes,
+        })
+        .await?;
+    Ok(key)
 }
 
 /// The API key a request carries, from `Authorization: Bearer <key>` or

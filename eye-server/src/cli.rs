@@ -5,14 +5,14 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::auth::{Authenticator, generate_key, hash_key};
+use crate::auth::{Authenticator, create_app_with_key};
 use crate::clock::SystemClock;
 use crate::config::{ServeConfig, StoreConfig};
 use crate::queue::Queue;
 use crate::queue::embedded::{EmbeddedConfig, EmbeddedQueue};
 use crate::queue::redis::{RedisQueue, RedisQueueConfig};
 use crate::state::AppState;
-use crate::store::{NewApp, Scopes, Store};
+use crate::store::{Scopes, Store};
 use crate::worker::WorkerConfig;
 
 /// The Eye: collects user web interactions from trusted applications.
@@ -121,14 +121,8 @@ pub enum ScopeArg {
 impl From<ScopeArg> for Scopes {
     fn from(s: ScopeArg) -> Self {
         match s {
-            ScopeArg::Ingest => Scopes {
-                ingest: true,
-                query: false,
-            },
-            ScopeArg::Query => Scopes {
-                ingest: false,
-                query: true,
-            },
+            ScopeArg::Ingest => Scopes::INGEST_ONLY,
+            ScopeArg::Query => Scopes::QUERY_ONLY,
             ScopeArg::All => Scopes::ALL,
         }
     }
@@ -173,14 +167,7 @@ async fn apps(store: &AppsStore, command: AppsCommand) -> anyhow::Result<()> {
     let store = Store::open(&store.database_url).await?;
     match command {
         AppsCommand::Create { name, scope } => {
-            let key = generate_key();
-            store
-                .create_app(&NewApp {
-                    name: name.clone(),
-                    key_hash: hash_key(&key),
-                    scopes: scope.into(),
-                })
-                .await?;
+            let key = create_app_with_key(&store, &name, scope.into()).await?;
             eprintln!(
                 "created application `{name}` ({}); its key is shown once:",
                 Scopes::from(scope).to_db()
@@ -210,14 +197,7 @@ async fn first_run(store: &Store, config: &ServeConfig) -> anyhow::Result<()> {
     if store.count_apps().await? > 0 {
         return Ok(());
     }
-    let key = generate_key();
-    store
-        .create_app(&NewApp {
-            name: "default".into(),
-            key_hash: hash_key(&key),
-            scopes: Scopes::ALL,
-        })
-        .await?;
+    let key = create_app_with_key(store, "default", Scopes::ALL).await?;
     let addr = config.http.bind;
     eprintln!(
         "\nFirst run: created application `default` with every scope. Its API key, shown only this once:\n\n    {key}\n\nTry it:\n    curl -H 'Authorization: Bearer {key}' http://{addr}/events\n"

@@ -2,15 +2,15 @@
 
 use std::time::{Duration, Instant};
 
-use eye_client::FailureReason;
+use eye_client::{EyeClient, FailureReason};
 use eye_core::{ErrorCode, EventResult, IngestResponse};
-use serde_json::json;
+use serde_json::{Value, json};
 use uuid::Uuid;
 use wiremock::matchers::method;
 use wiremock::{Mock, MockServer, Request, ResponseTemplate};
 
 use crate::scripted::{
-    Ingest, builder, decode, fast_retries, mount_after, mount_ingest, page_view, track_n,
+    Ingest, builder, decode, fast_retries, mount_after, mount_ingest, page_view, sorted, track_n,
 };
 
 #[tokio::test]
@@ -59,11 +59,11 @@ async fn payload_too_large_splits_the_batch_until_it_fits() {
     let report = client.flush().await;
 
     assert_eq!(report.delivered, 7, "{report}");
-    let mut stored = ingest.accepted_ids();
-    stored.sort();
-    let mut expected = ids;
-    expected.sort();
-    assert_eq!(stored, expected, "each event stored exactly once");
+    assert_eq!(
+        sorted(ingest.accepted_ids()),
+        sorted(ids),
+        "each event stored exactly once"
+    );
     assert_eq!(client.stats().retried, 0, "a split is not a retry");
 }
 
@@ -269,46 +269,49 @@ async fn a_2xx_that_is_not_an_eye_answer_fails_without_retry_instead_of_deliveri
 #[tokio::test]
 async fn results_that_do_not_cover_the_batch_deliver_nothing_unconfirmed() {
     // One result short: no event can be matched to its result.
-    let server = MockServer::start().await;
-    let short = |request: &Request| {
-        let (events, _) = decode(request);
-        let results: Vec<EventResult> = events[1..]
+    let (_server, client) = created_with(|events| {
+        events[1..]
             .iter()
-            .map(|e| EventResult::Accepted {
-                id: e["id"].as_str().unwrap().parse().unwrap(),
-            })
-            .collect();
-        ResponseTemplate::new(201).set_body_json(IngestResponse {
-            accepted: results.len(),
-            rejected: 0,
-            results,
-        })
-    };
-    Mock::given(method("POST"))
-        .respond_with(short)
-        .mount(&server)
-        .await;
-    let client = builder(&server.uri()).build().unwrap();
+            .map(|e| EventResult::Accepted { id: id_of(e) })
+            .collect()
+    })
+    .await;
     track_n(&client, 3);
     let report = client.flush().await;
     assert_eq!((report.delivered, report.failed), (0, 3), "{report}");
     assert_eq!(unexpected(&report), vec![201; 3]);
 
     // As many results as events, but the first accepts an id that was not sent.
-    let server = MockServer::start().await;
-    let wrong_first = |request: &Request| {
-        let (events, _) = decode(request);
-        let results: Vec<EventResult> = events
+    let (_server, client) = created_with(|events| {
+        events
             .iter()
             .enumerate()
             .map(|(i, e)| EventResult::Accepted {
-                id: if i == 0 {
-                    Uuid::now_v7()
-                } else {
-                    e["id"].as_str().unwrap().parse().unwrap()
-                },
+                id: if i == 0 { Uuid::now_v7() } else { id_of(e) },
             })
-            .collect();
+            .collect()
+    })
+    .await;
+    let ids = track_n(&client, 3);
+    let report = client.flush().await;
+    assert_eq!((report.delivered, report.failed), (2, 1), "{report}");
+    assert_eq!(report.failures[0].event.id(), Some(ids[0]));
+    assert_eq!(unexpected(&report), vec![201]);
+}
+
+fn id_of(event: &Value) -> Uuid {
+    event["id"].as_str().unwrap().parse().unwrap()
+}
+
+/// A server that answers every batch 201, all accepted, with the results `results_for`
+/// makes of the batch's events; and a client sending to it.
+async fn created_with(
+    results_for: impl Fn(&[Value]) -> Vec<EventResult> + Send + Sync + 'static,
+) -> (MockServer, EyeClient) {
+    let server = MockServer::start().await;
+    let respond = move |request: &Request| {
+        let (events, _) = decode(request);
+        let results = results_for(&events);
         ResponseTemplate::new(201).set_body_json(IngestResponse {
             accepted: results.len(),
             rejected: 0,
@@ -316,13 +319,9 @@ async fn results_that_do_not_cover_the_batch_deliver_nothing_unconfirmed() {
         })
     };
     Mock::given(method("POST"))
-        .respond_with(wrong_first)
+        .respond_with(respond)
         .mount(&server)
         .await;
     let client = builder(&server.uri()).build().unwrap();
-    let ids = track_n(&client, 3);
-    let report = client.flush().await;
-    assert_eq!((report.delivered, report.failed), (2, 1), "{report}");
-    assert_eq!(report.failures[0].event.id(), Some(ids[0]));
-    assert_eq!(unexpected(&report), vec![201]);
+    (server, client)
 }

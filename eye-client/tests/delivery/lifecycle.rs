@@ -10,7 +10,7 @@ use wiremock::matchers::method;
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
 use crate::scripted::{
-    Ingest, builder, fast_retries, mount_after, mount_ingest, page_view, track_n,
+    Ingest, builder, mount_after, mount_ingest, page_view, sorted, track_n, unavailable_for_good,
 };
 
 #[tokio::test]
@@ -43,18 +43,7 @@ async fn full_buffer_refuses_events_and_counts_the_drops() {
 
 #[tokio::test]
 async fn shutdown_past_its_deadline_reports_the_rest_as_pending() {
-    let server = MockServer::start().await;
-    mount_after(
-        &server,
-        ResponseTemplate::new(503),
-        10_000,
-        &Ingest::default(),
-    )
-    .await;
-    let client = builder(&server.uri())
-        .retry_policy(fast_retries(1000))
-        .build()
-        .unwrap();
+    let (_server, client) = unavailable_for_good().await;
 
     track_n(&client, 5);
     let report = client.shutdown(Duration::from_millis(300)).await;
@@ -80,11 +69,7 @@ async fn shutdown_delivers_everything_buffered() {
 
     assert_eq!(report.delivered, 1000, "{report}");
     // Up to 4 batches are in flight at once, so batches may arrive in any order.
-    let mut stored = ingest.accepted_ids();
-    stored.sort();
-    let mut expected = ids;
-    expected.sort();
-    assert_eq!(stored, expected, "each once");
+    assert_eq!(sorted(ingest.accepted_ids()), sorted(ids), "each once");
     assert!(ingest.seen().iter().all(|s| s.gzip && s.ids.len() <= 64));
 }
 
@@ -230,18 +215,7 @@ async fn a_partial_batch_is_sent_when_the_flush_interval_passes() {
 
 #[tokio::test]
 async fn events_left_pending_at_shutdown_are_reported_once() {
-    let server = MockServer::start().await;
-    mount_after(
-        &server,
-        ResponseTemplate::new(503),
-        10_000,
-        &Ingest::default(),
-    )
-    .await;
-    let client = builder(&server.uri())
-        .retry_policy(fast_retries(1000))
-        .build()
-        .unwrap();
+    let (_server, client) = unavailable_for_good().await;
 
     track_n(&client, 5);
     let shutdown = client.shutdown(Duration::from_millis(300)).await;
@@ -255,18 +229,7 @@ async fn events_left_pending_at_shutdown_are_reported_once() {
 
 #[tokio::test]
 async fn a_flush_during_shutdown_leaves_the_events_to_the_shutdown_report() {
-    let server = MockServer::start().await;
-    mount_after(
-        &server,
-        ResponseTemplate::new(503),
-        10_000,
-        &Ingest::default(),
-    )
-    .await;
-    let client = builder(&server.uri())
-        .retry_policy(fast_retries(1000))
-        .build()
-        .unwrap();
+    let (_server, client) = unavailable_for_good().await;
 
     track_n(&client, 4);
     let shutting_down = tokio::spawn({

@@ -157,3 +157,27 @@ pub async fn mount_after(server: &MockServer, first: ResponseTemplate, times: u6
 pub async fn mount_ingest(server: &MockServer, ingest: &Ingest) {
     mount_after(server, ResponseTemplate::new(200), 0, ingest).await;
 }
+
+/// A server that answers every batch 503, and a client that keeps retrying it:
+/// nothing is ever delivered. Keep the server alive as long as the client.
+pub async fn unavailable_for_good() -> (MockServer, EyeClient) {
+    let server = MockServer::start().await;
+    mount_after(
+        &server,
+        ResponseTemplate::new(503),
+        10_000,
+        &Ingest::default(),
+    )
+    .await;
+    let client = builder(&server.uri())
+        .retry_policy(fast_retries(1000))
+        .build()
+        .unwrap();
+    (server, client)
+}
+
+/// Sorted, so batches that arrive in any order compare equal.
+pub fn sorted(mut ids: Vec<Uuid>) -> Vec<Uuid> {
+    ids.sort();
+    ids
+}

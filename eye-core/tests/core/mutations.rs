@@ -160,6 +160,17 @@ fn unknown_key(allowed: &'static [&'static str]) -> impl Strategy<Value = String
     "[a-z_]{1,12}".prop_filter("unknown", move |k| !allowed.contains(&k.as_str()))
 }
 
+/// The fields every event needs, as paths (`data/host` is `host` inside `data`).
+const REQUIRED_FIELDS: [&str; 7] = [
+    "session_id",
+    "category",
+    "name",
+    "data",
+    "timestamp",
+    "data/host",
+    "data/path",
+];
+
 pub fn mutation() -> impl Strategy<Value = Mutation> {
     let wrong = prop_oneof![
         Just(json!(1)),
@@ -168,28 +179,11 @@ pub fn mutation() -> impl Strategy<Value = Mutation> {
         Just(json!(null))
     ];
     prop_oneof![
-        prop::sample::select(vec![
-            "session_id",
-            "category",
-            "name",
-            "data",
-            "timestamp",
-            "data/host",
-            "data/path"
-        ])
-        .prop_map(Mutation::Remove),
+        prop::sample::select(REQUIRED_FIELDS.to_vec()).prop_map(Mutation::Remove),
         unknown_key(&EVENT_FIELDS).prop_map(Mutation::UnknownTopField),
         unknown_key(&["host", "path", "element", "form"]).prop_map(Mutation::UnknownDataField),
         (
-            prop::sample::select(vec![
-                "session_id",
-                "category",
-                "name",
-                "data",
-                "timestamp",
-                "data/host",
-                "data/path"
-            ]),
+            prop::sample::select(REQUIRED_FIELDS.to_vec()),
             wrong.clone()
         )
             .prop_filter("null is a missing value only for id", |(_, v)| !v.is_null())

@@ -34,6 +34,18 @@ impl Scopes {
         query: true,
     };
 
+    /// Sending events only: an SDK's key.
+    pub const INGEST_ONLY: Scopes = Scopes {
+        ingest: true,
+        query: false,
+    };
+
+    /// Reading only: an analyst's or a dashboard's key.
+    pub const QUERY_ONLY: Scopes = Scopes {
+        ingest: false,
+        query: true,
+    };
+
     /// True when this set includes `scope`.
     pub fn allows(self, scope: Scope) -> bool {
         match scope {

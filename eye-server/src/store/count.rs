@@ -35,13 +35,7 @@ pub(crate) async fn count_events(
             head,
             tail,
         } => {
-            let mut f = plan.counter_filter();
-            if let Some(h) = first_hour {
-                f.push("hour >= ?", Arg::Int(h));
-            }
-            if let Some(h) = last_hour_exclusive {
-                f.push("hour < ?", Arg::Int(h));
-            }
+            let f = within_hours(plan.counter_filter(), first_hour, last_hour_exclusive);
             let sql = format!(
                 "SELECT coalesce(sum(events), 0) FROM event_hours{}",
                 f.sql()
@@ -103,13 +97,7 @@ pub(crate) async fn seek(
         .start
         .map(|s| hour_of(s.saturating_add(HOUR_MICROS - 1)));
     loop {
-        let mut f = plan.counter_filter();
-        if let Some(h) = first_full {
-            f.push("hour >= ?", Arg::Int(h));
-        }
-        if let Some(h) = upper {
-            f.push("hour < ?", Arg::Int(h));
-        }
+        let f = within_hours(plan.counter_filter(), first_full, upper);
         let sql = format!(
             "SELECT hour, sum(events) FROM event_hours{} GROUP BY hour ORDER BY hour DESC \
              LIMIT {SEEK_HOURS_PER_READ}",
@@ -181,13 +169,7 @@ pub(crate) async fn count_errors(
         if let Some(a) = &query.application {
             f.push("application = ?", Arg::Text(a.clone()));
         }
-        if let Some(h) = first {
-            f.push("hour >= ?", Arg::Int(h));
-        }
-        if let Some(h) = last_exclusive {
-            f.push("hour < ?", Arg::Int(h));
-        }
-        f
+        within_hours(f, first, last_exclusive)
     };
     let total = match hour_split(start, end) {
         CountPlan::Direct => count_errors_direct(conn, query, start, end).await?,
@@ -236,4 +218,16 @@ async fn count_errors_direct(
             .fetch_one(&mut *conn)
             .await?,
     )
+}
+
+/// A counters filter narrowed to the hours from `first` up to, not including, `end`
+/// (either bound open).
+fn within_hours(mut f: Filter, first: Option<i64>, end: Option<i64>) -> Filter {
+    if let Some(h) = first {
+        f.push("hour >= ?", Arg::Int(h));
+    }
+    if let Some(h) = end {
+        f.push("hour < ?", Arg::Int(h));
+    }
+    f
 }

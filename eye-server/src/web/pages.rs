@@ -193,11 +193,7 @@ pub fn rejected_post_page(status: StatusCode, body: &Value, content: &str) -> Ma
     let message = body["error"]["message"]
         .as_str()
         .unwrap_or("the API refused the event");
-    let title = format!(
-        "{} {}",
-        status.as_u16(),
-        status.canonical_reason().unwrap_or("")
-    );
+    let title = status_title(status);
     let body = html! {
         h1.error { (title) }
         p { (message) " " a href="/events" { "Back to the events" } }
@@ -337,17 +333,22 @@ fn truncate(s: &str, max: usize) -> String {
     }
 }
 
+/// `404 Not Found`: the code and its reason, as a page's title.
+fn status_title(status: StatusCode) -> String {
+    format!(
+        "{} {}",
+        status.as_u16(),
+        status.canonical_reason().unwrap_or("")
+    )
+}
+
 /// Any non-2xx answer as HTML: the status, the message, and the JSON body.
 pub fn error_page(status: StatusCode, body: &Value) -> Markup {
     let message = body["error"]["message"]
         .as_str()
         .or_else(|| body["detail"].as_str())
         .unwrap_or_else(|| status.canonical_reason().unwrap_or("error"));
-    let title = format!(
-        "{} {}",
-        status.as_u16(),
-        status.canonical_reason().unwrap_or("")
-    );
+    let title = status_title(status);
     let body = html! {
         h1.error { (title) }
         p { (message) }

@@ -10,10 +10,7 @@ use crate::helpers::{TestApp, assert_error, page_view, spawn_app};
 
 /// `POST /events` with raw bytes as the body.
 async fn post_bytes(app: &TestApp, body: impl Into<Vec<u8>>) -> reqwest::Response {
-    app.http
-        .post(format!("{}/events", app.base))
-        .header(AUTHORIZATION, format!("Bearer {}", app.key))
-        .header(CONTENT_TYPE, "application/json")
+    app.post_events_request()
         .body(body.into())
         .send()
         .await
@@ -275,10 +272,7 @@ async fn connection_that_never_finishes_its_headers_is_closed_by_the_server() {
 async fn two_content_encoding_lines_are_not_read_as_one() {
     let app = spawn_app().await;
     let response = app
-        .http
-        .post(format!("{}/events", app.base))
-        .header(AUTHORIZATION, format!("Bearer {}", app.key))
-        .header(CONTENT_TYPE, "application/json")
+        .post_events_request()
         .header("content-encoding", "identity")
         .header("content-encoding", "gzip")
         .body(page_view("s", "2022-01-01T00:00:00Z").to_string())

@@ -4,7 +4,9 @@ use eye_server::store::Scopes;
 use reqwest::header::{AUTHORIZATION, WWW_AUTHENTICATE};
 use serde_json::Value;
 
-use crate::helpers::{assert_error, create_key, seed_event, spawn_app, spawn_app_with};
+use crate::helpers::{
+    assert_error, assert_error_response, create_key, seed_event, spawn_app, spawn_app_with,
+};
 
 #[tokio::test]
 async fn missing_key_is_401_with_www_authenticate_and_json() {
@@ -54,46 +56,16 @@ async fn unknown_key_is_401_and_nothing_is_stored() {
 #[tokio::test]
 async fn ingest_only_key_cannot_query_403() {
     let app = spawn_app().await;
-    let key = create_key(
-        &app.state.store,
-        "shop",
-        Scopes {
-            ingest: true,
-            query: false,
-        },
-    )
-    .await;
-    let response = app
-        .http
-        .get(format!("{}/events", app.base))
-        .bearer_auth(&key)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status().as_u16(), 403);
-    assert_error(&response.json().await.unwrap(), "forbidden");
+    let key = create_key(&app.state.store, "shop", Scopes::INGEST_ONLY).await;
+    let response = app.get_with_key("/events", &key).await;
+    assert_error_response(response, 403, "forbidden").await;
 }
 
 #[tokio::test]
 async fn query_only_key_cannot_ingest_403() {
     let app = spawn_app().await;
-    let key = create_key(
-        &app.state.store,
-        "analyst",
-        Scopes {
-            ingest: false,
-            query: true,
-        },
-    )
-    .await;
-    let response = app
-        .http
-        .post(format!("{}/events", app.base))
-        .bearer_auth(&key)
-        .json(&seed_event())
-        .send()
-        .await
-        .unwrap();
+    let key = create_key(&app.state.store, "analyst", Scopes::QUERY_ONLY).await;
+    let response = app.post_events_with_key(&key, &seed_event()).await;
     assert_eq!(response.status().as_u16(), 403);
     assert_eq!(app.get_json("/events", 200).await["count"], 0);
 }
@@ -121,13 +93,7 @@ async fn revoked_key_is_401() {
     let app = spawn_app().await;
     let key = create_key(&app.state.store, "old", Scopes::ALL).await;
     app.state.store.revoke_app("old").await.unwrap();
-    let response = app
-        .http
-        .get(format!("{}/events", app.base))
-        .bearer_auth(&key)
-        .send()
-        .await
-        .unwrap();
+    let response = app.get_with_key("/events", &key).await;
     assert_eq!(response.status().as_u16(), 401);
 }
 

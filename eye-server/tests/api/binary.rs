@@ -268,6 +268,36 @@ async fn wait_for_acks(acked: &Mutex<Vec<Uuid>>, at_least: usize) {
     }
 }
 
+/// Posts load from 8 tasks until `acks` events are acknowledged, sends the server
+/// `signal`, waits for it to exit and then stops the load. Returns the exit code, the
+/// acknowledged ids and how many events were sent.
+async fn signal_under_load(
+    server: &mut Server,
+    key: String,
+    acks: usize,
+    signal: &str,
+) -> (Option<i32>, Vec<Uuid>, usize) {
+    let (acked, stop, sent): (Arc<Mutex<Vec<Uuid>>>, Arc<AtomicBool>, Arc<AtomicUsize>) =
+        Default::default();
+    let tasks = load(
+        server.url("/events"),
+        key,
+        8,
+        Arc::clone(&acked),
+        Arc::clone(&stop),
+        Arc::clone(&sent),
+    );
+    wait_for_acks(&acked, acks).await;
+    server.signal(signal);
+    let code = server.wait();
+    stop.store(true, Ordering::Relaxed);
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let acked = acked.lock().unwrap().clone();
+    (code, acked, sent.load(Ordering::Relaxed))
+}
+
 /// Every acknowledged id is stored, and the store holds no id twice.
 async fn assert_all_stored_once(dir: &Path, acked: &[Uuid], sent: usize) {
     let store = Store::open(&database_url(dir)).await.unwrap();
@@ -300,33 +330,15 @@ async fn sigterm_while_posting_stores_every_acknowledged_event() {
     let dir = TempDir::new().unwrap();
     let key = create_key(dir.path(), "load", "ingest");
     let mut server = Server::start(dir.path(), &[]);
-    let (acked, stop, sent): (Arc<Mutex<Vec<Uuid>>>, Arc<AtomicBool>, Arc<AtomicUsize>) =
-        Default::default();
-    let tasks = load(
-        server.url("/events"),
-        key,
-        8,
-        Arc::clone(&acked),
-        Arc::clone(&stop),
-        Arc::clone(&sent),
-    );
 
-    wait_for_acks(&acked, 200).await;
-    server.signal("-TERM");
-    let code = server.wait();
-    stop.store(true, Ordering::Relaxed);
-    for t in tasks {
-        t.await.unwrap();
-    }
+    let (code, acked, sent) = signal_under_load(&mut server, key, 200, "-TERM").await;
 
     assert_eq!(code, Some(0), "{}", server.stderr_text());
-    let acked = acked.lock().unwrap().clone();
     eprintln!(
-        "SIGTERM: {} events acknowledged of {} sent",
-        acked.len(),
-        sent.load(Ordering::Relaxed)
+        "SIGTERM: {} events acknowledged of {sent} sent",
+        acked.len()
     );
-    assert_all_stored_once(dir.path(), &acked, sent.load(Ordering::Relaxed)).await;
+    assert_all_stored_once(dir.path(), &acked, sent).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -334,28 +346,10 @@ async fn sigkill_under_load_loses_no_acknowledged_event() {
     let dir = TempDir::new().unwrap();
     let key = create_key(dir.path(), "load", "ingest");
     let mut server = Server::start(dir.path(), &[]);
-    let (acked, stop, sent): (Arc<Mutex<Vec<Uuid>>>, Arc<AtomicBool>, Arc<AtomicUsize>) =
-        Default::default();
-    let tasks = load(
-        server.url("/events"),
-        key.clone(),
-        8,
-        Arc::clone(&acked),
-        Arc::clone(&stop),
-        Arc::clone(&sent),
-    );
 
-    wait_for_acks(&acked, 500).await;
-    server.signal("-KILL");
-    let code = server.wait();
-    stop.store(true, Ordering::Relaxed);
-    for t in tasks {
-        t.await.unwrap();
-    }
+    let (code, acked, sent) = signal_under_load(&mut server, key.clone(), 500, "-KILL").await;
 
     assert_eq!(code, None, "killed by a signal");
-    let acked = acked.lock().unwrap().clone();
-    let sent = sent.load(Ordering::Relaxed);
     eprintln!(
         "SIGKILL: {} events acknowledged of {sent} sent",
         acked.len()

@@ -3,11 +3,11 @@
 
 use std::net::SocketAddr;
 
-use eye_server::auth::{generate_key, hash_key};
+use eye_server::auth::create_app_with_key;
 use eye_server::cli::build_state;
 use eye_server::config::ServeConfig;
 use eye_server::state::AppState;
-use eye_server::store::{NewApp, Scopes, Store};
+use eye_server::store::{Scopes, Store};
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE};
 use serde_json::{Value, json};
 use tempfile::TempDir;
@@ -67,16 +67,9 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut ServeConfig)) -> TestApp
 
 /// Registers an application and returns its key.
 pub async fn create_key(store: &Store, name: &str, scopes: Scopes) -> String {
-    let key = generate_key();
-    store
-        .create_app(&NewApp {
-            name: name.into(),
-            key_hash: hash_key(&key),
-            scopes,
-        })
+    create_app_with_key(store, name, scopes)
         .await
-        .expect("create app");
-    key
+        .expect("create app")
 }
 
 /// A valid page view of `session` at `timestamp`.
@@ -96,13 +89,30 @@ pub fn seed_event() -> Value {
 }
 
 impl TestApp {
-    /// `POST /events` with a JSON body and this app's key.
-    pub async fn post_events(&self, body: &Value) -> reqwest::Response {
+    /// A `POST /events` with this app's key and a JSON content type, for the caller
+    /// to finish (body, more headers) and send.
+    pub fn post_events_request(&self) -> reqwest::RequestBuilder {
         self.http
             .post(format!("{}/events", self.base))
             .header(AUTHORIZATION, format!("Bearer {}", self.key))
             .header(CONTENT_TYPE, "application/json")
+    }
+
+    /// `POST /events` with a JSON body and this app's key.
+    pub async fn post_events(&self, body: &Value) -> reqwest::Response {
+        self.post_events_request()
             .body(body.to_string())
+            .send()
+            .await
+            .expect("request")
+    }
+
+    /// `POST /events` with a JSON body and `key` as the bearer token.
+    pub async fn post_events_with_key(&self, key: &str, body: &Value) -> reqwest::Response {
+        self.http
+            .post(format!("{}/events", self.base))
+            .bearer_auth(key)
+            .json(body)
             .send()
             .await
             .expect("request")
@@ -110,9 +120,14 @@ impl TestApp {
 
     /// `GET path` with this app's key.
     pub async fn get(&self, path_and_query: &str) -> reqwest::Response {
+        self.get_with_key(path_and_query, &self.key).await
+    }
+
+    /// `GET path` with `key` as the bearer token.
+    pub async fn get_with_key(&self, path_and_query: &str, key: &str) -> reqwest::Response {
         self.http
             .get(format!("{}{path_and_query}", self.base))
-            .header(AUTHORIZATION, format!("Bearer {}", self.key))
+            .header(AUTHORIZATION, format!("Bearer {key}"))
             .send()
             .await
             .expect("request")
@@ -150,4 +165,10 @@ impl TestApp {
 pub fn assert_error(body: &Value, code: &str) {
     assert_eq!(body["error"]["code"], code, "{body}");
     assert!(body["error"]["message"].is_string(), "{body}");
+}
+
+/// Asserts a response's status and that its body is a JSON error with `code`.
+pub async fn assert_error_response(response: reqwest::Response, status: u16, code: &str) {
+    assert_eq!(response.status().as_u16(), status);
+    assert_error(&response.json().await.expect("json body"), code);
 }

@@ -4,7 +4,7 @@ use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, LOCATION};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::helpers::{assert_error, page_view, seed_event, spawn_app};
+use crate::helpers::{assert_error, assert_error_response, page_view, seed_event, spawn_app};
 
 fn accepted_id(body: &Value, i: usize) -> Uuid {
     assert_eq!(body["results"][i]["status"], "accepted", "{body}");
@@ -195,8 +195,7 @@ async fn batch_with_no_valid_event_is_400_with_per_event_results() {
 async fn empty_batch_is_400_empty_batch() {
     let app = spawn_app().await;
     let response = app.post_events(&json!([])).await;
-    assert_eq!(response.status().as_u16(), 400);
-    assert_error(&response.json().await.unwrap(), "empty_batch");
+    assert_error_response(response, 400, "empty_batch").await;
 }
 
 #[tokio::test]
@@ -229,10 +228,7 @@ async fn batch_of_exactly_1000_events_is_accepted() {
 async fn malformed_json_is_400_with_position_and_logged() {
     let app = spawn_app().await;
     let response = app
-        .http
-        .post(format!("{}/events", app.base))
-        .header(AUTHORIZATION, format!("Bearer {}", app.key))
-        .header(CONTENT_TYPE, "application/json")
+        .post_events_request()
         .body(r#"{"session_id": "123", "category": }"#)
         .send()
         .await
@@ -261,8 +257,7 @@ async fn empty_body_is_400_malformed_json() {
         .send()
         .await
         .unwrap();
-    assert_eq!(response.status().as_u16(), 400);
-    assert_error(&response.json().await.unwrap(), "malformed_json");
+    assert_error_response(response, 400, "malformed_json").await;
 }
 
 #[tokio::test]
@@ -277,8 +272,7 @@ async fn xml_body_is_415_unsupported_media_type() {
         .send()
         .await
         .unwrap();
-    assert_eq!(response.status().as_u16(), 415);
-    assert_error(&response.json().await.unwrap(), "unsupported_media_type");
+    assert_error_response(response, 415, "unsupported_media_type").await;
 }
 
 #[tokio::test]

@@ -4,10 +4,12 @@ use std::io::{Read, Write};
 
 use flate2::Compression;
 use flate2::write::GzEncoder;
-use reqwest::header::{AUTHORIZATION, CONTENT_ENCODING, CONTENT_TYPE};
+use reqwest::header::{AUTHORIZATION, CONTENT_ENCODING};
 use serde_json::Value;
 
-use crate::helpers::{TestApp, assert_error, page_view, spawn_app, spawn_app_with};
+use crate::helpers::{
+    TestApp, assert_error, assert_error_response, page_view, spawn_app, spawn_app_with,
+};
 
 fn gzip(bytes: &[u8]) -> Vec<u8> {
     let mut encoder = GzEncoder::new(Vec::new(), Compression::default());
@@ -16,11 +18,7 @@ fn gzip(bytes: &[u8]) -> Vec<u8> {
 }
 
 async fn post_raw(app: &TestApp, body: Vec<u8>, encoding: Option<&str>) -> reqwest::Response {
-    let mut request = app
-        .http
-        .post(format!("{}/events", app.base))
-        .header(AUTHORIZATION, format!("Bearer {}", app.key))
-        .header(CONTENT_TYPE, "application/json");
+    let mut request = app.post_events_request();
     if let Some(encoding) = encoding {
         request = request.header(CONTENT_ENCODING, encoding);
     }
@@ -72,8 +70,7 @@ async fn body_over_the_limit_is_413_with_a_json_error() {
     })
     .await;
     let response = post_raw(&app, vec![b' '; 33 * 1024], None).await;
-    assert_eq!(response.status().as_u16(), 413);
-    assert_error(&response.json().await.unwrap(), "payload_too_large");
+    assert_error_response(response, 413, "payload_too_large").await;
 }
 
 #[tokio::test]
@@ -114,16 +111,14 @@ async fn streamed_body_over_the_limit_is_413() {
 async fn corrupt_gzip_is_400_invalid_body() {
     let app = spawn_app().await;
     let response = post_raw(&app, b"not gzip at all".to_vec(), Some("gzip")).await;
-    assert_eq!(response.status().as_u16(), 400);
-    assert_error(&response.json().await.unwrap(), "invalid_body");
+    assert_error_response(response, 400, "invalid_body").await;
 }
 
 #[tokio::test]
 async fn brotli_body_is_415_unsupported_encoding() {
     let app = spawn_app().await;
     let response = post_raw(&app, b"{}".to_vec(), Some("br")).await;
-    assert_eq!(response.status().as_u16(), 415);
-    assert_error(&response.json().await.unwrap(), "unsupported_encoding");
+    assert_error_response(response, 415, "unsupported_encoding").await;
 }
 
 #[tokio::test]
@@ -192,8 +187,7 @@ async fn request_over_the_timeout_is_a_json_408() {
         None,
     )
     .await;
-    assert_eq!(response.status().as_u16(), 408);
-    assert_error(&response.json().await.unwrap(), "timeout");
+    assert_error_response(response, 408, "timeout").await;
 }
 
 #[tokio::test]

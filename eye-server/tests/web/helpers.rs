@@ -181,21 +181,14 @@ pub struct RealApp {
 }
 
 pub async fn spawn_real() -> RealApp {
-    use eye_server::auth::{generate_key, hash_key};
-    use eye_server::store::{NewApp, Scopes};
+    use eye_server::auth::create_app_with_key;
+    use eye_server::store::Scopes;
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("eye.db").display());
     let state = eye_server::cli::build_state(ServeConfig::for_tests(&url))
         .await
         .unwrap();
-    let key = generate_key();
-    state
-        .store
-        .create_app(&NewApp {
-            name: "web-tests".into(),
-            key_hash: hash_key(&key),
-            scopes: Scopes::ALL,
-        })
+    let key = create_app_with_key(&state.store, "web-tests", Scopes::ALL)
         .await
         .unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -240,15 +233,40 @@ impl RealApp {
 
     /// `GET` with the key as Basic credentials and a browser's `Accept`.
     pub async fn browse(&self, path: &str) -> (u16, String) {
-        let r = self
+        let r = self.browse_with(path, Some(&self.key)).await;
+        (r.status().as_u16(), r.text().await.unwrap())
+    }
+
+    /// `GET` with a browser's `Accept` and `key`, if any, as Basic credentials.
+    pub async fn browse_with(&self, path: &str, key: Option<&str>) -> reqwest::Response {
+        let request = self
             .client()
             .get(format!("{}{path}", self.base))
-            .basic_auth("analyst", Some(&self.key))
-            .header(header::ACCEPT, BROWSER)
+            .header(header::ACCEPT, BROWSER);
+        let request = match key {
+            Some(key) => request.basic_auth("analyst", Some(key)),
+            None => request,
+        };
+        request.send().await.unwrap()
+    }
+
+    /// `GET` without credentials.
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.client()
+            .get(format!("{}{path}", self.base))
             .send()
             .await
-            .unwrap();
-        (r.status().as_u16(), r.text().await.unwrap())
+            .unwrap()
+    }
+
+    /// `GET` without credentials; the body as text.
+    pub async fn get_text(&self, path: &str) -> String {
+        self.get(path).await.text().await.unwrap()
+    }
+
+    /// `GET` without credentials; the body as JSON.
+    pub async fn get_json(&self, path: &str) -> Value {
+        self.get(path).await.json().await.unwrap()
     }
 
     pub async fn stop(mut self) {

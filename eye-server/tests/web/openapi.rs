@@ -246,11 +246,7 @@ async fn real_answers_match_their_documented_schemas() {
     let r = get("/events?page=99".to_owned()).await.unwrap();
     assert_eq!(r.status().as_u16(), 404);
     assert_documented(&doc, "/events", "get", 404, &r.json().await.unwrap());
-    let r = client
-        .get(format!("{}/events", app.base))
-        .send()
-        .await
-        .unwrap();
+    let r = app.get("/events").await;
     assert_eq!(r.status().as_u16(), 401);
     assert_documented(&doc, "/events", "get", 401, &r.json().await.unwrap());
     app.stop().await;

@@ -2,7 +2,7 @@
 
 use serde_json::json;
 
-use crate::helpers::{BROWSER, hostile_wire_event, spawn_real};
+use crate::helpers::{hostile_wire_event, spawn_real};
 
 #[tokio::test]
 async fn hostile_event_posted_through_the_api_is_shown_escaped() {
@@ -42,13 +42,7 @@ async fn browser_without_a_key_is_asked_for_basic_credentials_everywhere() {
         "/sessions/x",
         "/sessions/x/events",
     ] {
-        let r = app
-            .client()
-            .get(format!("{}{path}", app.base))
-            .header("accept", BROWSER)
-            .send()
-            .await
-            .unwrap();
+        let r = app.browse_with(path, None).await;
         assert_eq!(r.status().as_u16(), 401, "{path}");
         let challenge = r.headers()["www-authenticate"].to_str().unwrap().to_owned();
         assert!(challenge.starts_with("Basic"), "{path}: {challenge}");
@@ -99,15 +93,7 @@ async fn metrics_count_ingest_and_http_requests_by_route() {
     let _ = app
         .browse("/events/0190a3f0-8c2e-7cc3-8d4e-2b1a3f5e6d7c")
         .await;
-    let text = app
-        .client()
-        .get(format!("{}/metrics", app.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = app.get_text("/metrics").await;
     assert!(
         text.contains(r#"eye_events_accepted_total{category="form_interaction",name="submit"}"#),
         "{text}"
@@ -127,15 +113,7 @@ async fn metrics_count_ingest_and_http_requests_by_route() {
     assert!(!text.contains("0190a3f0-8c2e"));
     // Unknown paths share one series instead of one per path.
     let _ = app.browse("/no/such/path/42").await;
-    let text = app
-        .client()
-        .get(format!("{}/metrics", app.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = app.get_text("/metrics").await;
     assert!(text.contains(r#"route="unmatched",status="404""#), "{text}");
     assert!(!text.contains("/no/such/path"));
     app.stop().await;
@@ -144,41 +122,15 @@ async fn metrics_count_ingest_and_http_requests_by_route() {
 #[tokio::test]
 async fn docs_page_loads_only_the_vendored_viewer() {
     let app = spawn_real().await;
-    let client = app.client();
-    let docs = client
-        .get(format!("{}/docs", app.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let docs = app.get_text("/docs").await;
     assert!(docs.contains(r#"<script src="/assets/redoc.standalone.js">"#));
     assert!(!docs.contains("https://"), "nothing from a CDN");
-    let js = client
-        .get(format!("{}/assets/redoc.standalone.js", app.base))
-        .send()
-        .await
-        .unwrap();
+    let js = app.get("/assets/redoc.standalone.js").await;
     assert_eq!(js.status().as_u16(), 200);
     assert!(js.text().await.unwrap().len() > 500_000);
-    let spec: serde_json::Value = client
-        .get(format!("{}/openapi.json", app.base))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let spec = app.get_json("/openapi.json").await;
     assert_eq!(spec["openapi"], "3.1.0");
-    let schema: serde_json::Value = client
-        .get(format!("{}/schema", app.base))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let schema = app.get_json("/schema").await;
     assert_eq!(schema, eye_core::event_schema().to_value());
     app.stop().await;
 }
@@ -249,31 +201,14 @@ async fn json_answers_of_negotiated_urls_vary_on_accept() {
 
 #[tokio::test]
 async fn a_key_without_the_query_scope_sees_no_data_in_the_browser() {
-    use eye_server::auth::{generate_key, hash_key};
-    use eye_server::store::{NewApp, Scopes};
+    use eye_server::auth::create_app_with_key;
+    use eye_server::store::Scopes;
     let app = spawn_real().await;
-    let ingest_only = generate_key();
-    app.state
-        .store
-        .create_app(&NewApp {
-            name: "sender".into(),
-            key_hash: hash_key(&ingest_only),
-            scopes: Scopes {
-                ingest: true,
-                query: false,
-            },
-        })
+    let ingest_only = create_app_with_key(&app.state.store, "sender", Scopes::INGEST_ONLY)
         .await
         .unwrap();
     for path in ["/", "/events", "/errors"] {
-        let r = app
-            .client()
-            .get(format!("{}{path}", app.base))
-            .basic_auth("x", Some(&ingest_only))
-            .header("accept", BROWSER)
-            .send()
-            .await
-            .unwrap();
+        let r = app.browse_with(path, Some(&ingest_only)).await;
         assert_eq!(r.status().as_u16(), 403, "{path}");
         assert!(
             r.text().await.unwrap().contains("lacks the `query` scope"),
@@ -289,12 +224,7 @@ async fn unknown_path_is_a_404_page_for_a_browser_and_json_for_a_client() {
     let (status, page) = app.browse("/no/such/page").await;
     assert_eq!(status, 404);
     assert!(page.starts_with("<!DOCTYPE html>"), "{page}");
-    let r = app
-        .client()
-        .get(format!("{}/no/such/page", app.base))
-        .send()
-        .await
-        .unwrap();
+    let r = app.get("/no/such/page").await;
     assert_eq!(r.status().as_u16(), 404);
     let body: serde_json::Value = r.json().await.unwrap();
     assert_eq!(body["error"]["code"], "not_found");

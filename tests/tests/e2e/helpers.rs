@@ -5,10 +5,10 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use eye_client::{EyeClient, EyeClientBuilder, RetryPolicy};
-use eye_server::auth::{generate_key, hash_key};
+use eye_server::auth::create_app_with_key;
 use eye_server::cli::build_state;
 use eye_server::config::ServeConfig;
-use eye_server::store::{NewApp, Scopes, Store};
+use eye_server::store::{Scopes, Store};
 use tempfile::TempDir;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -108,14 +108,5 @@ async fn serve(
 }
 
 pub async fn create_key(store: &Store, name: &str, scopes: Scopes) -> String {
-    let key = generate_key();
-    store
-        .create_app(&NewApp {
-            name: name.into(),
-            key_hash: hash_key(&key),
-            scopes,
-        })
-        .await
-        .unwrap();
-    key
+    create_app_with_key(store, name, scopes).await.unwrap()
 }
