@@ -4,8 +4,9 @@ Usage: table.py RESULTS.tsv < meta.tsv
 
 RESULTS.tsv holds one `key<TAB>value` line per measurement (one per run); meta.tsv
 holds `name<TAB>text` lines printed above the table. Each row of the table is the
-median, min and max of one key over the runs, and its ratio to the median of the
-baseline measured in the same run of bench/run.
+median, min and max of one key over the runs, and the median over the runs of its
+ratio to the baseline measured in the same run (marked `*` when the runs do not pair
+up, e.g. a failed run: then it is the ratio of the medians).
 """
 
 import statistics
@@ -86,10 +87,12 @@ def main() -> None:
             continue
         med = statistics.median(v)
         ratio = ""
-        if base and values.get(base):
-            b = statistics.median(values[base])
-            if b > 0:
-                ratio = f"{med / b:.2f}"
+        b = values.get(base) if base else None
+        if b and len(b) == len(v) and all(x > 0 for x in b):
+            # Each run's figure over the baseline measured in that same run.
+            ratio = f"{statistics.median(x / y for x, y in zip(v, b)):.2f}"
+        elif b and statistics.median(b) > 0:
+            ratio = f"{med / statistics.median(b):.2f}*"
         print(
             f"| {label} | {fmt(med)} | {fmt(min(v))} | {fmt(max(v))} | {unit} "
             f"| {len(v)} | {ratio} | {target} |"
