@@ -99,7 +99,7 @@ enum Parsed {
 
 impl Edge<'_> {
     /// Judges one event given as raw JSON text (already known to be valid JSON).
-    fn judge(&self, json: &str, value: &Value) -> Outcome {
+    fn judge(&self, json: &str, value: Value) -> Outcome {
         let result = if json.len() > self.max_event_bytes {
             Err(ValidationErrors::single(FieldError::new(
                 "",
@@ -111,7 +111,8 @@ impl Edge<'_> {
                 ),
             )))
         } else {
-            Event::parse_value(value, &self.ctx)
+            // Moves a submitted form into the event instead of copying it.
+            Event::parse_owned(value, &self.ctx)
         };
         match result {
             Ok(event) => Outcome::Accepted(AcceptedEvent {
@@ -159,7 +160,7 @@ fn parse_body(raw: &[u8], edge: &Edge<'_>) -> Result<Parsed, ApiError> {
             let outcomes = items
                 .into_iter()
                 .map(|item| match serde_json::from_str::<Value>(item.get()) {
-                    Ok(value) => edge.judge(item.get(), &value),
+                    Ok(value) => edge.judge(item.get(), value),
                     Err(e) => {
                         let errors = ValidationErrors::single(FieldError::new(
                             "",
@@ -176,7 +177,7 @@ fn parse_body(raw: &[u8], edge: &Edge<'_>) -> Result<Parsed, ApiError> {
             let value: Value =
                 serde_json::from_slice(raw).map_err(|e| ApiError::MalformedJson(e.to_string()))?;
             let text = String::from_utf8_lossy(raw);
-            Ok(Parsed::Single(edge.judge(text.trim(), &value)))
+            Ok(Parsed::Single(edge.judge(text.trim(), value)))
         }
     }
 }

@@ -76,22 +76,7 @@ impl Consumer {
         count: usize,
         block: Duration,
     ) -> Result<Vec<StreamId>, RedisError> {
-        let reply: Option<StreamReadReply> = redis::cmd("XREADGROUP")
-            .arg("GROUP")
-            .arg(&self.keys.group)
-            .arg(&self.name)
-            .arg("COUNT")
-            .arg(count)
-            .arg("BLOCK")
-            .arg(block.as_millis() as u64)
-            .arg("STREAMS")
-            .arg(&self.keys.stream)
-            .arg(">")
-            .query_async(&mut self.conn)
-            .await?;
-        Ok(reply
-            .map(|r| r.keys.into_iter().flat_map(|k| k.ids).collect())
-            .unwrap_or_default())
+        self.read_group(count, Some(block), ">").await
     }
 
     /// Up to `count` of the entries this consumer holds (read but not acknowledged),
@@ -100,15 +85,29 @@ impl Consumer {
         &mut self,
         count: usize,
     ) -> Result<Vec<StreamId>, RedisError> {
-        let reply: Option<StreamReadReply> = redis::cmd("XREADGROUP")
-            .arg("GROUP")
+        self.read_group(count, None, "0").await
+    }
+
+    /// XREADGROUP from `from` (`>`: never delivered; `0`: this consumer's pending).
+    async fn read_group(
+        &mut self,
+        count: usize,
+        block: Option<Duration>,
+        from: &str,
+    ) -> Result<Vec<StreamId>, RedisError> {
+        let mut cmd = redis::cmd("XREADGROUP");
+        cmd.arg("GROUP")
             .arg(&self.keys.group)
             .arg(&self.name)
             .arg("COUNT")
-            .arg(count)
+            .arg(count);
+        if let Some(block) = block {
+            cmd.arg("BLOCK").arg(block.as_millis() as u64);
+        }
+        let reply: Option<StreamReadReply> = cmd
             .arg("STREAMS")
             .arg(&self.keys.stream)
-            .arg("0")
+            .arg(from)
             .query_async(&mut self.conn)
             .await?;
         Ok(reply
