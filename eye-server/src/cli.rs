@@ -7,9 +7,11 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::auth::{Authenticator, create_app_with_key};
 use crate::clock::SystemClock;
-use crate::config::{ServeConfig, StoreConfig};
+use crate::config::{AckAfter, ServeConfig, StoreConfig};
 use crate::queue::Queue;
+
 use crate::queue::embedded::{EmbeddedConfig, EmbeddedQueue};
+use crate::queue::journal::{JournalConfig, JournalQueue};
 use crate::queue::redis::{RedisQueue, RedisQueueConfig};
 use crate::state::AppState;
 use crate::store::{Scopes, Store};
@@ -223,6 +225,30 @@ pub async fn make_queue(store: &Store, config: &ServeConfig) -> anyhow::Result<A
                 .context("starting the worker")?;
         }
         return Ok(Arc::new(queue));
+    }
+    let journal_dir = match config.queue.ack_after {
+        AckAfter::Journal => config
+            .queue
+            .journal_dir
+            .clone()
+            .or_else(|| JournalQueue::default_dir(&config.store.database_url)),
+        AckAfter::Store => None,
+    };
+    if let Some(dir) = journal_dir {
+        let queue = JournalQueue::open(
+            store.clone(),
+            JournalConfig {
+                dir,
+                commit_batch: config.queue.commit_batch,
+                max_bytes: config.queue.max_journal_mib.saturating_mul(1024 * 1024),
+                segment_bytes: crate::queue::journal::SEGMENT_BYTES,
+                sync: config.sqlite_synchronous() == crate::store::Synchronous::Full,
+            },
+        )?;
+        return Ok(Arc::new(queue));
+    }
+    if config.queue.ack_after == AckAfter::Journal {
+        tracing::info!("in-memory database: no journal, events are acknowledged once stored");
     }
     Ok(Arc::new(EmbeddedQueue::start(
         store.clone(),

@@ -3,6 +3,7 @@
 //! configuration at all.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Args;
@@ -86,7 +87,24 @@ pub struct QueueConfig {
     /// Prefix of every Redis key, so deployments (and tests) can share one Redis.
     #[arg(long, env = "EYE_REDIS_PREFIX", default_value = "eye")]
     pub redis_prefix: String,
-    /// Largest backlog (messages accepted but not stored) before ingest answers 503.
+    /// Embedded mode: when ingest answers 2xx. `journal`: once the events are
+    /// appended to the journal on disk; a background task stores them a few
+    /// milliseconds later, and after a crash at the next start. `store`: once they are
+    /// committed to SQLite, so they can be read at the 2xx; each request then waits for
+    /// a transaction, which costs most of the ingest rate.
+    #[arg(long, env = "EYE_ACK_AFTER", value_enum, default_value_t = AckAfter::Journal)]
+    pub ack_after: AckAfter,
+    /// Embedded mode: the journal's directory (default: `<database file>.journal`).
+    #[arg(long, env = "EYE_JOURNAL_DIR")]
+    pub journal_dir: Option<PathBuf>,
+    /// Embedded mode with `--ack-after journal`: most journal not yet stored, in MiB,
+    /// before ingest answers 503. It bounds disk, not memory: the backlog stays on
+    /// disk.
+    #[arg(long, env = "EYE_MAX_JOURNAL_MIB", default_value_t = 1024)]
+    pub max_journal_mib: u64,
+    /// Largest backlog (messages accepted but not stored) before ingest answers 503,
+    /// in Redis mode and with `--ack-after store` (the journal is bounded by
+    /// `--max-journal-mib`).
     #[arg(long, env = "EYE_MAX_BACKLOG", default_value_t = 100_000)]
     pub max_backlog: u64,
     /// Most events written to the store in one transaction.
@@ -116,6 +134,15 @@ pub struct QueueConfig {
     /// one is also recorded in the errors log).
     #[arg(long, env = "EYE_REDIS_DEAD_LETTER_MAXLEN", default_value_t = 100_000)]
     pub redis_dead_letter_maxlen: u64,
+}
+
+/// When the embedded queue acknowledges events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum AckAfter {
+    /// Once appended to the journal on disk (stored a few milliseconds later).
+    Journal,
+    /// Once committed to the store (readable at the 2xx).
+    Store,
 }
 
 impl QueueConfig {
@@ -229,6 +256,8 @@ impl ServeConfig {
         let mut c = Wrapper::parse_from(["eye-server"]).config;
         c.store.database_url = database_url.to_owned();
         c.http.bind = ([127, 0, 0, 1], 0).into();
+        // Tests read what they just sent; the journal has tests of its own.
+        c.queue.ack_after = AckAfter::Store;
         c
     }
 }

@@ -1,7 +1,10 @@
 //! The queue between ingest and the store, behind one trait.
 //!
-//! - [`embedded`]: the default. An in-process group-commit writer: `enqueue` returns
-//!   once the messages are committed to the store, so a 2xx is durable.
+//! - [`journal`]: the default. An append-only journal on disk: `enqueue` returns once
+//!   the messages are appended (group commit), and a background task stores them.
+//! - [`embedded`]: `--ack-after store`. An in-process group-commit writer: `enqueue`
+//!   returns once the messages are committed to the store, so they are readable at
+//!   the 2xx.
 //! - [`redis`]: a Redis Stream shared by many API nodes and workers; `enqueue` returns
 //!   once Redis confirmed the append, and workers move messages into the store.
 //!
@@ -9,6 +12,7 @@
 //! other apart.
 
 pub mod embedded;
+pub mod journal;
 pub mod redis;
 
 use async_trait::async_trait;

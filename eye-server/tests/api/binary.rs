@@ -343,23 +343,39 @@ async fn sigterm_while_posting_stores_every_acknowledged_event() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_under_load_loses_no_acknowledged_event() {
+    sigkill_under_load(&[]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_under_load_loses_nothing_when_acknowledging_after_the_store() {
+    sigkill_under_load(&["--ack-after", "store"]).await;
+}
+
+/// SIGKILLs a server under load, restarts it (which stores whatever the journal still
+/// holds) and stops it cleanly: every acknowledged event is stored, none twice, also
+/// when the clients then re-send everything.
+async fn sigkill_under_load(flags: &[&str]) {
     let dir = TempDir::new().unwrap();
     let key = create_key(dir.path(), "load", "ingest");
-    let mut server = Server::start(dir.path(), &[]);
+    let mut server = Server::start(dir.path(), flags);
 
     let (code, acked, sent) = signal_under_load(&mut server, key.clone(), 500, "-KILL").await;
 
     assert_eq!(code, None, "killed by a signal");
+    let journal = dir.path().join("eye.db.journal");
     eprintln!(
-        "SIGKILL: {} events acknowledged of {sent} sent",
-        acked.len()
+        "SIGKILL {flags:?}: {} events acknowledged of {sent} sent, {} stored at the kill, journal left: {}",
+        acked.len(),
+        stored_count(dir.path()).await,
+        journal.exists()
     );
     assert!(acked.len() >= 500);
+    restart_and_stop(dir.path(), flags);
     assert_all_stored_once(dir.path(), &acked, sent).await;
 
     // The clients retry everything after the crash: still stored once.
     let before = stored_count(dir.path()).await;
-    let server = Server::start(dir.path(), &[]);
+    let mut server = Server::start(dir.path(), flags);
     let http = reqwest::Client::new();
     for chunk in acked.chunks(1000) {
         let batch: Vec<Value> = chunk
@@ -379,8 +395,17 @@ async fn sigkill_under_load_loses_no_acknowledged_event() {
             .unwrap();
         assert_eq!(r.status().as_u16(), 201);
     }
-    drop(server);
+    server.signal("-TERM");
+    assert_eq!(server.wait(), Some(0));
     assert_eq!(stored_count(dir.path()).await, before);
+}
+
+/// Starts the server on `dir` and stops it with SIGTERM, which returns once the
+/// journal an earlier process left is stored.
+fn restart_and_stop(dir: &Path, flags: &[&str]) {
+    let mut server = Server::start(dir, flags);
+    server.signal("-TERM");
+    assert_eq!(server.wait(), Some(0), "{}", server.stderr_text());
 }
 
 async fn stored_count(dir: &Path) -> u64 {

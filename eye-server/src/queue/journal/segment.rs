@@ -1,0 +1,294 @@
+//! The journal's files: numbered segments of checksummed frames.
+//!
+//! A segment is `<20-digit sequence number>.seg`. Each frame is
+//! `[payload length: u32 LE][CRC-32 of the payload: u32 LE][payload]`, the payload one
+//! [`Message`] as JSON. A frame is appended whole or, when the process dies in the
+//! middle of a write, torn: a torn frame can only be the last one of a segment (a
+//! writer never appends to a segment it did not create), and it was never
+//! acknowledged, so readers stop there.
+
+use std::fs::{self, File};
+use std::io::{self, BufReader, Read};
+use std::path::{Path, PathBuf};
+
+use crate::queue::Message;
+
+/// Bytes before each payload: length and checksum.
+pub const HEADER_BYTES: u64 = 8;
+
+/// Largest payload a reader accepts; anything bigger is a corrupt length. Events are
+/// limited far below this by the body limit.
+const MAX_FRAME_BYTES: u32 = 64 * 1024 * 1024;
+
+/// Appends `message` as one frame to `buf`.
+///
+/// ```
+/// # use eye_server::queue::journal::segment::{encode, read_frames, FrameEnd};
+/// # use eye_server::queue::{Message, AcceptedEvent};
+/// let event = eye_core::Event::page_view("s1", "www.example.com", "/").unwrap();
+/// let message = Message::EventV1(AcceptedEvent {
+///     id: uuid::Uuid::now_v7(),
+///     application: "shop".into(),
+///     received_at: chrono::DateTime::from_timestamp_micros(1_700_000_000_123_456).unwrap(),
+///     event,
+/// });
+/// let mut buf = Vec::new();
+/// encode(&message, &mut buf).unwrap();
+/// let mut frames = Vec::new();
+/// let end = read_frames(&mut buf.as_slice(), buf.len() as u64, usize::MAX, &mut frames).unwrap();
+/// assert_eq!(end, FrameEnd::Limit(buf.len() as u64));
+/// assert_eq!(frames, vec![message]);
+/// ```
+pub fn encode(message: &Message, buf: &mut Vec<u8>) -> Result<(), serde_json::Error> {
+    let start = buf.len();
+    buf.extend_from_slice(&[0; HEADER_BYTES as usize]);
+    serde_json::to_writer(&mut *buf, message)?;
+    let payload = &buf[start + HEADER_BYTES as usize..];
+    let len = u32::try_from(payload.len()).unwrap_or(u32::MAX);
+    let crc = crc32fast::hash(payload);
+    buf[start..start + 4].copy_from_slice(&len.to_le_bytes());
+    buf[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
+    Ok(())
+}
+
+/// Where [`read_frames`] stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FrameEnd {
+    /// It reached the byte limit or the frame limit; the offset after the last frame.
+    Limit(u64),
+    /// The bytes ran out before the limit: end of the file, possibly a torn frame
+    /// after the given offset.
+    Eof(u64),
+    /// A frame at this offset has a bad length or checksum.
+    Corrupt(u64),
+}
+
+/// Decoded frames, or the ones that could not be decoded (kept raw for the
+/// dead-letter file).
+#[derive(Debug, PartialEq, Eq)]
+pub enum Frame {
+    /// A message.
+    Message(Message),
+    /// A frame with a good checksum whose JSON is not a message this version knows.
+    Undecodable(Vec<u8>),
+}
+
+/// Reads frames from `reader`, positioned at a frame start, up to `limit` bytes and
+/// `max` frames, appending them to `out`. Returns how far it got, relative to where
+/// `reader` started.
+pub fn read_frames(
+    reader: &mut impl Read,
+    limit: u64,
+    max: usize,
+    out: &mut Vec<Message>,
+) -> io::Result<FrameEnd> {
+    let mut frames = Vec::new();
+    let end = read_raw_frames(reader, limit, max, &mut frames)?;
+    for f in frames {
+        if let Frame::Message(m) = f {
+            out.push(m);
+        }
+    }
+    Ok(end)
+}
+
+/// [`read_frames`], keeping undecodable frames.
+pub fn read_raw_frames(
+    reader: &mut impl Read,
+    limit: u64,
+    max: usize,
+    out: &mut Vec<Frame>,
+) -> io::Result<FrameEnd> {
+    let mut offset = 0u64;
+    let mut header = [0u8; HEADER_BYTES as usize];
+    let mut payload = Vec::new();
+    let mut read = 0;
+    while read < max && offset < limit {
+        if !read_full(reader, &mut header)? {
+            return Ok(FrameEnd::Eof(offset));
+        }
+        let len = u32::from_le_bytes([header[0], header[1], header[2], header[3]]);
+        let crc = u32::from_le_bytes([header[4], header[5], header[6], header[7]]);
+        if len == 0 || len > MAX_FRAME_BYTES || offset + HEADER_BYTES + u64::from(len) > limit {
+            // Past the limit can only be a bad length: the limit is a frame boundary.
+            return Ok(FrameEnd::Corrupt(offset));
+        }
+        payload.resize(len as usize, 0);
+        if !read_full(reader, &mut payload)? {
+            return Ok(FrameEnd::Eof(offset));
+        }
+        if crc32fast::hash(&payload) != crc {
+            return Ok(FrameEnd::Corrupt(offset));
+        }
+        out.push(match serde_json::from_slice::<Message>(&payload) {
+            Ok(m) => Frame::Message(m),
+            Err(_) => Frame::Undecodable(payload.clone()),
+        });
+        offset += HEADER_BYTES + u64::from(len);
+        read += 1;
+    }
+    Ok(FrameEnd::Limit(offset))
+}
+
+/// Fills `buf`; `false` when the bytes ran out first (a torn frame or the end).
+fn read_full(reader: &mut impl Read, buf: &mut [u8]) -> io::Result<bool> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match reader.read(&mut buf[filled..]) {
+            Ok(0) => return Ok(false),
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(true)
+}
+
+/// The path of segment `seq` in `dir`.
+pub fn path(dir: &Path, seq: u64) -> PathBuf {
+    dir.join(format!("{seq:020}.seg"))
+}
+
+/// The sequence numbers of the segments in `dir`, oldest first.
+pub fn list(dir: &Path) -> io::Result<Vec<u64>> {
+    let mut seqs = Vec::new();
+    for entry in fs::read_dir(dir)? {
+        let name = entry?.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if let Some(seq) = name.strip_suffix(".seg").and_then(|s| s.parse().ok()) {
+            seqs.push(seq);
+        }
+    }
+    seqs.sort_unstable();
+    Ok(seqs)
+}
+
+/// Counts the frames of a segment (headers only), for the backlog at start-up.
+pub fn count_frames(path: &Path) -> io::Result<(u64, u64)> {
+    let file = File::open(path)?;
+    let size = file.metadata()?.len();
+    let mut reader = BufReader::new(file);
+    let (mut frames, mut offset) = (0u64, 0u64);
+    let mut header = [0u8; HEADER_BYTES as usize];
+    while offset + HEADER_BYTES <= size {
+        if !read_full(&mut reader, &mut header)? {
+            break;
+        }
+        let len = u64::from(u32::from_le_bytes([
+            header[0], header[1], header[2], header[3],
+        ]));
+        if len == 0 || offset + HEADER_BYTES + len > size {
+            break;
+        }
+        reader.seek_relative(len as i64)?;
+        offset += HEADER_BYTES + len;
+        frames += 1;
+    }
+    Ok((frames, offset))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use crate::queue::AcceptedEvent;
+
+    fn message(session: &str) -> Message {
+        Message::EventV1(AcceptedEvent {
+            id: uuid::Uuid::now_v7(),
+            application: "t".into(),
+            // The wire format keeps microseconds.
+            received_at: chrono::DateTime::from_timestamp_micros(1_700_000_000_123_456).unwrap(),
+            event: eye_core::Event::page_view(session, "www.example.com", "/").unwrap(),
+        })
+    }
+
+    fn frames(messages: &[Message]) -> Vec<u8> {
+        let mut buf = Vec::new();
+        for m in messages {
+            encode(m, &mut buf).unwrap();
+        }
+        buf
+    }
+
+    #[test]
+    fn a_torn_last_frame_is_the_end_not_an_error() {
+        let messages = [message("a"), message("b")];
+        let buf = frames(&messages);
+        let first_end = {
+            let mut one = Vec::new();
+            encode(&messages[0], &mut one).unwrap();
+            one.len() as u64
+        };
+        for cut in [buf.len() - 1, buf.len() - 20, first_end as usize + 3] {
+            let mut out = Vec::new();
+            let end = read_frames(&mut &buf[..cut], u64::MAX, usize::MAX, &mut out).unwrap();
+            assert_eq!(end, FrameEnd::Eof(first_end), "cut at {cut}");
+            assert_eq!(out, messages[..1]);
+        }
+    }
+
+    #[test]
+    fn a_flipped_bit_is_corruption_at_that_frame() {
+        let messages = [message("a"), message("b"), message("c")];
+        let mut buf = frames(&messages);
+        let second = {
+            let mut one = Vec::new();
+            encode(&messages[0], &mut one).unwrap();
+            one.len()
+        };
+        buf[second + 20] ^= 0x40;
+        let mut out = Vec::new();
+        let end = read_frames(&mut buf.as_slice(), u64::MAX, usize::MAX, &mut out).unwrap();
+        assert_eq!(end, FrameEnd::Corrupt(second as u64));
+        assert_eq!(out, messages[..1]);
+    }
+
+    #[test]
+    fn limits_stop_at_frame_boundaries() {
+        let messages: Vec<_> = (0..5).map(|i| message(&i.to_string())).collect();
+        let buf = frames(&messages);
+        let mut out = Vec::new();
+        let end = read_frames(&mut buf.as_slice(), u64::MAX, 2, &mut out).unwrap();
+        let FrameEnd::Limit(two) = end else {
+            panic!("{end:?}")
+        };
+        assert_eq!(out, messages[..2]);
+        let mut rest = Vec::new();
+        let end = read_frames(
+            &mut &buf[two as usize..],
+            buf.len() as u64 - two,
+            usize::MAX,
+            &mut rest,
+        )
+        .unwrap();
+        assert_eq!(end, FrameEnd::Limit(buf.len() as u64 - two));
+        assert_eq!(rest, messages[2..]);
+    }
+
+    #[test]
+    fn undecodable_frames_are_kept_raw() {
+        let mut buf = frames(&[message("a")]);
+        let junk = br#"{"type":"event.v9"}"#;
+        buf.extend_from_slice(&(junk.len() as u32).to_le_bytes());
+        buf.extend_from_slice(&crc32fast::hash(junk).to_le_bytes());
+        buf.extend_from_slice(junk);
+        let mut out = Vec::new();
+        read_raw_frames(&mut buf.as_slice(), u64::MAX, usize::MAX, &mut out).unwrap();
+        assert_eq!(out.len(), 2);
+        assert_eq!(out[1], Frame::Undecodable(junk.to_vec()));
+    }
+
+    #[test]
+    fn count_frames_ignores_a_torn_tail() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut buf = frames(&[message("a"), message("b"), message("c")]);
+        let whole = buf.len() as u64;
+        buf.extend_from_slice(&[7, 0, 0]);
+        let p = path(dir.path(), 3);
+        std::fs::write(&p, &buf).unwrap();
+        assert_eq!(count_frames(&p).unwrap(), (3, whole));
+        assert_eq!(list(dir.path()).unwrap(), vec![3]);
+    }
+}
