@@ -239,7 +239,7 @@ pub async fn make_queue(store: &Store, config: &ServeConfig) -> anyhow::Result<A
             store.clone(),
             JournalConfig {
                 dir,
-                commit_batch: config.queue.commit_batch,
+                batch: config.queue.journal_batch,
                 max_bytes: config.queue.max_journal_mib.saturating_mul(1024 * 1024),
                 segment_bytes: crate::queue::journal::SEGMENT_BYTES,
                 sync: config.sqlite_synchronous() == crate::store::Synchronous::Full,

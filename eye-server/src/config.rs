@@ -102,6 +102,11 @@ pub struct QueueConfig {
     /// disk.
     #[arg(long, env = "EYE_MAX_JOURNAL_MIB", default_value_t = 1024)]
     pub max_journal_mib: u64,
+    /// Embedded mode with `--ack-after journal`: most events moved from the journal
+    /// to the store in one transaction. Larger transactions cost SQLite less per
+    /// event (measured: 41 us at 1,000, 17 us at 20,000); memory holds two batches.
+    #[arg(long, env = "EYE_JOURNAL_BATCH", default_value_t = 10_000)]
+    pub journal_batch: usize,
     /// Largest backlog (messages accepted but not stored) before ingest answers 503,
     /// in Redis mode and with `--ack-after store` (the journal is bounded by
     /// `--max-journal-mib`).

@@ -56,8 +56,10 @@ const MAX_GROUP_BYTES: usize = 4 * 1024 * 1024;
 pub struct JournalConfig {
     /// The journal's directory (created when missing).
     pub dir: PathBuf,
-    /// Most messages written to the store in one transaction.
-    pub commit_batch: usize,
+    /// Most messages written to the store in one transaction. Larger transactions
+    /// cost SQLite less per event (each session and counter row is updated once per
+    /// transaction); a batch is whatever is waiting, up to this.
+    pub batch: usize,
     /// Most bytes of journal not yet stored; past it, ingest answers 503.
     pub max_bytes: u64,
     /// A new segment is started once the current one is this big; a segment is
@@ -576,49 +578,56 @@ impl Cursor {
         Ok(batch)
     }
 
-    /// Moves past a stored batch; deletes a finished segment and moves to the next.
+    /// Moves past a batch just read (it is stored later, by [`store_loop`]).
     fn advance(&mut self, batch: &Batch) {
         self.offset += batch.bytes;
         if batch.segment_done.is_some() {
             self.reader = None;
-            let path = segment::path(&self.dir, self.seq);
-            if let Err(e) = fs::remove_file(&path)
-                && e.kind() != std::io::ErrorKind::NotFound
-            {
-                tracing::error!(error = %e, path = %path.display(), "cannot delete a stored journal segment");
-            }
             self.seq += 1;
             self.offset = 0;
         }
     }
 }
 
-/// The store task: follows the journal from segment `seq`, storing each batch before
-/// moving on. Ends once the writer is done and everything is stored.
-async fn store_loop(store: Store, shared: Arc<Shared>, config: JournalConfig, seq: u64) {
+/// What the reader hands the store task.
+enum Read {
+    /// Frames of segment `seq` to store.
+    Batch { seq: u64, batch: Batch },
+    /// The queue is closed and everything up to the end of segment `seq` was read.
+    Drained { seq: u64 },
+}
+
+/// Batches read ahead of the one being stored: reading and decoding the next batch
+/// overlaps with the transaction of the current one, and memory stays at two batches.
+const READ_AHEAD: usize = 1;
+
+/// The reader task: follows the journal from segment `seq` and hands batches of up to
+/// `max` frames to the store task. Ends once the queue is closed and it has read
+/// everything, or when the store task is gone.
+async fn read_loop(
+    shared: Arc<Shared>,
+    dir: PathBuf,
+    seq: u64,
+    max: usize,
+    tx: mpsc::Sender<Read>,
+) {
     let mut cursor = Some(Cursor {
-        dir: config.dir.clone(),
+        dir,
         seq,
         offset: 0,
         reader: None,
     });
-    let max = config.commit_batch.max(1);
     let mut backoff = Duration::from_millis(100);
     loop {
         let writer_done = shared.writer_done.load(Ordering::Acquire);
-        let written = *shared
-            .written
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let written = *lock(&shared.written);
         let Some(mut c) = cursor.take() else { return };
         let limit = if c.seq < written.seq {
             None
         } else if c.offset < written.offset {
             Some(written.offset)
         } else if writer_done {
-            // Everything is stored: the last segment goes too.
-            let _ = fs::remove_file(segment::path(&c.dir, c.seq));
-            tracing::info!("journal drained");
+            let _ = tx.send(Read::Drained { seq: c.seq }).await;
             return;
         } else {
             cursor = Some(c);
@@ -638,15 +647,48 @@ async fn store_loop(store: Store, shared: Arc<Shared>, config: JournalConfig, se
                 return;
             }
         };
-        let batch = match batch {
-            Ok(b) => b,
+        match batch {
+            Ok(batch) => {
+                backoff = Duration::from_millis(100);
+                let seq = c.seq;
+                c.advance(&batch);
+                cursor = Some(c);
+                if tx.send(Read::Batch { seq, batch }).await.is_err() {
+                    return;
+                }
+            }
             Err(e) => {
                 tracing::error!(error = %e, segment = c.seq, "cannot read the journal; retrying");
                 c.reader = None;
                 cursor = Some(c);
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(5));
-                continue;
+            }
+        }
+    }
+}
+
+/// The store task: stores what the reader hands it, in order, and deletes each
+/// segment once everything in it is stored. Ends once the queue is closed and
+/// everything is stored (or, while closing, when the store keeps failing: the rest
+/// stays in the journal for the next start).
+async fn store_loop(store: Store, shared: Arc<Shared>, config: JournalConfig, seq: u64) {
+    let (tx, mut rx) = mpsc::channel(READ_AHEAD);
+    let max = config.batch.max(1);
+    let reader = tokio::spawn(read_loop(
+        Arc::clone(&shared),
+        config.dir.clone(),
+        seq,
+        max,
+        tx,
+    ));
+    while let Some(read) = rx.recv().await {
+        let (seq, batch) = match read {
+            Read::Batch { seq, batch } => (seq, batch),
+            Read::Drained { seq } => {
+                remove_segment(&config.dir, seq);
+                tracing::info!("journal drained");
+                break;
             }
         };
         if !store_batch(&store, &config.dir, &batch, &shared).await {
@@ -655,9 +697,8 @@ async fn store_loop(store: Store, shared: Arc<Shared>, config: JournalConfig, se
                 dir = %config.dir.display(),
                 "the store keeps failing: the rest stays in the journal and is stored at the next start"
             );
-            return;
+            break;
         }
-        backoff = Duration::from_millis(100);
         shared.backlog.fetch_sub(
             batch.messages.len() as u64 + batch.undecodable.len() as u64,
             Ordering::AcqRel,
@@ -665,8 +706,20 @@ async fn store_loop(store: Store, shared: Arc<Shared>, config: JournalConfig, se
         shared
             .pending_bytes
             .fetch_sub(batch.bytes, Ordering::AcqRel);
-        c.advance(&batch);
-        cursor = Some(c);
+        if batch.segment_done.is_some() {
+            remove_segment(&config.dir, seq);
+        }
+    }
+    drop(rx);
+    let _ = reader.await;
+}
+
+fn remove_segment(dir: &Path, seq: u64) {
+    let path = segment::path(dir, seq);
+    if let Err(e) = fs::remove_file(&path)
+        && e.kind() != std::io::ErrorKind::NotFound
+    {
+        tracing::error!(error = %e, path = %path.display(), "cannot delete a stored journal segment");
     }
 }
 
@@ -812,7 +865,7 @@ mod tests {
         fn config(&self) -> JournalConfig {
             JournalConfig {
                 dir: self.journal(),
-                commit_batch: 100,
+                batch: 100,
                 max_bytes: 1 << 30,
                 segment_bytes: SEGMENT_BYTES,
                 sync: false,
