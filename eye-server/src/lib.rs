@@ -2,9 +2,10 @@
 //!
 //! Applications (trusted clients with API keys) `POST /events`; each event is
 //! validated at the edge with [`eye_core`], then handed to a [`queue::Queue`]. In the
-//! default embedded mode the queue is an in-process group-commit writer that answers
-//! only once the events are committed to SQLite; in Redis mode it is a Redis Stream that
-//! workers drain into the store. Analysts query events, sessions and the errors log.
+//! default embedded mode the queue is an append-only journal on local disk that answers
+//! once the events are appended and stores them in SQLite right after (or, with
+//! `--ack-after store`, a group-commit writer that answers once they are committed); in
+//! Redis mode it is a Redis Stream that workers drain into the store. Analysts query events, sessions and the errors log.
 //!
 //! ```no_run
 //! # async fn demo() -> anyhow::Result<()> {
@@ -24,8 +25,8 @@
 //! - [`routes`]: the HTTP API, one file per resource, and [`routes::router`].
 //! - [`auth`]: API keys and request authentication.
 //! - [`error`]: [`error::ApiError`], the one error type handlers return.
-//! - [`queue`]: the [`queue::Queue`] trait, its message format, and the embedded and
-//!   Redis implementations.
+//! - [`queue`]: the [`queue::Queue`] trait, its message format, and its three
+//!   implementations: the journal (default), the group-commit writer and Redis.
 //! - [`worker`]: the Redis worker that moves messages into the store.
 //! - [`store`]: SQLite through sqlx: events, sessions, errors log, applications.
 //! - [`clock`]: the injected clock.
