@@ -1,4 +1,5 @@
-//! The embedded queue: an in-process group-commit writer.
+//! The group-commit queue (`--ack-after store`): an in-process writer that answers
+//! once events are committed. The default embedded queue is [`super::journal`].
 //!
 //! Handlers hand their messages to one writer task over a bounded channel and wait for
 //! its answer. The writer gathers whatever arrives within `commit_interval` (or until

@@ -297,6 +297,13 @@ impl Queue for JournalQueue {
                 "the journal cannot be written".into(),
             ));
         }
+        if let Ok(task) = self.store_task.try_lock()
+            && task.as_ref().is_none_or(JoinHandle::is_finished)
+        {
+            return Err(QueueError::Unavailable(
+                "the journal's store task has stopped".into(),
+            ));
+        }
         self.store
             .ping()
             .await
@@ -952,6 +959,10 @@ mod tests {
             assert!(f.store.get_event(id).await.unwrap().is_some());
         }
         assert_eq!(queue.backlog().await.unwrap(), 0);
+        queue
+            .ready()
+            .await
+            .expect("ready while the store task runs");
         let live = f.segments();
         assert_eq!(
             live.len(),
