@@ -144,6 +144,7 @@ async fn main() {
                 keys: Keys::new(&prefix),
                 consumer: format!("bench-{i}"),
                 batch,
+                max_commit: batch * 10,
                 block: Duration::from_millis(100),
                 claim_idle: Duration::from_secs(30),
                 max_deliveries: 5,
