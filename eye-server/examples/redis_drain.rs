@@ -5,7 +5,8 @@
 //! cargo run --release -p eye-server --example redis_drain -- [EVENTS] [WORKERS] [BATCH]
 //! ```
 //!
-//! Defaults: 100,000 events, 2 workers, 1,000 entries per read and transaction. Starts
+//! Defaults: 100,000 events, 2 workers, 1,000 entries per read (a transaction holds up to
+//! 10 reads when a backlog builds up, as `eye-server worker` does). Starts
 //! a private `redis-server` (no persistence) on a free loopback port, or uses
 //! `EYE_TEST_REDIS_URL`; the store is a temporary SQLite file with `synchronous=FULL`
 //! as a worker's is by default (`REDIS_DRAIN_SYNCHRONOUS=normal` for `NORMAL`). Phase 1 appends every
@@ -144,6 +145,7 @@ async fn main() {
                 keys: Keys::new(&prefix),
                 consumer: format!("bench-{i}"),
                 batch,
+                max_commit: batch * 10,
                 block: Duration::from_millis(100),
                 claim_idle: Duration::from_secs(30),
                 max_deliveries: 5,

@@ -70,22 +70,25 @@ impl Consumer {
         }
     }
 
-    /// Up to `count` entries never delivered before, waiting at most `block`.
+    /// Up to `count` entries never delivered before, waiting at most `block` (`None`:
+    /// answers at once, possibly with nothing).
     pub(super) async fn read_new(
         &mut self,
         count: usize,
-        block: Duration,
+        block: Option<Duration>,
     ) -> Result<Vec<StreamId>, RedisError> {
-        self.read_group(count, Some(block), ">").await
+        self.read_group(count, block, ">").await
     }
 
-    /// Up to `count` of the entries this consumer holds (read but not acknowledged),
-    /// oldest first: its history in the group, not new entries.
+    /// Up to `count` of the entries this consumer holds (read but not acknowledged)
+    /// with ids after `after` (`0-0`: from the oldest), oldest first: its history in
+    /// the group, not new entries.
     pub(super) async fn read_own_pending(
         &mut self,
         count: usize,
+        after: &str,
     ) -> Result<Vec<StreamId>, RedisError> {
-        self.read_group(count, None, "0").await
+        self.read_group(count, None, after).await
     }
 
     /// XREADGROUP from `from` (`>`: never delivered; `0`: this consumer's pending).

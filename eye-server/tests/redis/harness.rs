@@ -198,6 +198,7 @@ pub fn worker_config(prefix: &str, consumer: &str) -> WorkerConfig {
         keys: Keys::new(prefix),
         consumer: consumer.into(),
         batch: 100,
+        max_commit: 1000,
         block: Duration::from_millis(100),
         claim_idle: Duration::from_millis(300),
         max_deliveries: 3,

@@ -5,6 +5,7 @@
 
 mod e2e;
 mod harness;
+mod pipeline;
 mod process;
 mod queue;
 mod worker;
