@@ -13,7 +13,7 @@ use crate::queue::Queue;
 use crate::queue::embedded::{EmbeddedConfig, EmbeddedQueue};
 use crate::queue::journal::{JournalConfig, JournalQueue};
 use crate::queue::redis::{RedisQueue, RedisQueueConfig};
-use crate::state::AppState;
+use crate::state::{AppState, Services};
 use crate::store::{Scopes, Store};
 use crate::worker::WorkerConfig;
 
@@ -268,13 +268,13 @@ pub async fn build_state(config: ServeConfig) -> anyhow::Result<AppState> {
         .await
         .with_context(|| format!("opening the store at {}", config.store.database_url))?;
     let queue = crate::metrics::MeteredQueue::wrap(make_queue(&store, &config).await?);
-    Ok(AppState {
+    Ok(AppState::new(Services {
         queue,
         auth: Authenticator::new(store.clone(), config.http.insecure_no_auth),
         store,
         clock: Arc::new(SystemClock),
         config: Arc::new(config),
-    })
+    }))
 }
 
 async fn serve(config: ServeConfig) -> anyhow::Result<()> {

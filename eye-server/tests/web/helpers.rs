@@ -13,7 +13,7 @@ use eye_server::auth::Authenticator;
 use eye_server::clock::FixedClock;
 use eye_server::config::ServeConfig;
 use eye_server::queue::{Message, Queue, QueueError};
-use eye_server::state::AppState;
+use eye_server::state::{AppState, Services};
 use eye_server::store::Store;
 use serde_json::{Value, json};
 use tower::ServiceExt;
@@ -39,7 +39,7 @@ impl Queue for NullQueue {
 
 pub async fn state() -> AppState {
     let store = Store::open("sqlite::memory:").await.unwrap();
-    AppState {
+    AppState::new(Services {
         queue: Arc::new(NullQueue),
         auth: Authenticator::new(store.clone(), true),
         store,
@@ -49,7 +49,7 @@ pub async fn state() -> AppState {
                 .into(),
         )),
         config: Arc::new(ServeConfig::for_tests("sqlite::memory:")),
-    }
+    })
 }
 
 /// Event data an attacker controls, trying every context of the page.
