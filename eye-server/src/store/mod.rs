@@ -18,6 +18,7 @@
 //! - `events`: the event, session and errors-log queries.
 //! - `sql`: how an [`eye_core::EventQuery`] becomes SQL (index choice, count plan).
 //! - `count`: totals from the counters, and the deep-page seek through them.
+//! - `tree`: the counter tree (events per hour, minute, second, 10 ms) behind both.
 //! - `rows`: stored rows and their conversion to the model.
 //! - `apps`: applications and their keys.
 //! - `stats`: dashboard figures (totals by type, events per hour, newest sessions).
@@ -30,6 +31,7 @@ mod sql;
 mod stats;
 #[cfg(test)]
 mod tests;
+mod tree;
 mod write;
 
 use std::str::FromStr;

@@ -6,6 +6,7 @@
 //! - `apps`: applications.
 //! - `plans`: `EXPLAIN QUERY PLAN` of every query shape.
 //! - `stats`: dashboard figures.
+//! - `tree`: the counter tree's counts and deep-page seek against plain queries.
 
 #![allow(clippy::unwrap_used)]
 
@@ -15,6 +16,7 @@ mod errors_log;
 mod plans;
 mod queries;
 mod stats;
+mod tree;
 mod writes;
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
