@@ -4,6 +4,7 @@
 //! - `queries`: every filter, ordering, pagination and totals.
 //! - `errors_log`: the errors log and its filters.
 //! - `apps`: applications.
+//! - `idle`: releasing the page caches of a quiet store.
 //! - `plans`: `EXPLAIN QUERY PLAN` of every query shape.
 //! - `stats`: dashboard figures.
 //! - `tree`: the counter tree's counts and deep-page seek against plain queries.
@@ -13,6 +14,7 @@
 mod apps;
 mod deep_pages;
 mod errors_log;
+mod idle;
 mod plans;
 mod queries;
 mod stats;
