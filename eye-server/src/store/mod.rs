@@ -182,9 +182,9 @@ impl Store {
             .connect_with(
                 options
                     .clone()
-                    // 32 MiB: the hot upper levels and right edges of every index,
+                    // 16 MiB: the hot upper levels and right edges of every index,
                     // and much of the session index, whose inserts land at random.
-                    .pragma("cache_size", "-32000")
+                    .pragma("cache_size", "-16000")
                     // Checkpoint every ~32 MiB of WAL instead of 4 MiB: a leaf that
                     // several transactions dirtied is copied back once, and there are
                     // 8x fewer fsyncs. Measured: 2.6x the write rate at 300k rows.
