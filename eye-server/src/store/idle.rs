@@ -21,6 +21,9 @@ pub(crate) const IDLE: Duration = Duration::from_secs(3);
 /// How often the store's activity is looked at.
 const TICK: Duration = Duration::from_millis(500);
 
+/// What a `before_acquire` hook returns: whether to keep the connection.
+type Checked<'c> = Pin<Box<dyn Future<Output = Result<bool, sqlx::Error>> + Send + 'c>>;
+
 /// Counts connection checkouts: any query or write takes a connection from a pool.
 #[derive(Debug, Default)]
 pub(crate) struct Activity(AtomicU64);
@@ -29,13 +32,8 @@ impl Activity {
     /// A pool's `before_acquire` hook that counts every checkout.
     pub fn hook(
         this: &Arc<Self>,
-    ) -> impl Fn(
-        &mut SqliteConnection,
-        PoolConnectionMetadata,
-    ) -> Pin<Box<dyn Future<Output = Result<bool, sqlx::Error>> + Send + '_>>
-    + Send
-    + Sync
-    + 'static {
+    ) -> impl Fn(&mut SqliteConnection, PoolConnectionMetadata) -> Checked<'_> + Send + Sync + 'static
+    {
         let this = Arc::clone(this);
         move |_, _| {
             this.0.fetch_add(1, Ordering::Relaxed);
