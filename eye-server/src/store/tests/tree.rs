@@ -21,14 +21,16 @@ fn at(micros: i64) -> DateTime<Utc> {
 }
 
 /// 4,000 events of every type, two applications and three sessions: most within 3 s
-/// (often several per 10 ms, some at the same microsecond), the rest over 10 minutes
-/// and over 14 hours.
+/// (often several per 10 ms, some at the same microsecond, some exactly on bucket
+/// edges), the rest over 10 minutes and over 14 hours.
 async fn dense() -> (Store, TempDir) {
     let (store, dir) = store().await;
     let mut batch = Vec::new();
     for i in 0..4000i64 {
         let micros = match i % 10 {
-            0..=6 => base() + (i * 7919) % 3_000_000 / 137 * 137,
+            0..=5 => base() + (i * 7919) % 3_000_000 / 137 * 137,
+            // Exactly on 10 ms boundaries, where an off-by-one at a bucket edge shows.
+            6 => base() + i / 10 % 300 * 10_000,
             7 | 8 => base() + (i * 104_729) % 600_000_000,
             _ => base() + (i * 1_299_709) % 50_000 * 1_000_000,
         };
