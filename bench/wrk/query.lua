@@ -2,7 +2,9 @@
 --
 -- Environment:
 --   EYE_KEY          API key with the query scope (optional)
---   BENCH_QUERY      session | category | range | page1 | page10000 | session_events
+--   BENCH_QUERY      session | category | range | page1 | page10000 | session_events |
+--                    page10000_category (the deep page of one category) |
+--                    since (events from a random instant on: a count over partial hours)
 --   BENCH_SESSIONS   sessions to pick from at random, `session-00000`.. (default 10000)
 --   BENCH_DEEP_PAGE  the page `page10000` asks for (default 10000; smaller stores need less)
 --   BENCH_RANGE_FROM, BENCH_RANGE_TO  epoch seconds the stored timestamps cover;
@@ -44,6 +46,11 @@ function request()
       p = "/events?page=1"
    elseif shape == "page10000" then
       p = "/events?page=" .. deep
+   elseif shape == "page10000_category" then
+      p = "/events?category=" .. categories[math.random(1, 2)] .. "&page=" .. deep
+   elseif shape == "since" then
+      local start = math.random(range_from, range_to)
+      p = "/events?start_time=" .. os.date("!%Y-%m-%dT%H:%M:%SZ", start)
    elseif shape == "session_events" then
       p = "/sessions/" .. session() .. "/events"
    else

@@ -50,6 +50,12 @@ impl Filter {
         self.args.push(arg);
     }
 
+    /// Appends `other`'s terms and arguments.
+    pub fn extend(&mut self, other: Filter) {
+        self.terms.extend(other.terms);
+        self.args.extend(other.args);
+    }
+
     /// ` WHERE a AND b`, or nothing.
     pub fn sql(&self) -> String {
         if self.terms.is_empty() {
@@ -184,13 +190,13 @@ impl EventPlan {
             .any(|(t, _)| *t == "session_id = ?")
     }
 
-    /// How the total is counted.
-    pub fn count(&self) -> CountPlan {
-        // A session is small: count its index range directly.
-        if !self.has_counters() {
-            return CountPlan::Direct;
+    /// The session id when the session is the only filter (no time range either): its
+    /// count is the session row's counter.
+    pub fn session_only(&self) -> Option<&str> {
+        match self.filter_terms.as_slice() {
+            [("session_id = ?", s)] if self.start.is_none() && self.end.is_none() => Some(s),
+            _ => None,
         }
-        hour_split(self.start, self.end)
     }
 
     /// The counter-table `WHERE` clause for the application and type filters.

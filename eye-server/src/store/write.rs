@@ -6,6 +6,7 @@ use sqlx::{AssertSqlSafe, SqliteConnection};
 
 use super::events::{SqlQuery, WriteOutcome};
 use super::rows::{distinct_codes, hour_of, to_micros};
+use super::tree::{bucket_of, fine_widths};
 use super::{Store, StoreError};
 use crate::queue::{AcceptedEvent, Message, RejectedEvent};
 
@@ -150,6 +151,7 @@ async fn update_aggregates(
     let mut session_apps: BTreeSet<(&str, &str)> = BTreeSet::new();
     let mut totals: HashMap<CounterKey<'_>, i64> = HashMap::new();
     let mut hours: BTreeMap<(i64, CounterKey<'_>), i64> = BTreeMap::new();
+    let mut buckets: BTreeMap<(i64, i64, CounterKey<'_>), i64> = BTreeMap::new();
     for e in inserted {
         let sid = e.src.event.session_id().as_str();
         let app = e.src.application.as_str();
@@ -169,6 +171,11 @@ async fn update_aggregates(
         let key = (app, e.category, e.name);
         *totals.entry(key).or_default() += 1;
         *hours.entry((hour_of(e.timestamp), key)).or_default() += 1;
+        for &width in fine_widths() {
+            *buckets
+                .entry((width, bucket_of(e.timestamp, width), key))
+                .or_default() += 1;
+        }
     }
 
     let sessions: Vec<_> = sessions.into_iter().collect();
@@ -230,6 +237,28 @@ async fn update_aggregates(
         let mut q: SqlQuery<'_> = sqlx::query(AssertSqlSafe(sql));
         for ((hour, (app, cat, name)), n) in chunk {
             q = q.bind(*hour).bind(*app).bind(*cat).bind(*name).bind(*n);
+        }
+        q.execute(&mut *conn).await?;
+    }
+
+    let buckets: Vec<_> = buckets.into_iter().collect();
+    for chunk in buckets.chunks(ROWS_PER_INSERT) {
+        let sql = multi_row(
+            "INSERT INTO event_buckets (width, bucket, application, category, name, events) \
+             VALUES ",
+            "(?,?,?,?,?,?)",
+            chunk.len(),
+            " ON CONFLICT DO UPDATE SET events = events + excluded.events",
+        );
+        let mut q: SqlQuery<'_> = sqlx::query(AssertSqlSafe(sql));
+        for ((width, bucket, (app, cat, name)), n) in chunk {
+            q = q
+                .bind(*width)
+                .bind(*bucket)
+                .bind(*app)
+                .bind(*cat)
+                .bind(*name)
+                .bind(*n);
         }
         q.execute(&mut *conn).await?;
     }

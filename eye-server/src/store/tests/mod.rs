@@ -4,17 +4,21 @@
 //! - `queries`: every filter, ordering, pagination and totals.
 //! - `errors_log`: the errors log and its filters.
 //! - `apps`: applications.
+//! - `idle`: releasing the page caches of a quiet store.
 //! - `plans`: `EXPLAIN QUERY PLAN` of every query shape.
 //! - `stats`: dashboard figures.
+//! - `tree`: the counter tree's counts and deep-page seek against plain queries.
 
 #![allow(clippy::unwrap_used)]
 
 mod apps;
 mod deep_pages;
 mod errors_log;
+mod idle;
 mod plans;
 mod queries;
 mod stats;
+mod tree;
 mod writes;
 
 use chrono::{DateTime, Duration, TimeZone, Utc};

@@ -170,6 +170,8 @@ async fn hourly_counters_are_read_newest_hour_first_without_sorting() {
         "SELECT hour, sum(events) FROM event_hours GROUP BY hour ORDER BY hour DESC LIMIT 128",
         "SELECT hour, sum(events) FROM event_hours WHERE category = ? AND hour < ? \
          GROUP BY hour ORDER BY hour DESC LIMIT 128",
+        "SELECT bucket, sum(events) FROM event_buckets WHERE width = ? AND category = ? \
+         AND bucket >= ? AND bucket < ? GROUP BY bucket ORDER BY bucket DESC LIMIT 128",
     ] {
         let n = sql.matches('?').count();
         let lines = explain(&store, sql, &[], n).await;
@@ -177,5 +179,13 @@ async fn hourly_counters_are_read_newest_hour_first_without_sorting() {
             !lines.iter().any(|l| l.contains("TEMP B-TREE")),
             "{sql}: {lines:?}"
         );
+        if sql.contains("width = ?") {
+            assert!(
+                lines
+                    .iter()
+                    .any(|l| l.contains("SEARCH") && l.contains("PRIMARY KEY")),
+                "{sql}: {lines:?}"
+            );
+        }
     }
 }
