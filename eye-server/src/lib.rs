@@ -31,6 +31,7 @@
 //! - [`store`]: SQLite through sqlx: events, sessions, errors log, applications.
 //! - [`clock`]: the injected clock.
 //! - [`state`]: [`state::AppState`], what every handler shares.
+//! - [`memory`]: giving freed heap memory back to the operating system when idle.
 //! - [`metrics`]: the Prometheus recorder, `/metrics`, the HTTP metrics middleware and
 //!   the metered queue.
 //! - [`openapi`]: the OpenAPI 3.1 document, `/openapi.json`, `/docs`, `/schema`.
@@ -41,6 +42,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod error;
+pub mod memory;
 pub mod metrics;
 pub mod openapi;
 pub mod queue;

@@ -82,6 +82,9 @@ impl IdleRelease {
                     continue;
                 }
                 let freed = release(&pools).await;
+                // The caches and the last batches went back to the allocator, which
+                // keeps them resident unless asked to return them.
+                crate::memory::trim();
                 tracing::debug!(connections = freed, "store idle: page caches released");
                 // Our own checkouts are not activity.
                 seen = activity.get();
