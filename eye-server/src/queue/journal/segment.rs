@@ -73,9 +73,14 @@ pub enum Frame {
     Undecodable(Vec<u8>),
 }
 
+/// Most bytes of frames one read returns (it stops at the first frame boundary at or
+/// past it), whatever the frame count allows: a batch of large events stays a few tens
+/// of MiB in memory.
+pub const MAX_READ_BYTES: u64 = 16 * 1024 * 1024;
+
 /// Reads frames from `reader`, positioned at a frame start, up to `limit` bytes and
-/// `max` frames, appending them to `out`. Returns how far it got, relative to where
-/// `reader` started.
+/// `max` frames (and about [`MAX_READ_BYTES`]), appending them to `out`. Returns how
+/// far it got, relative to where `reader` started.
 pub fn read_frames(
     reader: &mut impl Read,
     limit: u64,
@@ -103,7 +108,7 @@ pub fn read_raw_frames(
     let mut header = [0u8; HEADER_BYTES as usize];
     let mut payload = Vec::new();
     let mut read = 0;
-    while read < max && offset < limit {
+    while read < max && offset < limit && offset < MAX_READ_BYTES {
         if !read_full(reader, &mut header)? {
             return Ok(FrameEnd::Eof(offset));
         }
@@ -265,6 +270,18 @@ mod tests {
         .unwrap();
         assert_eq!(end, FrameEnd::Limit(buf.len() as u64 - two));
         assert_eq!(rest, messages[2..]);
+    }
+
+    #[test]
+    fn one_read_stops_at_the_first_frame_boundary_past_the_byte_cap() {
+        let one = frames(&[message("a")]);
+        let n = MAX_READ_BYTES as usize / one.len() + 10;
+        let buf = frames(&vec![message("a"); n]);
+        let mut out = Vec::new();
+        let end = read_frames(&mut buf.as_slice(), u64::MAX, usize::MAX, &mut out).unwrap();
+        let want = MAX_READ_BYTES.div_ceil(one.len() as u64);
+        assert_eq!(out.len() as u64, want);
+        assert_eq!(end, FrameEnd::Limit(want * one.len() as u64));
     }
 
     #[test]

@@ -100,3 +100,26 @@ pub(super) fn id_of(m: &Message) -> Uuid {
         Message::RejectedV1(r) => r.key,
     }
 }
+
+/// Every page of `page_size` from the seek threshold to the end of `q` equals the
+/// same slice of `want` (the ids in the API's order), and every page's count is
+/// `want`'s length.
+async fn assert_deep_pages(store: &Store, q: &eye_core::EventQuery, want: &[Uuid], page_size: u32) {
+    use crate::store::count::SEEK_FROM_OFFSET;
+    assert!(want.len() as u64 > SEEK_FROM_OFFSET + 100, "{q:?}");
+    let first_page = SEEK_FROM_OFFSET / u64::from(page_size) + 1;
+    let mut got = Vec::new();
+    for page in first_page.. {
+        let (count, events) = store
+            .query_events(&q.clone().page(page).page_size(page_size))
+            .await
+            .unwrap();
+        assert_eq!(count, want.len() as u64, "{q:?}");
+        if events.is_empty() {
+            break;
+        }
+        got.extend(events.into_iter().map(|e| e.id));
+    }
+    let start = ((first_page - 1) * u64::from(page_size)) as usize;
+    assert_eq!(got, want[start..], "{q:?}");
+}
