@@ -4,7 +4,6 @@
 use eye_core::EventQuery;
 
 use super::*;
-use crate::store::count::SEEK_FROM_OFFSET;
 
 /// (timestamp, id, category, application) of a stored event.
 type Row = (DateTime<Utc>, Uuid, &'static str, &'static str);

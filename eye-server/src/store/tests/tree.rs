@@ -6,7 +6,7 @@ use eye_core::{Event, EventQuery};
 use sqlx::AssertSqlSafe;
 
 use super::*;
-use crate::store::count::{SEEK_FROM_OFFSET, seek};
+use crate::store::count::seek;
 use crate::store::events::bind_as;
 use crate::store::sql::{Arg, EventPlan};
 use crate::store::tree::{Piece, WIDTHS, pieces};
