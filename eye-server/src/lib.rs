@@ -24,6 +24,7 @@
 //! - [`server`]: [`server::run`] (listener + shutdown future) and signal handling.
 //! - [`routes`]: the HTTP API, one file per resource, and [`routes::router`].
 //! - [`auth`]: API keys and request authentication.
+//! - [`backoff`]: the exponential backoff of retry loops.
 //! - [`error`]: [`error::ApiError`], the one error type handlers return.
 //! - [`queue`]: the [`queue::Queue`] trait, its message format, and its three
 //!   implementations: the journal (default), the group-commit writer and Redis.
@@ -38,6 +39,7 @@
 //! - [`web`]: the browsable API (HTML for browsers on the same URLs) and the dashboard.
 
 pub mod auth;
+pub mod backoff;
 pub mod cli;
 pub mod clock;
 pub mod config;

@@ -56,7 +56,6 @@ mod stream;
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::Context;
 use async_trait::async_trait;
@@ -66,6 +65,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
+use crate::backoff::Backoff;
 use crate::config::ServeConfig;
 use crate::queue::Message;
 use crate::queue::redis::connect;
@@ -241,7 +241,7 @@ impl Worker {
             stream = %self.config.keys.stream,
             "worker started"
         );
-        let mut backoff = Duration::from_millis(100);
+        let mut backoff = Backoff::default();
         let mut failing = false;
         // A dropped sender (the handle was dropped) also means stop.
         while !*stop.borrow() && stop.has_changed().is_ok() {
@@ -251,7 +251,7 @@ impl Worker {
                         tracing::info!(consumer = %self.config.consumer, "worker recovered");
                         failing = false;
                     }
-                    backoff = Duration::from_millis(100);
+                    backoff.reset();
                 }
                 Err(e) => {
                     if let StepError::Redis(r) = &e
@@ -272,10 +272,9 @@ impl Worker {
                     failing = true;
                     metrics::counter!("eye_worker_failures_total").increment(1);
                     tokio::select! {
-                        () = tokio::time::sleep(backoff) => {}
+                        () = backoff.wait() => {}
                         _ = stop.changed() => {}
                     }
-                    backoff = (backoff * 2).min(Duration::from_secs(5));
                 }
             }
         }

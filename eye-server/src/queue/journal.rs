@@ -39,6 +39,7 @@ use tokio::sync::{Notify, mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use super::{Message, Queue, QueueError};
+use crate::backoff::Backoff;
 use crate::store::Store;
 use segment::{Frame, FrameEnd};
 
@@ -204,6 +205,20 @@ impl JournalQueue {
         })
     }
 
+    /// Whether an append could be taken now: the queue is open and the journal
+    /// writable.
+    fn writable(&self) -> Result<(), QueueError> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(QueueError::ShuttingDown);
+        }
+        if self.shared.writer_failed.load(Ordering::Acquire) {
+            return Err(QueueError::Unavailable(
+                "the journal cannot be written".into(),
+            ));
+        }
+        Ok(())
+    }
+
     /// The journal directory for a database URL: `<database file>.journal`, or
     /// `None` for an in-memory database.
     ///
@@ -215,7 +230,7 @@ impl JournalQueue {
     /// ```
     pub fn default_dir(database_url: &str) -> Option<PathBuf> {
         use std::str::FromStr;
-        if database_url.contains(":memory:") || database_url.contains("mode=memory") {
+        if crate::store::is_in_memory(database_url) {
             return None;
         }
         let options = sqlx::sqlite::SqliteConnectOptions::from_str(database_url).ok()?;
@@ -231,14 +246,7 @@ impl Queue for JournalQueue {
         if messages.is_empty() {
             return Ok(());
         }
-        if self.closed.load(Ordering::Acquire) {
-            return Err(QueueError::ShuttingDown);
-        }
-        if self.shared.writer_failed.load(Ordering::Acquire) {
-            return Err(QueueError::Unavailable(
-                "the journal cannot be written".into(),
-            ));
-        }
+        self.writable()?;
         let pending = self.shared.pending_bytes.load(Ordering::Acquire);
         if pending > self.max_bytes {
             return Err(QueueError::Full {
@@ -289,14 +297,7 @@ impl Queue for JournalQueue {
     }
 
     async fn ready(&self) -> Result<(), QueueError> {
-        if self.closed.load(Ordering::Acquire) {
-            return Err(QueueError::ShuttingDown);
-        }
-        if self.shared.writer_failed.load(Ordering::Acquire) {
-            return Err(QueueError::Unavailable(
-                "the journal cannot be written".into(),
-            ));
-        }
+        self.writable()?;
         if let Ok(task) = self.store_task.try_lock()
             && task.as_ref().is_none_or(JoinHandle::is_finished)
         {
@@ -538,7 +539,7 @@ impl Cursor {
         };
         let mut frames = Vec::new();
         let budget = limit.map_or(u64::MAX, |l| l - self.offset);
-        let end = segment::read_raw_frames(reader, budget, max, &mut frames)?;
+        let end = segment::read_frames(reader, budget, max, &mut frames)?;
         let (bytes, segment_done) = match end {
             FrameEnd::Limit(n) => (n, None),
             FrameEnd::Eof(n) | FrameEnd::Corrupt(n) if limit.is_none() => {
@@ -624,7 +625,7 @@ async fn read_loop(
         offset: 0,
         reader: None,
     });
-    let mut backoff = Duration::from_millis(100);
+    let mut backoff = Backoff::default();
     loop {
         let writer_done = shared.writer_done.load(Ordering::Acquire);
         let written = *lock(&shared.written);
@@ -656,7 +657,7 @@ async fn read_loop(
         };
         match batch {
             Ok(batch) => {
-                backoff = Duration::from_millis(100);
+                backoff.reset();
                 let seq = c.seq;
                 c.advance(&batch);
                 cursor = Some(c);
@@ -668,8 +669,7 @@ async fn read_loop(
                 tracing::error!(error = %e, segment = c.seq, "cannot read the journal; retrying");
                 c.reader = None;
                 cursor = Some(c);
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(5));
+                backoff.wait().await;
             }
         }
     }
@@ -738,15 +738,7 @@ fn remove_segment(dir: &Path, seq: u64) {
 /// Returns `false` when it gave up because the store kept failing while the queue is
 /// closing: the batch stays in the journal for the next start.
 async fn store_batch(store: &Store, dir: &Path, batch: &Batch, shared: &Shared) -> bool {
-    let mut backoff = Duration::from_millis(100);
-    let mut failures_while_closing = 0;
-    let mut give_up = |backoff: &mut Duration| {
-        if shared.writer_done.load(Ordering::Acquire) {
-            failures_while_closing += 1;
-        }
-        *backoff = (*backoff * 2).min(Duration::from_secs(5));
-        failures_while_closing > 3
-    };
+    let mut retry = StoreRetry::default();
     while !batch.messages.is_empty() {
         match store.write_batch(&batch.messages).await {
             Ok(_) => {
@@ -756,8 +748,7 @@ async fn store_batch(store: &Store, dir: &Path, batch: &Batch, shared: &Shared) 
             }
             Err(e) if e.is_transient() => {
                 tracing::error!(error = %e, events = batch.messages.len(), "store unavailable; retrying");
-                tokio::time::sleep(backoff).await;
-                if give_up(&mut backoff) {
+                if !retry.wait(shared).await {
                     return false;
                 }
                 continue;
@@ -784,19 +775,13 @@ async fn store_one_by_one(
     shared: &Shared,
 ) -> bool {
     for m in messages {
-        let mut backoff = Duration::from_millis(100);
-        let mut failures_while_closing = 0;
+        let mut retry = StoreRetry::default();
         loop {
             match store.write_batch(std::slice::from_ref(m)).await {
                 Ok(_) => break,
                 Err(e) if e.is_transient() => {
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(5));
-                    if shared.writer_done.load(Ordering::Acquire) {
-                        failures_while_closing += 1;
-                        if failures_while_closing > 3 {
-                            return false;
-                        }
+                    if !retry.wait(shared).await {
+                        return false;
                     }
                 }
                 Err(e) => {
@@ -808,6 +793,25 @@ async fn store_one_by_one(
         }
     }
     true
+}
+
+/// Waiting out a failing store: forever while the queue runs, a few attempts once it
+/// is closing (what is left stays in the journal for the next start).
+#[derive(Default)]
+struct StoreRetry {
+    backoff: Backoff,
+    failures_while_closing: u32,
+}
+
+impl StoreRetry {
+    /// Waits before the next attempt; `false` when it is time to give up.
+    async fn wait(&mut self, shared: &Shared) -> bool {
+        self.backoff.wait().await;
+        if shared.writer_done.load(Ordering::Acquire) {
+            self.failures_while_closing += 1;
+        }
+        self.failures_while_closing <= 3
+    }
 }
 
 /// Appends a message the store cannot take to `dead-letters.jsonl` in the journal

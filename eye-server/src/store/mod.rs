@@ -122,6 +122,17 @@ impl From<Synchronous> for SqliteSynchronous {
     }
 }
 
+/// Whether a database URL names an in-memory database (`sqlite::memory:`,
+/// `mode=memory`), which has no file (and so no journal) next to it.
+///
+/// ```
+/// assert!(eye_server::store::is_in_memory("sqlite::memory:"));
+/// assert!(!eye_server::store::is_in_memory("sqlite://eye.db"));
+/// ```
+pub fn is_in_memory(url: &str) -> bool {
+    url.contains(":memory:") || url.contains("mode=memory")
+}
+
 /// The store handle: cheap to clone (the pools are reference-counted).
 #[derive(Debug, Clone)]
 pub struct Store {
@@ -170,7 +181,7 @@ impl Store {
             .busy_timeout(Duration::from_secs(10))
             .foreign_keys(true)
             .pragma("temp_store", "memory");
-        let in_memory = url.contains(":memory:") || url.contains("mode=memory");
+        let in_memory = is_in_memory(url);
         let activity = Arc::new(idle::Activity::default());
         // Writers queue for the one connection; the embedded queue and the workers
         // each write from one task, so waiting long here means the disk is stuck.

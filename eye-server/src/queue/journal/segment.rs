@@ -23,7 +23,7 @@ const MAX_FRAME_BYTES: u32 = 64 * 1024 * 1024;
 /// Appends `message` as one frame to `buf`.
 ///
 /// ```
-/// # use eye_server::queue::journal::segment::{encode, read_frames, FrameEnd};
+/// # use eye_server::queue::journal::segment::{encode, read_frames, Frame, FrameEnd};
 /// # use eye_server::queue::{Message, AcceptedEvent};
 /// let event = eye_core::Event::page_view("s1", "www.example.com", "/").unwrap();
 /// let message = Message::EventV1(AcceptedEvent {
@@ -37,7 +37,7 @@ const MAX_FRAME_BYTES: u32 = 64 * 1024 * 1024;
 /// let mut frames = Vec::new();
 /// let end = read_frames(&mut buf.as_slice(), buf.len() as u64, usize::MAX, &mut frames).unwrap();
 /// assert_eq!(end, FrameEnd::Limit(buf.len() as u64));
-/// assert_eq!(frames, vec![message]);
+/// assert_eq!(frames, vec![Frame::Message(message)]);
 /// ```
 pub fn encode(message: &Message, buf: &mut Vec<u8>) -> Result<(), serde_json::Error> {
     let start = buf.len();
@@ -79,26 +79,9 @@ pub enum Frame {
 pub const MAX_READ_BYTES: u64 = 16 * 1024 * 1024;
 
 /// Reads frames from `reader`, positioned at a frame start, up to `limit` bytes and
-/// `max` frames (and about [`MAX_READ_BYTES`]), appending them to `out`. Returns how
-/// far it got, relative to where `reader` started.
+/// `max` frames (and about [`MAX_READ_BYTES`]), appending them to `out`, undecodable
+/// ones too. Returns how far it got, relative to where `reader` started.
 pub fn read_frames(
-    reader: &mut impl Read,
-    limit: u64,
-    max: usize,
-    out: &mut Vec<Message>,
-) -> io::Result<FrameEnd> {
-    let mut frames = Vec::new();
-    let end = read_raw_frames(reader, limit, max, &mut frames)?;
-    for f in frames {
-        if let Frame::Message(m) = f {
-            out.push(m);
-        }
-    }
-    Ok(end)
-}
-
-/// [`read_frames`], keeping undecodable frames.
-pub fn read_raw_frames(
     reader: &mut impl Read,
     limit: u64,
     max: usize,
@@ -209,6 +192,22 @@ mod tests {
         })
     }
 
+    /// [`read_frames`], keeping only the messages.
+    fn read_messages(
+        reader: &mut impl Read,
+        limit: u64,
+        max: usize,
+        out: &mut Vec<Message>,
+    ) -> io::Result<FrameEnd> {
+        let mut frames = Vec::new();
+        let end = read_frames(reader, limit, max, &mut frames)?;
+        out.extend(frames.into_iter().filter_map(|f| match f {
+            Frame::Message(m) => Some(m),
+            Frame::Undecodable(_) => None,
+        }));
+        Ok(end)
+    }
+
     fn frames(messages: &[Message]) -> Vec<u8> {
         let mut buf = Vec::new();
         for m in messages {
@@ -228,7 +227,7 @@ mod tests {
         };
         for cut in [buf.len() - 1, buf.len() - 20, first_end as usize + 3] {
             let mut out = Vec::new();
-            let end = read_frames(&mut &buf[..cut], u64::MAX, usize::MAX, &mut out).unwrap();
+            let end = read_messages(&mut &buf[..cut], u64::MAX, usize::MAX, &mut out).unwrap();
             assert_eq!(end, FrameEnd::Eof(first_end), "cut at {cut}");
             assert_eq!(out, messages[..1]);
         }
@@ -245,7 +244,7 @@ mod tests {
         };
         buf[second + 20] ^= 0x40;
         let mut out = Vec::new();
-        let end = read_frames(&mut buf.as_slice(), u64::MAX, usize::MAX, &mut out).unwrap();
+        let end = read_messages(&mut buf.as_slice(), u64::MAX, usize::MAX, &mut out).unwrap();
         assert_eq!(end, FrameEnd::Corrupt(second as u64));
         assert_eq!(out, messages[..1]);
     }
@@ -255,13 +254,13 @@ mod tests {
         let messages: Vec<_> = (0..5).map(|i| message(&i.to_string())).collect();
         let buf = frames(&messages);
         let mut out = Vec::new();
-        let end = read_frames(&mut buf.as_slice(), u64::MAX, 2, &mut out).unwrap();
+        let end = read_messages(&mut buf.as_slice(), u64::MAX, 2, &mut out).unwrap();
         let FrameEnd::Limit(two) = end else {
             panic!("{end:?}")
         };
         assert_eq!(out, messages[..2]);
         let mut rest = Vec::new();
-        let end = read_frames(
+        let end = read_messages(
             &mut &buf[two as usize..],
             buf.len() as u64 - two,
             usize::MAX,
@@ -278,7 +277,7 @@ mod tests {
         let n = MAX_READ_BYTES as usize / one.len() + 10;
         let buf = frames(&vec![message("a"); n]);
         let mut out = Vec::new();
-        let end = read_frames(&mut buf.as_slice(), u64::MAX, usize::MAX, &mut out).unwrap();
+        let end = read_messages(&mut buf.as_slice(), u64::MAX, usize::MAX, &mut out).unwrap();
         let want = MAX_READ_BYTES.div_ceil(one.len() as u64);
         assert_eq!(out.len() as u64, want);
         assert_eq!(end, FrameEnd::Limit(want * one.len() as u64));
@@ -292,7 +291,7 @@ mod tests {
         buf.extend_from_slice(&crc32fast::hash(junk).to_le_bytes());
         buf.extend_from_slice(junk);
         let mut out = Vec::new();
-        read_raw_frames(&mut buf.as_slice(), u64::MAX, usize::MAX, &mut out).unwrap();
+        read_frames(&mut buf.as_slice(), u64::MAX, usize::MAX, &mut out).unwrap();
         assert_eq!(out.len(), 2);
         assert_eq!(out[1], Frame::Undecodable(junk.to_vec()));
     }
