@@ -1080,7 +1080,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn two_processes_cannot_share_a_journal() {
+    async fn a_journal_in_use_cannot_be_opened_a_second_time() {
         let f = Fixture::new().await;
         let queue = JournalQueue::open(f.store.clone(), f.config()).unwrap();
         let second = JournalQueue::open(f.store.clone(), f.config());

@@ -77,17 +77,9 @@ fn plain_where(q: &EventQuery) -> (String, Vec<Arg>) {
     (terms.join(" AND "), args)
 }
 
-/// Every matching id, newest first, by a plain query.
+/// Every matching id, newest first, by a plain query (SQLite's `LIMIT -1`: no limit).
 async fn plain_ids(store: &Store, q: &EventQuery) -> Vec<Uuid> {
-    let (w, args) = plain_where(q);
-    let sql = format!("SELECT id FROM events WHERE {w} ORDER BY timestamp DESC, id DESC");
-    bind_as(sqlx::query_as::<_, (Vec<u8>,)>(AssertSqlSafe(sql)), &args)
-        .fetch_all(store.pool())
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|(id,)| Uuid::from_slice(&id).unwrap())
-        .collect()
+    plain_page(store, q, -1, 0).await
 }
 
 /// A plain `LIMIT ? OFFSET ?` page.
