@@ -25,9 +25,11 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use eye_core::Event;
-use eye_server::queue::redis::{Keys, RedisQueue, RedisQueueConfig, connect};
-use eye_server::queue::{AcceptedEvent, Message, Queue};
+use eye_server::message::{AcceptedEvent, Message};
+use eye_server::queue::Queue;
+use eye_server::queue::redis::{RedisQueue, RedisQueueConfig};
 use eye_server::store::{Store, Synchronous};
+use eye_server::streams::{Keys, connect};
 use eye_server::worker::{Worker, WorkerConfig};
 use uuid::Uuid;
 

@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, TimeZone, Utc};
 use eye_core::{Event, EventQuery, Pagination};
-use eye_server::queue::{AcceptedEvent, Message};
+use eye_server::message::{AcceptedEvent, Message};
 use eye_server::store::{Store, Synchronous};
 use uuid::Uuid;
 

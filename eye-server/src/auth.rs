@@ -35,7 +35,6 @@ use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use sha2::{Digest, Sha256};
 
 use crate::error::ApiError;
-use crate::state::AppState;
 use crate::store::{NewApp, Scope, Scopes, Store, StoreError};
 
 /// How long a successful key lookup is reused without asking the store again.
@@ -233,20 +232,30 @@ impl Authenticator {
     }
 }
 
+/// State that can authenticate a request. The application state implements it, so
+/// the extractors below work on it without this module knowing the state's type.
+pub trait HasAuthenticator {
+    /// The authenticator requests are checked with.
+    fn authenticator(&self) -> &Authenticator;
+}
+
 macro_rules! scoped_caller {
     ($(#[$doc:meta])* $name:ident, $scope:expr) => {
         $(#[$doc])*
         #[derive(Debug, Clone)]
         pub struct $name(pub Caller);
 
-        impl FromRequestParts<AppState> for $name {
+        impl<S: HasAuthenticator + Send + Sync> FromRequestParts<S> for $name {
             type Rejection = ApiError;
 
             async fn from_request_parts(
                 parts: &mut Parts,
-                state: &AppState,
+                state: &S,
             ) -> Result<Self, Self::Rejection> {
-                let caller = state.auth.authenticate(&parts.headers, $scope).await?;
+                let caller = state
+                    .authenticator()
+                    .authenticate(&parts.headers, $scope)
+                    .await?;
                 record_application(&caller);
                 Ok($name(caller))
             }

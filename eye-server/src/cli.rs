@@ -1,21 +1,13 @@
-//! The command line: `serve` (default), `worker`, `migrate`, `apps`, `schema`, `openapi`.
+//! The command line: `serve` (default), `worker`, `replay-dead-letters`, `migrate`,
+//! `apps`, `schema`, `openapi`. Parsing and dispatch only: what `serve` and `worker`
+//! start is [`crate::wiring`]'s.
 
-use std::sync::Arc;
-
-use anyhow::Context;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::auth::{Authenticator, create_app_with_key};
-use crate::clock::SystemClock;
-use crate::config::{AckAfter, ServeConfig, StoreConfig};
-use crate::queue::Queue;
-
-use crate::queue::embedded::{EmbeddedConfig, EmbeddedQueue};
-use crate::queue::journal::{JournalConfig, JournalQueue};
-use crate::queue::redis::{RedisQueue, RedisQueueConfig};
-use crate::state::{AppState, Services};
+use crate::auth::create_app_with_key;
+use crate::config::{ServeConfig, StoreConfig};
 use crate::store::{Scopes, Store};
-use crate::worker::WorkerConfig;
+use crate::wiring;
 
 /// The Eye: collects user web interactions from trusted applications.
 #[derive(Debug, Parser)]
@@ -133,21 +125,10 @@ impl From<ScopeArg> for Scopes {
 /// Runs the parsed command line.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        None => serve(cli.serve).await,
-        Some(Command::Serve(config)) => serve(*config).await,
-        Some(Command::Worker(config)) => crate::worker::run_standalone(*config).await,
-        Some(Command::ReplayDeadLetters(config)) => {
-            let Some(url) = config.queue.redis_url.as_deref() else {
-                anyhow::bail!("set --redis-url or EYE_REDIS_URL");
-            };
-            let keys = crate::queue::redis::Keys::new(&config.queue.redis_prefix);
-            let moved = crate::queue::redis::replay_dead_letters(url, &keys).await?;
-            eprintln!(
-                "moved {moved} dead-lettered message(s) from {} back to {}",
-                keys.dead, keys.stream
-            );
-            Ok(())
-        }
+        None => wiring::serve(cli.serve).await,
+        Some(Command::Serve(config)) => wiring::serve(*config).await,
+        Some(Command::Worker(config)) => wiring::run_worker(*config).await,
+        Some(Command::ReplayDeadLetters(config)) => wiring::replay_dead_letters(*config).await,
         Some(Command::Migrate(store)) => {
             Store::open(&store.database_url).await?;
             eprintln!("migrations applied to {}", store.database_url);
@@ -191,112 +172,6 @@ async fn apps(store: &AppsStore, command: AppsCommand) -> anyhow::Result<()> {
         }
     }
     store.close().await;
-    Ok(())
-}
-
-/// Creates the `default` application on the very first start and prints its key.
-async fn first_run(store: &Store, config: &ServeConfig) -> anyhow::Result<()> {
-    if store.count_apps().await? > 0 {
-        return Ok(());
-    }
-    let key = create_app_with_key(store, "default", Scopes::ALL).await?;
-    let addr = config.http.bind;
-    eprintln!(
-        "\nFirst run: created application `default` with every scope. Its API key, shown only this once:\n\n    {key}\n\nTry it:\n    curl -H 'Authorization: Bearer {key}' http://{addr}/events\n"
-    );
-    Ok(())
-}
-
-/// Builds the queue the configuration asks for.
-pub async fn make_queue(store: &Store, config: &ServeConfig) -> anyhow::Result<Arc<dyn Queue>> {
-    if config.queue.redis_url.is_some() {
-        let queue = RedisQueue::connect(RedisQueueConfig::from(&config.queue))
-            .context("invalid Redis URL")?
-            .with_store_check(store.clone());
-        if config.no_worker {
-            tracing::info!("Redis queue without a worker (--no-worker): run `eye-server worker`");
-        } else {
-            queue
-                .start_worker(
-                    store.clone(),
-                    WorkerConfig::from_queue_config(&config.queue),
-                )
-                .await
-                .context("starting the worker")?;
-        }
-        return Ok(Arc::new(queue));
-    }
-    let journal_dir = match config.queue.ack_after {
-        AckAfter::Journal => config
-            .queue
-            .journal_dir
-            .clone()
-            .or_else(|| JournalQueue::default_dir(&config.store.database_url)),
-        AckAfter::Store => None,
-    };
-    if let Some(dir) = journal_dir {
-        let queue = JournalQueue::open(
-            store.clone(),
-            JournalConfig {
-                dir,
-                batch: config.queue.journal_batch,
-                max_bytes: config.queue.max_journal_mib.saturating_mul(1024 * 1024),
-                segment_bytes: crate::queue::journal::SEGMENT_BYTES,
-                sync: config.sqlite_synchronous() == crate::store::Synchronous::Full,
-            },
-        )?;
-        return Ok(Arc::new(queue));
-    }
-    if config.queue.ack_after == AckAfter::Journal {
-        tracing::info!("in-memory database: no journal, events are acknowledged once stored");
-    }
-    Ok(Arc::new(EmbeddedQueue::start(
-        store.clone(),
-        EmbeddedConfig {
-            commit_batch: config.queue.commit_batch,
-            commit_interval: config.queue.commit_interval(),
-            max_backlog: config.queue.max_backlog,
-        },
-    )))
-}
-
-/// Builds the application state for a configuration: opens the store (applying
-/// migrations) and starts the queue.
-pub async fn build_state(config: ServeConfig) -> anyhow::Result<AppState> {
-    config.validate().map_err(anyhow::Error::msg)?;
-    let store = Store::open_with(&config.store.database_url, config.sqlite_synchronous())
-        .await
-        .with_context(|| format!("opening the store at {}", config.store.database_url))?;
-    let queue = crate::metrics::MeteredQueue::wrap(make_queue(&store, &config).await?);
-    Ok(AppState::new(Services {
-        queue,
-        auth: Authenticator::new(store.clone(), config.http.insecure_no_auth),
-        store,
-        clock: Arc::new(SystemClock),
-        config: Arc::new(config),
-    }))
-}
-
-async fn serve(config: ServeConfig) -> anyhow::Result<()> {
-    let state = build_state(config).await?;
-    let config = Arc::clone(&state.config);
-    if config.http.insecure_no_auth {
-        tracing::warn!(
-            "authentication is DISABLED (--insecure-no-auth): anyone who can reach this port can send and read events"
-        );
-    } else {
-        first_run(&state.store, &config).await?;
-    }
-    let listener = tokio::net::TcpListener::bind(config.http.bind)
-        .await
-        .with_context(|| format!("binding {}", config.http.bind))?;
-    // Signal handlers go in before the "listening" line tells anyone we are ready.
-    let shutdown = crate::server::shutdown_signal();
-    tracing::info!(addr = %listener.local_addr()?, queue = state.queue.kind(), "The Eye is listening");
-    let store = state.store.clone();
-    crate::server::run(listener, state, shutdown).await?;
-    store.close().await;
-    tracing::info!("stopped cleanly");
     Ok(())
 }
 

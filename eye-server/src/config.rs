@@ -12,6 +12,10 @@ use eye_core::PageLimits;
 /// Everything `serve` needs.
 #[derive(Debug, Clone, Args)]
 pub struct ServeConfig {
+    /// Run the HTTP API only, without a worker moving Redis messages to the store
+    /// (Redis mode only; scale workers separately with `eye-server worker`).
+    #[arg(long, env = "EYE_NO_WORKER")]
+    pub no_worker: bool,
     /// HTTP settings.
     #[command(flatten)]
     pub http: HttpConfig,
@@ -27,14 +31,11 @@ pub struct ServeConfig {
     /// Query pagination.
     #[command(flatten)]
     pub query: QueryConfig,
-    /// Run the HTTP API only, without a worker moving Redis messages to the store
-    /// (Redis mode only; scale workers separately with `eye-server worker`).
-    #[arg(long, env = "EYE_NO_WORKER")]
-    pub no_worker: bool,
 }
 
 /// HTTP settings.
 #[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "HTTP")]
 pub struct HttpConfig {
     /// Address to listen on.
     #[arg(long, env = "EYE_BIND", default_value = "127.0.0.1:8000")]
@@ -64,6 +65,7 @@ impl HttpConfig {
 
 /// Where events are stored.
 #[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Store")]
 pub struct StoreConfig {
     /// SQLite database URL; the file is created when missing.
     #[arg(long, env = "EYE_DATABASE_URL", default_value = "sqlite://eye.db")]
@@ -78,70 +80,168 @@ pub struct StoreConfig {
 
 /// The queue between ingest and the store.
 #[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Queue")]
 pub struct QueueConfig {
-    /// Redis URL. When set, events go through a Redis Stream; otherwise the embedded
-    /// in-process queue commits them to the store before answering. May hold a
-    /// password, so `--help` does not show the variable's value.
-    #[arg(long, env = "EYE_REDIS_URL", hide_env_values = true)]
-    pub redis_url: Option<String>,
-    /// Prefix of every Redis key, so deployments (and tests) can share one Redis.
-    #[arg(long, env = "EYE_REDIS_PREFIX", default_value = "eye")]
-    pub redis_prefix: String,
-    /// Embedded mode: when ingest answers 2xx. `journal`: once the events are
-    /// appended to the journal on disk; a background task stores them a few
-    /// milliseconds later, and after a crash at the next start. `store`: once they are
-    /// committed to SQLite, so they can be read at the 2xx; each request then waits for
-    /// a transaction, which costs most of the ingest rate.
+    /// Embedded mode (no Redis URL): when ingest answers 2xx. `journal`: once the
+    /// events are appended to the journal on disk; a background task stores them a
+    /// few milliseconds later, and after a crash at the next start. `store`: once they
+    /// are committed to the store, so they can be read at the 2xx; each request then
+    /// waits for a transaction, which costs most of the ingest rate (BENCHMARKS.md).
     #[arg(long, env = "EYE_ACK_AFTER", value_enum, default_value_t = AckAfter::Journal)]
     pub ack_after: AckAfter,
-    /// Embedded mode: the journal's directory (default: `<database file>.journal`).
-    #[arg(long, env = "EYE_JOURNAL_DIR")]
-    pub journal_dir: Option<PathBuf>,
-    /// Embedded mode with `--ack-after journal`: most journal not yet stored, in MiB,
-    /// before ingest answers 503. It bounds disk, not memory: the backlog stays on
-    /// disk.
-    #[arg(long, env = "EYE_MAX_JOURNAL_MIB", default_value_t = 1024)]
-    pub max_journal_mib: u64,
-    /// Embedded mode with `--ack-after journal`: most events moved from the journal
-    /// to the store in one transaction. Larger transactions cost SQLite less per
-    /// event, and a batch is inserted in event-time order, so indexes take its rows at
-    /// neighbouring leaves (a 1M-event drain: 43 s at 10,000, 30 s at 30,000, 26 s at
-    /// 50,000; peak RSS 90, 137, 195 MiB). Memory holds two batches of at most 16 MiB
-    /// of journal each.
-    #[arg(long, env = "EYE_JOURNAL_BATCH", default_value_t = 30_000)]
-    pub journal_batch: usize,
     /// Largest backlog (messages accepted but not stored) before ingest answers 503,
     /// in Redis mode and with `--ack-after store` (the journal is bounded by
     /// `--max-journal-mib`).
     #[arg(long, env = "EYE_MAX_BACKLOG", default_value_t = 100_000)]
     pub max_backlog: u64,
-    /// Most events written to the store in one transaction.
-    #[arg(long, env = "EYE_COMMIT_BATCH", default_value_t = 1000)]
-    pub commit_batch: usize,
-    /// Longest a queued event waits for its batch to fill before it is committed.
-    #[arg(long, env = "EYE_COMMIT_INTERVAL_MS", default_value_t = 2)]
-    pub commit_interval_ms: u64,
-    /// Redis: pending messages idle this long are claimed from a dead worker.
-    #[arg(long, env = "EYE_CLAIM_IDLE_MS", default_value_t = 30_000)]
+    /// Store transactions.
+    #[command(flatten)]
+    pub commit: CommitConfig,
+    /// The journal (embedded mode, `--ack-after journal`).
+    #[command(flatten)]
+    pub journal: JournalSettings,
+    /// The Redis queue and its workers.
+    #[command(flatten)]
+    pub redis: RedisConfig,
+}
+
+/// How the queues write to the store.
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Store transactions")]
+pub struct CommitConfig {
+    /// Most events written to the store in one transaction by `--ack-after store`, and
+    /// read from Redis in one go by a worker (which may hold several reads in one
+    /// transaction under a backlog).
+    #[arg(
+        id = "commit_batch",
+        long = "commit-batch",
+        env = "EYE_COMMIT_BATCH",
+        default_value_t = 1000
+    )]
+    pub batch: usize,
+    /// `--ack-after store`: longest a queued event waits for its batch to fill before
+    /// it is committed.
+    #[arg(
+        id = "commit_interval_ms",
+        long = "commit-interval-ms",
+        env = "EYE_COMMIT_INTERVAL_MS",
+        default_value_t = 2
+    )]
+    pub interval_ms: u64,
+}
+
+impl CommitConfig {
+    /// The commit interval as a duration.
+    pub fn interval(&self) -> Duration {
+        Duration::from_millis(self.interval_ms)
+    }
+}
+
+/// The journal of embedded mode.
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Journal (embedded mode)")]
+pub struct JournalSettings {
+    /// The journal's directory (default: `<database file>.journal`; with a PostgreSQL
+    /// or in-memory store there is no default and `--ack-after store` applies unless
+    /// this is set).
+    #[arg(id = "journal_dir", long = "journal-dir", env = "EYE_JOURNAL_DIR")]
+    pub dir: Option<PathBuf>,
+    /// Most journal not yet stored, in MiB, before ingest answers 503. It bounds disk,
+    /// not memory: the backlog stays on disk.
+    #[arg(
+        id = "max_journal_mib",
+        long = "max-journal-mib",
+        env = "EYE_MAX_JOURNAL_MIB",
+        default_value_t = 1024
+    )]
+    pub max_mib: u64,
+    /// Most events moved from the journal to the store in one transaction. Larger
+    /// transactions cost the store less per event, and a batch is inserted in
+    /// event-time order, so indexes take its rows at neighbouring leaves
+    /// (BENCHMARKS.md has the drain rate and memory at several sizes). Memory holds
+    /// two batches of at most 16 MiB of journal each.
+    #[arg(
+        id = "journal_batch",
+        long = "journal-batch",
+        env = "EYE_JOURNAL_BATCH",
+        default_value_t = 30_000
+    )]
+    pub batch: usize,
+}
+
+/// The Redis queue and its workers.
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Redis queue")]
+pub struct RedisConfig {
+    /// Redis URL. When set, ingest appends events to a Redis Stream (a 2xx once Redis
+    /// confirmed the append) and workers move them into the store; otherwise the
+    /// embedded queue (see `--ack-after`) is used. May hold a password, so `--help`
+    /// does not show the variable's value.
+    #[arg(
+        id = "redis_url",
+        long = "redis-url",
+        env = "EYE_REDIS_URL",
+        hide_env_values = true
+    )]
+    pub url: Option<String>,
+    /// Prefix of every Redis key, so deployments (and tests) can share one Redis.
+    #[arg(
+        id = "redis_prefix",
+        long = "redis-prefix",
+        env = "EYE_REDIS_PREFIX",
+        default_value = "eye"
+    )]
+    pub prefix: String,
+    /// Pending messages idle this long are claimed from a dead worker.
+    #[arg(
+        id = "claim_idle_ms",
+        long = "claim-idle-ms",
+        env = "EYE_CLAIM_IDLE_MS",
+        default_value_t = 30_000
+    )]
     pub claim_idle_ms: u64,
-    /// Redis: a message delivered this many times without success is dead-lettered.
-    #[arg(long, env = "EYE_MAX_DELIVERIES", default_value_t = 5)]
+    /// A message delivered this many times without success is dead-lettered.
+    #[arg(
+        id = "max_deliveries",
+        long = "max-deliveries",
+        env = "EYE_MAX_DELIVERIES",
+        default_value_t = 5
+    )]
     pub max_deliveries: u64,
-    /// Redis: this worker's consumer name (default: host name and process id).
-    #[arg(long, env = "EYE_CONSUMER_NAME")]
+    /// This worker's consumer name (default: host name and process id).
+    #[arg(
+        id = "consumer_name",
+        long = "consumer-name",
+        env = "EYE_CONSUMER_NAME"
+    )]
     pub consumer_name: Option<String>,
-    /// Redis: longest a worker's XREADGROUP waits for new messages before it looks for
+    /// Longest a worker's XREADGROUP waits for new messages before it looks for
     /// abandoned ones and checks for shutdown.
-    #[arg(long, env = "EYE_REDIS_BLOCK_MS", default_value_t = 1000)]
-    pub redis_block_ms: u64,
-    /// Redis: how long ingest keeps retrying an append whose outcome is unknown (the
+    #[arg(
+        id = "redis_block_ms",
+        long = "redis-block-ms",
+        env = "EYE_REDIS_BLOCK_MS",
+        default_value_t = 1000
+    )]
+    pub block_ms: u64,
+    /// How long ingest keeps retrying an append whose outcome is unknown (the
     /// connection dropped after the command was sent) before it answers 503.
-    #[arg(long, env = "EYE_REDIS_ENQUEUE_TIMEOUT_MS", default_value_t = 5000)]
-    pub redis_enqueue_timeout_ms: u64,
-    /// Redis: most entries kept in the dead-letter stream (oldest trimmed first; each
-    /// one is also recorded in the errors log).
-    #[arg(long, env = "EYE_REDIS_DEAD_LETTER_MAXLEN", default_value_t = 100_000)]
-    pub redis_dead_letter_maxlen: u64,
+    #[arg(
+        id = "redis_enqueue_timeout_ms",
+        long = "redis-enqueue-timeout-ms",
+        env = "EYE_REDIS_ENQUEUE_TIMEOUT_MS",
+        default_value_t = 5000
+    )]
+    pub enqueue_timeout_ms: u64,
+    /// Most entries kept in the dead-letter stream (oldest trimmed first; each one is
+    /// also recorded in the errors log).
+    #[arg(
+        id = "redis_dead_letter_maxlen",
+        long = "redis-dead-letter-maxlen",
+        env = "EYE_REDIS_DEAD_LETTER_MAXLEN",
+        default_value_t = 100_000
+    )]
+    pub dead_letter_maxlen: u64,
 }
 
 /// When the embedded queue acknowledges events.
@@ -153,25 +253,44 @@ pub enum AckAfter {
     Store,
 }
 
-impl QueueConfig {
-    /// The commit interval as a duration.
-    pub fn commit_interval(&self) -> Duration {
-        Duration::from_millis(self.commit_interval_ms)
-    }
+/// A configuration that clap accepted but that does not hold together.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    /// The default page size is 0 or above the maximum.
+    #[error("the default page size must be between 1 and the maximum page size")]
+    PageSize,
+    /// A batch size of 0.
+    #[error("--{0} must be at least 1")]
+    ZeroBatch(&'static str),
+    /// A negative clock skew.
+    #[error("--max-clock-skew-secs must not be negative")]
+    NegativeClockSkew,
+    /// The event size limit exceeds the body limit.
+    #[error("--max-event-bytes must not exceed --max-body-bytes")]
+    EventLargerThanBody,
+    /// An empty Redis key prefix.
+    #[error("--redis-prefix must not be empty")]
+    EmptyRedisPrefix,
+    /// A Redis duration or count that must be positive is 0.
+    #[error("--{0} must be positive")]
+    NotPositive(&'static str),
+}
 
+impl RedisConfig {
     /// Checks the Redis settings (only when a Redis URL is set).
-    pub fn validate_redis(&self) -> Result<(), String> {
-        if self.redis_prefix.is_empty() {
-            return Err("the Redis key prefix must not be empty".into());
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.prefix.is_empty() {
+            return Err(ConfigError::EmptyRedisPrefix);
         }
-        if self.max_deliveries == 0 {
-            return Err("max deliveries must be at least 1".into());
-        }
-        if self.claim_idle_ms == 0 || self.redis_block_ms == 0 {
-            return Err("the claim idle time and the Redis block time must be positive".into());
-        }
-        if self.redis_enqueue_timeout_ms == 0 {
-            return Err("the Redis enqueue timeout must be positive".into());
+        for (value, flag) in [
+            (self.max_deliveries, "max-deliveries"),
+            (self.claim_idle_ms, "claim-idle-ms"),
+            (self.block_ms, "redis-block-ms"),
+            (self.enqueue_timeout_ms, "redis-enqueue-timeout-ms"),
+        ] {
+            if value == 0 {
+                return Err(ConfigError::NotPositive(flag));
+            }
         }
         Ok(())
     }
@@ -179,6 +298,7 @@ impl QueueConfig {
 
 /// Ingest validation.
 #[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Ingest")]
 pub struct IngestConfig {
     /// How far in the future an event's timestamp may be, in seconds.
     #[arg(long, env = "EYE_MAX_CLOCK_SKEW_SECS", default_value_t = 300)]
@@ -197,6 +317,7 @@ impl IngestConfig {
 
 /// Query pagination.
 #[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Queries")]
 pub struct QueryConfig {
     /// Page size when a request names none.
     #[arg(long, env = "EYE_PAGE_SIZE", default_value_t = 10)]
@@ -224,7 +345,7 @@ impl ServeConfig {
         use crate::store::Synchronous;
         self.store
             .sqlite_synchronous
-            .unwrap_or(if self.queue.redis_url.is_some() {
+            .unwrap_or(if self.queue.redis.url.is_some() {
                 Synchronous::Full
             } else {
                 Synchronous::Normal
@@ -232,28 +353,33 @@ impl ServeConfig {
     }
 
     /// Checks what clap cannot: relations between settings.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), ConfigError> {
         if self.query.default_page_size == 0
             || self.query.default_page_size > self.query.max_page_size
         {
-            return Err("page size default must be between 1 and the maximum".into());
+            return Err(ConfigError::PageSize);
         }
-        if self.queue.commit_batch == 0 {
-            return Err("commit batch must be at least 1".into());
+        if self.queue.commit.batch == 0 {
+            return Err(ConfigError::ZeroBatch("commit-batch"));
+        }
+        if self.queue.journal.batch == 0 {
+            return Err(ConfigError::ZeroBatch("journal-batch"));
         }
         if self.ingest.max_clock_skew_secs < 0 {
-            return Err("clock skew must not be negative".into());
+            return Err(ConfigError::NegativeClockSkew);
         }
         if self.ingest.max_event_bytes > self.http.max_body_bytes {
-            return Err("the event size limit must not exceed the body limit".into());
+            return Err(ConfigError::EventLargerThanBody);
         }
-        if self.queue.redis_url.is_some() {
-            self.queue.validate_redis()?;
+        if self.queue.redis.url.is_some() {
+            self.queue.redis.validate()?;
         }
         Ok(())
     }
 
-    /// A configuration for tests: every default, the given database, auth on.
+    /// A configuration for tests: every default (the journal, as in production), the
+    /// given database, port 0, auth on. Only with the `test-util` feature.
+    #[cfg(any(test, feature = "test-util"))]
     pub fn for_tests(database_url: &str) -> Self {
         use clap::Parser;
         #[derive(Parser)]
@@ -264,7 +390,8 @@ impl ServeConfig {
         let mut c = Wrapper::parse_from(["eye-server"]).config;
         c.store.database_url = database_url.to_owned();
         c.http.bind = ([127, 0, 0, 1], 0).into();
-        // Tests read what they just sent; the journal has tests of its own.
+        // Tests that read what they just sent wait for it; until every suite does,
+        // the default here is the store-ack path.
         c.queue.ack_after = AckAfter::Store;
         c
     }

@@ -76,7 +76,8 @@ pub enum ApiError {
     /// The key lacks the scope (403 `forbidden`).
     #[error("forbidden: needs scope {0:?}")]
     Forbidden(Scope),
-    /// The queue cannot take events now (503 with `Retry-After`): retry later.
+    /// The queue cannot take events now, or the store is busy or unreachable (503 with
+    /// `Retry-After`): retry later.
     #[error("unavailable: {0}")]
     Unavailable(String),
     /// Anything else (500, opaque body, cause logged).
@@ -101,8 +102,15 @@ impl From<QueueError> for ApiError {
 }
 
 impl From<StoreError> for ApiError {
+    /// A store that is busy, locked or unreachable ([`StoreError::is_transient`]) is a
+    /// 503 with `Retry-After`: the same request can succeed in a moment. Anything else
+    /// is a 500.
     fn from(e: StoreError) -> Self {
-        ApiError::Internal(e.to_string())
+        if e.is_transient() {
+            ApiError::Unavailable(e.to_string())
+        } else {
+            ApiError::Internal(e.to_string())
+        }
     }
 }
 

@@ -8,11 +8,7 @@
 
 /// Returns free heap memory to the operating system (`malloc_trim(0)` with glibc;
 /// nothing elsewhere). Costs a few milliseconds: call it when idle, not per request.
-///
-/// ```
-/// eye_server::memory::trim();
-/// ```
-pub fn trim() {
+pub(crate) fn trim() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     #[allow(unsafe_code)]
     // SAFETY: `malloc_trim` takes no pointers and touches only the allocator's own

@@ -4,7 +4,7 @@
 //! the same handle, so tests that build many routers share one registry. Counters are
 //! recorded where the thing happens:
 //!
-//! - ingest: [`MeteredQueue`] wraps whatever [`Queue`] the server runs and counts every
+//! - ingest: [`crate::queue::metered::MeteredQueue`] wraps whatever queue the server runs and counts every
 //!   message it is handed (accepted events by type, rejected events by error code), the
 //!   size of each enqueue and how long it took (in embedded mode, the time to commit);
 //! - the store: [`batch_committed`] after each transaction;
@@ -12,7 +12,11 @@
 //!   dead-lettered messages included);
 //! - HTTP: [`track_http`], a middleware labelled by the matched route (never the raw
 //!   path, so `/events/{id}` is one series and unknown paths are `unmatched`);
-//! - at scrape time ([`render`]): queue backlog and store size.
+//! - at scrape time (`GET /metrics`, in [`crate::routes::metrics`]): queue backlog and
+//!   store size.
+//!
+//! This module is a leaf: it knows metric names and the recorder, nothing of the
+//! queue, the store or the state, so all of them may record.
 //!
 //! | metric | type | labels |
 //! |---|---|---|
@@ -31,11 +35,8 @@
 //! | `eye_http_requests_total` | counter | `method`, `route`, `status` |
 //! | `eye_http_request_duration_seconds` | histogram | `method`, `route`, `status` |
 //!
-//! The ingest handler and the embedded queue add `eye_ingest_events_total{outcome}`,
-//! `eye_errors_log_dropped_total` and `eye_commit_group_messages`; the Redis queue
-//! `eye_queue_enqueued_total` and `eye_queue_rejected_total{reason}`; the Redis worker
-//! `eye_worker_{stored,duplicates,errors_logged,dead_lettered,claimed,failures,
-//! store_failures}_total` and `eye_worker_batch_seconds`. The README lists them all.
+//! The ingest handler, the embedded queues, the Redis queue and the worker add the
+//! rest; [`names`] lists every one, and every call site uses those constants.
 //!
 //! ```
 //! let handle = eye_server::metrics::install();
@@ -43,19 +44,14 @@
 //! assert!(handle.render().contains("eye_events_stored_total"));
 //! ```
 
-use std::sync::{Arc, OnceLock};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use async_trait::async_trait;
-use axum::extract::{MatchedPath, Request, State};
-use axum::http::{HeaderValue, header};
+use axum::extract::{MatchedPath, Request};
 use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
-use metrics::{counter, gauge, histogram};
+use axum::response::Response;
+use metrics::{counter, histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
-
-use crate::queue::{Message, Queue, QueueError};
-use crate::state::AppState;
 
 /// Every metric name, so producers and tests spell them alike.
 pub mod names {
@@ -86,6 +82,34 @@ pub mod names {
     /// Messages the Redis worker moved to the dead-letter stream (counted by the
     /// worker).
     pub const WORKER_DEAD_LETTERED: &str = "eye_worker_dead_lettered_total";
+    /// Events received at ingest, by `outcome` (`accepted`, `rejected`).
+    pub const INGEST_EVENTS: &str = "eye_ingest_events_total";
+    /// Rejected events the errors log could not take (the queue refused them).
+    pub const ERRORS_LOG_DROPPED: &str = "eye_errors_log_dropped_total";
+    /// Messages per group the embedded queues commit (journal store task, group commit).
+    pub const COMMIT_GROUP_MESSAGES: &str = "eye_commit_group_messages";
+    /// Messages per append of the journal's group-commit writer.
+    pub const JOURNAL_GROUP_MESSAGES: &str = "eye_journal_group_messages";
+    /// Messages the journal's store task wrote to its dead-letter file.
+    pub const JOURNAL_DEAD_LETTERS: &str = "eye_journal_dead_letters_total";
+    /// Messages the Redis queue appended.
+    pub const QUEUE_ENQUEUED: &str = "eye_queue_enqueued_total";
+    /// Messages the Redis queue refused, by `reason`.
+    pub const QUEUE_REJECTED: &str = "eye_queue_rejected_total";
+    /// Events the Redis worker newly stored.
+    pub const WORKER_STORED: &str = "eye_worker_stored_total";
+    /// Redelivered events the Redis worker found already stored.
+    pub const WORKER_DUPLICATES: &str = "eye_worker_duplicates_total";
+    /// Rejected events the Redis worker recorded in the errors log.
+    pub const WORKER_ERRORS_LOGGED: &str = "eye_worker_errors_logged_total";
+    /// Entries the Redis worker claimed from other consumers.
+    pub const WORKER_CLAIMED: &str = "eye_worker_claimed_total";
+    /// Worker loop steps that failed (Redis or the store).
+    pub const WORKER_FAILURES: &str = "eye_worker_failures_total";
+    /// Entries the worker could not store (they stay pending).
+    pub const WORKER_STORE_FAILURES: &str = "eye_worker_store_failures_total";
+    /// Time from reading a batch to its acknowledgement.
+    pub const WORKER_BATCH_SECONDS: &str = "eye_worker_batch_seconds";
     /// Size of the SQLite database in bytes, sampled at scrape time.
     pub const STORE_BYTES: &str = "eye_store_bytes";
     /// HTTP requests by `method`, matched `route` and `status`.
@@ -160,107 +184,6 @@ pub fn message_dropped(reason: &'static str, n: u64) {
     counter!(names::QUEUE_DROPPED, "reason" => reason).increment(n);
 }
 
-/// What an enqueue carries, by metric label: taken before the messages move into the
-/// queue, counted once the queue took them.
-enum Tally {
-    Accepted(eye_core::EventType),
-    Rejected(Vec<&'static str>),
-}
-
-fn tally(messages: &[Message]) -> Vec<Tally> {
-    messages
-        .iter()
-        .map(|m| match m {
-            Message::EventV1(accepted) => Tally::Accepted(accepted.event.event_type()),
-            Message::RejectedV1(rejected) => {
-                let mut codes: Vec<&'static str> =
-                    rejected.errors.iter().map(|e| e.code.as_str()).collect();
-                codes.sort_unstable();
-                codes.dedup();
-                Tally::Rejected(codes)
-            }
-        })
-        .collect()
-}
-
-fn count(tallies: Vec<Tally>) {
-    for t in tallies {
-        match t {
-            Tally::Accepted(t) => {
-                counter!(names::EVENTS_ACCEPTED, "category" => t.category(), "name" => t.name())
-                    .increment(1);
-            }
-            Tally::Rejected(codes) => {
-                for code in codes {
-                    counter!(names::EVENTS_REJECTED, "code" => code).increment(1);
-                }
-            }
-        }
-    }
-}
-
-/// A [`Queue`] that records metrics about everything passing through the queue it
-/// wraps; behaviour is unchanged.
-///
-/// ```
-/// # use std::sync::Arc;
-/// # fn wrap(queue: Arc<dyn eye_server::queue::Queue>) -> Arc<dyn eye_server::queue::Queue> {
-/// eye_server::metrics::MeteredQueue::wrap(queue)
-/// # }
-/// ```
-pub struct MeteredQueue {
-    inner: Arc<dyn Queue>,
-}
-
-impl MeteredQueue {
-    /// Wraps `inner`.
-    pub fn wrap(inner: Arc<dyn Queue>) -> Arc<dyn Queue> {
-        Arc::new(Self { inner })
-    }
-}
-
-#[async_trait]
-impl Queue for MeteredQueue {
-    async fn enqueue(&self, messages: Vec<Message>) -> Result<(), QueueError> {
-        let n = messages.len();
-        let tallies = tally(&messages);
-        let start = Instant::now();
-        let result = self.inner.enqueue(messages).await;
-        let outcome = match &result {
-            Ok(()) => {
-                count(tallies);
-                "ok"
-            }
-            Err(QueueError::Full { .. }) => "full",
-            Err(QueueError::Unavailable(_)) => "unavailable",
-            Err(QueueError::ShuttingDown) => "shutting_down",
-        };
-        if outcome != "ok" {
-            message_dropped(outcome, n as u64);
-        }
-        histogram!(names::ENQUEUE_BATCH_SIZE).record(n as f64);
-        histogram!(names::ENQUEUE_DURATION, "outcome" => outcome)
-            .record(start.elapsed().as_secs_f64());
-        result
-    }
-
-    async fn backlog(&self) -> Result<u64, QueueError> {
-        self.inner.backlog().await
-    }
-
-    async fn ready(&self) -> Result<(), QueueError> {
-        self.inner.ready().await
-    }
-
-    fn kind(&self) -> &'static str {
-        self.inner.kind()
-    }
-
-    async fn close(&self) {
-        self.inner.close().await;
-    }
-}
-
 /// Middleware: counts every request and its latency by method, matched route and
 /// status. Add it with `Router::layer(axum::middleware::from_fn(track_http))` so the
 /// matched route is known.
@@ -282,35 +205,4 @@ pub async fn track_http(request: Request, next: Next) -> Response {
     counter!(names::HTTP_REQUESTS, &labels).increment(1);
     histogram!(names::HTTP_DURATION, &labels).record(start.elapsed().as_secs_f64());
     response
-}
-
-/// Samples the gauges (queue backlog, store size) and renders every metric in the
-/// Prometheus text format.
-pub async fn render(state: &AppState) -> String {
-    let handle = install();
-    match state.queue.backlog().await {
-        Ok(n) => gauge!(names::QUEUE_BACKLOG).set(n as f64),
-        Err(e) => tracing::warn!(error = %e, "cannot read the queue backlog for /metrics"),
-    }
-    if let Ok(size) = state.store.store_size().await {
-        gauge!(names::STORE_BYTES).set(size.database_bytes as f64);
-    }
-    handle.render()
-}
-
-/// `GET /metrics`: Prometheus text format. Unauthenticated, like most exporters; it
-/// carries counts, never event data.
-pub async fn metrics_handler(State(state): State<AppState>) -> impl IntoResponse {
-    (
-        [(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
-        )],
-        render(&state).await,
-    )
-}
-
-/// `GET /metrics`.
-pub fn router() -> axum::Router<AppState> {
-    axum::Router::new().route("/metrics", axum::routing::get(metrics_handler))
 }

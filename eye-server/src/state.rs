@@ -3,7 +3,7 @@
 use std::ops::Deref;
 use std::sync::Arc;
 
-use crate::auth::Authenticator;
+use crate::auth::{Authenticator, HasAuthenticator};
 use crate::clock::SharedClock;
 use crate::config::ServeConfig;
 use crate::queue::Queue;
@@ -41,5 +41,11 @@ impl Deref for AppState {
 
     fn deref(&self) -> &Services {
         &self.0
+    }
+}
+
+impl HasAuthenticator for AppState {
+    fn authenticator(&self) -> &Authenticator {
+        &self.auth
     }
 }

@@ -19,11 +19,12 @@
 //! then starts the next: at most one batch is in flight, and nothing is acknowledged
 //! before its commit. Claims, retries and dead letters take the serial path.
 //!
-//! A batch the store refuses because of its data is retried message by message, so one
-//! bad message cannot hold back the others; the ones that still fail stay pending and
-//! come back through step 1. A batch the store refuses because of itself (busy, locked,
-//! I/O error, full disk: [`StoreError::is_transient`]) is not split: the worker backs
-//! off.
+//! Writes follow the one fallback rule of [`crate::sink`]: a batch the store refuses
+//! because of its data is retried message by message, so one bad message cannot hold
+//! back the others; the ones that still fail stay pending and come back through the
+//! first step. A batch the store refuses because of itself (busy, locked, I/O error,
+//! full disk: [`crate::store::StoreError::is_transient`]) is not split: the worker
+//! backs off.
 //!
 //! A message delivered more than `max_deliveries` times gets a last attempt on its
 //! own (acknowledged if it commits, also when it was stored before and only its
@@ -45,7 +46,8 @@
 //! # Layout
 //!
 //! - [`Worker`], [`WorkerConfig`], [`WorkerHandle`]: the loop and its control.
-//! - [`Sink`]: where messages go ([`Store`] in production, fakes in tests).
+//! - [`crate::sink::Sink`]: where messages go (the store in production); the
+//!   fallback rule for a refused batch is [`crate::sink::write_with_fallback`].
 //! - `worker/config.rs`: [`WorkerConfig`].
 //! - `worker/stream.rs`: the Redis commands of one consumer.
 //! - `worker/entry.rs`: decoding stream entries and building dead-letter records.
@@ -57,8 +59,6 @@ mod stream;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use anyhow::Context;
-use async_trait::async_trait;
 use redis::aio::ConnectionManager;
 use redis::streams::StreamId;
 use tokio::sync::watch;
@@ -66,29 +66,13 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use crate::backoff::Backoff;
-use crate::config::ServeConfig;
-use crate::queue::Message;
-use crate::queue::redis::connect;
-use crate::store::{Store, StoreError, WriteOutcome};
+use crate::message::Message;
+use crate::metrics::names;
+use crate::sink::{Groups, Sink, Written, write_with_fallback};
+use crate::store::WriteOutcome;
 pub use config::WorkerConfig;
 use entry::{Decoded, dead_letter_record, decode};
 use stream::{Consumer, DeadLetter};
-
-/// Where a worker writes messages. [`Store`] is the real one; tests put a sink in
-/// front of it that fails on purpose.
-#[async_trait]
-pub trait Sink: Send + Sync + 'static {
-    /// Writes a batch in one transaction, idempotent on event id (see
-    /// [`Store::write_batch`]).
-    async fn write_batch(&self, messages: &[Message]) -> Result<WriteOutcome, StoreError>;
-}
-
-#[async_trait]
-impl Sink for Store {
-    async fn write_batch(&self, messages: &[Message]) -> Result<WriteOutcome, StoreError> {
-        Store::write_batch(self, messages).await
-    }
-}
 
 /// What a worker has done so far (also exported as metrics).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -141,29 +125,6 @@ enum StepError {
     Unavailable(String),
 }
 
-/// A failed write: why, and whether the store (not the data) is to blame.
-#[derive(Debug)]
-struct WriteError {
-    message: String,
-    transient: bool,
-}
-
-impl std::fmt::Display for WriteError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.message)
-    }
-}
-
-impl From<WriteError> for StepError {
-    fn from(e: WriteError) -> Self {
-        if e.transient {
-            Self::Unavailable(e.message)
-        } else {
-            Self::Store(e.message)
-        }
-    }
-}
-
 /// Most entries whose failed deliveries a worker remembers; past it, it forgets them
 /// all (they then count in full again, which at worst gives them their last attempt
 /// earlier).
@@ -190,8 +151,8 @@ pub struct Worker {
     in_flight: Option<InFlight>,
 }
 
-/// The outcome of a write task, with the messages handed back for a retry.
-type WriteTask = JoinHandle<(Result<WriteOutcome, StoreError>, Vec<Message>)>;
+/// A write task: the batch written by the fallback rule, its verdict per message.
+type WriteTask = JoinHandle<Written>;
 
 /// A batch whose write runs in the background; its entries are acknowledged once it
 /// committed.
@@ -270,7 +231,7 @@ impl Worker {
                         tracing::warn!(error = %e, "worker step failed; backing off until it succeeds");
                     }
                     failing = true;
-                    metrics::counter!("eye_worker_failures_total").increment(1);
+                    metrics::counter!(names::WORKER_FAILURES).increment(1);
                     tokio::select! {
                         () = backoff.wait() => {}
                         _ = stop.changed() => {}
@@ -381,12 +342,12 @@ impl Worker {
             self.next_claim = Instant::now() + self.config.claim_interval();
             // Once per scan: the number to scale workers on.
             let backlog = self.stream.backlog().await?;
-            metrics::gauge!("eye_queue_backlog", "queue" => "redis").set(backlog as f64);
+            metrics::gauge!(names::QUEUE_BACKLOG, "queue" => "redis").set(backlog as f64);
         }
         if !claimed.is_empty() {
             let n = claimed.len() as u64;
             self.stats.claimed += n;
-            metrics::counter!("eye_worker_claimed_total").increment(n);
+            metrics::counter!(names::WORKER_CLAIMED).increment(n);
             tracing::info!(consumer = %self.config.consumer, entries = n, "claimed idle pending entries");
         }
         Ok(claimed)
@@ -482,49 +443,51 @@ impl Worker {
         Ok(())
     }
 
-    /// Waits for the batch in flight to commit, then acknowledges it; on failure, keeps
-    /// its entries pending (and retries a batch refused for its data message by
-    /// message). Nothing to do when no batch is in flight.
+    /// Waits for the batch in flight to commit, then acknowledges what it stored; what
+    /// it did not store stays pending. Nothing to do when no batch is in flight.
     async fn finish_in_flight(&mut self) -> Result<(), StepError> {
         let Some(InFlight { ids, started, task }) = self.in_flight.take() else {
             return Ok(());
         };
-        let written = Self::join_write(task).await;
+        let written = Self::join_write(task, ids.len()).await;
         let result = self.settle(&ids, written).await;
         if let Err(StepError::Redis(_) | StepError::Unavailable(_)) = &result {
             self.remember_failed(ids.iter().map(String::as_str));
         }
-        metrics::histogram!("eye_worker_batch_seconds").record(started.elapsed().as_secs_f64());
+        metrics::histogram!(names::WORKER_BATCH_SECONDS).record(started.elapsed().as_secs_f64());
         result
     }
 
-    /// Acknowledges a committed batch, or deals with a failed write.
-    async fn settle(
-        &mut self,
-        ids: &[String],
-        written: (Result<WriteOutcome, WriteError>, Option<Vec<Message>>),
-    ) -> Result<(), StepError> {
-        match written {
-            (Ok(outcome), _) => {
-                self.ack(ids).await?;
-                self.count(outcome);
-            }
-            (Err(e), _) if e.transient => {
-                tracing::warn!(error = %e, entries = ids.len(), "store unavailable; the entries stay pending");
-                metrics::counter!("eye_worker_store_failures_total").increment(ids.len() as u64);
-                return Err(e.into());
-            }
-            (Err(e), Some(messages)) if messages.len() > 1 => {
-                tracing::warn!(error = %e, messages = messages.len(), "batch not stored; retrying message by message");
-                self.write_one_by_one(ids.iter().cloned().zip(messages).collect())
-                    .await?;
-            }
-            (Err(e), _) => {
-                tracing::warn!(error = %e, entries = ids.len(), "not stored; the entries stay pending and will be retried");
-                metrics::counter!("eye_worker_store_failures_total").increment(ids.len() as u64);
-            }
+    /// Acknowledges what a write stored; what the store refused stays pending (it
+    /// comes back through a claim, and after `max_deliveries` is dead-lettered). Fails
+    /// when the store was unavailable, or when it stored none of the batch (the store,
+    /// not every message, is then the likely problem), so the loop backs off.
+    async fn settle(&mut self, ids: &[String], written: Written) -> Result<(), StepError> {
+        let stored: Vec<String> = ids
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| written.stored(*i))
+            .map(|(_, id)| id.clone())
+            .collect();
+        for (i, e) in &written.refused {
+            tracing::warn!(error = %e, entry = %ids[*i], "message not stored; it stays pending and will be retried");
         }
-        Ok(())
+        let not_stored = ids.len() - stored.len();
+        if not_stored > 0 {
+            metrics::counter!(names::WORKER_STORE_FAILURES).increment(not_stored as u64);
+        }
+        if !stored.is_empty() {
+            self.ack(&stored).await?;
+        }
+        self.count(written.outcome);
+        if let Some(e) = written.unavailable {
+            tracing::warn!(error = %e, entries = not_stored, "store unavailable; the entries stay pending");
+            return Err(StepError::Unavailable(e.to_string()));
+        }
+        match written.refused.last() {
+            Some((_, e)) if stored.is_empty() => Err(StepError::Store(e.to_string())),
+            _ => Ok(()),
+        }
     }
 
     /// An entry delivered more than `max_deliveries` times gets one more attempt on its
@@ -536,55 +499,22 @@ impl Worker {
         message: Message,
         deliveries: u64,
     ) -> Result<(), StepError> {
-        let (result, message) = self.write(vec![message]).await;
-        match result {
-            Ok(outcome) => {
+        let mut written = self.write(vec![message.clone()]).await;
+        if let Some(e) = written.unavailable {
+            // The store, not the message: keep it pending and back off.
+            return Err(StepError::Unavailable(e.to_string()));
+        }
+        match written.refused.pop() {
+            None => {
                 self.ack(std::slice::from_ref(&entry.id)).await?;
-                self.count(outcome);
+                self.count(written.outcome);
                 Ok(())
             }
-            // The store, not the message: keep it pending and back off.
-            Err(e) if e.transient => Err(e.into()),
-            Err(e) => {
-                let reason = format!(
-                    "not stored after {} deliveries; last error: {e}",
-                    deliveries
-                );
-                let message = message.and_then(|mut m| m.pop());
-                self.dead_letter(&entry, message, &reason, deliveries).await
+            Some((_, e)) => {
+                let reason = format!("not stored after {deliveries} deliveries; last error: {e}");
+                self.dead_letter(&entry, Some(message), &reason, deliveries)
+                    .await
             }
-        }
-    }
-
-    /// Writes each message alone, acknowledging the ones that commit. Fails when none
-    /// does (the store, not a message, is the problem), so the loop backs off.
-    async fn write_one_by_one(&mut self, good: Vec<(String, Message)>) -> Result<(), StepError> {
-        let mut done = Vec::new();
-        let mut last_error = None;
-        for (id, message) in good {
-            match self.write(vec![message]).await {
-                (Ok(outcome), _) => {
-                    self.count(outcome);
-                    done.push(id);
-                }
-                (Err(e), _) => {
-                    tracing::warn!(error = %e, entry = %id, "message not stored; it stays pending and will be retried");
-                    metrics::counter!("eye_worker_store_failures_total").increment(1);
-                    let transient = e.transient;
-                    last_error = Some(e);
-                    if transient {
-                        // The store went away: the rest would fail the same way.
-                        break;
-                    }
-                }
-            }
-        }
-        if !done.is_empty() {
-            self.ack(&done).await?;
-        }
-        match last_error {
-            Some(e) if done.is_empty() || e.transient => Err(e.into()),
-            _ => Ok(()),
         }
     }
 
@@ -598,44 +528,37 @@ impl Worker {
         Ok(())
     }
 
-    /// Writes in a task of its own, so that a panic in the store (a poison message that
-    /// trips a bug) fails this write instead of killing the worker. Hands the messages
-    /// back (unless the write panicked) for a retry one by one.
-    async fn write(
-        &self,
-        messages: Vec<Message>,
-    ) -> (Result<WriteOutcome, WriteError>, Option<Vec<Message>>) {
-        Self::join_write(self.spawn_write(messages)).await
+    /// Writes and waits (the serial path).
+    async fn write(&self, messages: Vec<Message>) -> Written {
+        let n = messages.len();
+        Self::join_write(self.spawn_write(messages), n).await
     }
 
+    /// Writes in a task of its own, so that a panic in the store (a poison message that
+    /// trips a bug) fails this write instead of killing the worker.
     fn spawn_write(&self, messages: Vec<Message>) -> WriteTask {
         let sink = Arc::clone(&self.sink);
         tokio::spawn(async move {
-            let result = sink.write_batch(&messages).await;
-            (result, messages)
+            write_with_fallback(sink.as_ref(), &messages, Groups::EachMessage).await
         })
     }
 
-    async fn join_write(
-        task: WriteTask,
-    ) -> (Result<WriteOutcome, WriteError>, Option<Vec<Message>>) {
+    /// The write's verdict; a panic is taken as the data's fault (a message that trips
+    /// a bug): every message refused, so the entries stay pending.
+    async fn join_write(task: WriteTask, messages: usize) -> Written {
         match task.await {
-            Ok((Ok(outcome), _)) => (Ok(outcome), None),
-            Ok((Err(e), messages)) => (
-                Err(WriteError {
-                    message: e.to_string(),
-                    transient: e.is_transient(),
-                }),
-                Some(messages),
-            ),
-            // A panic is taken as the data's fault (a message that trips a bug).
-            Err(e) => (
-                Err(WriteError {
-                    message: format!("store write panicked: {e}"),
-                    transient: false,
-                }),
-                None,
-            ),
+            Ok(written) => written,
+            Err(e) => Written {
+                refused: (0..messages)
+                    .map(|i| {
+                        let error =
+                            crate::store::StoreError::Corrupt(format!("store write panicked: {e}"));
+                        (i, error)
+                    })
+                    .collect(),
+                settled: messages,
+                ..Written::default()
+            },
         }
     }
 
@@ -643,9 +566,9 @@ impl Worker {
         self.stats.stored += outcome.inserted;
         self.stats.duplicates += outcome.duplicates;
         self.stats.errors_logged += outcome.errors_logged;
-        metrics::counter!("eye_worker_stored_total").increment(outcome.inserted);
-        metrics::counter!("eye_worker_duplicates_total").increment(outcome.duplicates);
-        metrics::counter!("eye_worker_errors_logged_total").increment(outcome.errors_logged);
+        metrics::counter!(names::WORKER_STORED).increment(outcome.inserted);
+        metrics::counter!(names::WORKER_DUPLICATES).increment(outcome.duplicates);
+        metrics::counter!(names::WORKER_ERRORS_LOGGED).increment(outcome.errors_logged);
     }
 
     /// Records the entry in the errors log, then moves it to the dead-letter stream
@@ -659,10 +582,15 @@ impl Worker {
         deliveries: u64,
     ) -> Result<(), StepError> {
         let (record, raw) = dead_letter_record(&self.config.keys.stream, entry, message, reason);
-        self.write(vec![record])
-            .await
-            .0
-            .map_err(|e| StepError::Unavailable(format!("cannot record a dead letter: {e}")))?;
+        let written = self.write(vec![record]).await;
+        if let Some(e) = written
+            .unavailable
+            .or(written.refused.into_iter().next().map(|(_, e)| e))
+        {
+            return Err(StepError::Unavailable(format!(
+                "cannot record a dead letter: {e}"
+            )));
+        }
         self.stream
             .move_to_dead(DeadLetter {
                 entry_id: &entry.id,
@@ -674,29 +602,8 @@ impl Worker {
             .await?;
         self.failed_deliveries.remove(&entry.id);
         self.stats.dead_lettered += 1;
-        metrics::counter!("eye_worker_dead_lettered_total").increment(1);
+        metrics::counter!(names::WORKER_DEAD_LETTERED).increment(1);
         tracing::error!(entry = %entry.id, %reason, deliveries, dead_letter_stream = %self.stream.keys().dead, "message dead-lettered");
         Ok(())
     }
-}
-
-/// Runs a worker only (`eye-server worker`), until SIGINT or SIGTERM; the current batch
-/// is finished before it exits.
-pub async fn run_standalone(config: ServeConfig) -> anyhow::Result<()> {
-    config.validate().map_err(anyhow::Error::msg)?;
-    let Some(url) = config.queue.redis_url.as_deref() else {
-        anyhow::bail!("`eye-server worker` needs a Redis queue: set --redis-url or EYE_REDIS_URL");
-    };
-    let store = Store::open_with(&config.store.database_url, config.sqlite_synchronous())
-        .await
-        .with_context(|| format!("opening the store at {}", config.store.database_url))?;
-    let worker_config = WorkerConfig::from_queue_config(&config.queue);
-    let conn = connect(url, worker_config.response_timeout()).context("invalid Redis URL")?;
-    let shutdown = crate::server::shutdown_signal();
-    let handle = Worker::new(conn, Arc::new(store.clone()), worker_config).spawn();
-    shutdown.await;
-    let stats = handle.stop().await;
-    store.close().await;
-    tracing::info!(?stats, "worker exited cleanly");
-    Ok(())
 }

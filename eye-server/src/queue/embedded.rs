@@ -17,7 +17,10 @@ use tokio::sync::{Mutex, mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use super::{Message, Queue, QueueError};
+use super::{Queue, QueueError};
+use crate::message::Message;
+use crate::metrics::names;
+use crate::sink::{Groups, write_with_fallback};
 use crate::store::Store;
 
 /// Most handler requests waiting for the writer at once; past it, ingest answers 503.
@@ -123,7 +126,7 @@ impl Queue for EmbeddedQueue {
     }
 
     fn kind(&self) -> &'static str {
-        "embedded"
+        "group_commit"
     }
 
     async fn close(&self) {
@@ -191,48 +194,43 @@ async fn writer_loop(
     tracing::info!("embedded queue drained");
 }
 
-/// Writes a group in one transaction. If that fails because of the data, writes each
-/// job on its own so one job's failure cannot fail the others, and answers each job
-/// with its own outcome; if it fails because of the store (busy, locked, I/O), fails
-/// every job at once.
+/// Writes a group in one transaction, following the fallback rule of [`crate::sink`]:
+/// if the store refuses it because of the data, each job (one request) is written on
+/// its own so one job's failure cannot fail the others, and each job is answered with
+/// its own outcome; if the store itself fails (busy, locked, I/O), the jobs not yet
+/// written are answered with the failure at once (503, nothing of theirs stored).
 async fn commit_group(store: &Store, group: Vec<Job>, backlog: &AtomicU64) {
     let size: usize = group.iter().map(|j| j.messages.len()).sum();
     let mut messages = Vec::with_capacity(size);
     let mut waiters = Vec::with_capacity(group.len());
+    let mut sizes = Vec::with_capacity(group.len());
     for job in group {
-        waiters.push((job.done, job.messages.len()));
+        waiters.push(job.done);
+        sizes.push(job.messages.len());
         messages.extend(job.messages);
     }
-    let outcome = store.write_batch(&messages).await;
-    match outcome {
-        Ok(_) => {
-            tracing::debug!(requests = waiters.len(), messages = size, "group committed");
-            metrics::histogram!("eye_commit_group_messages").record(size as f64);
-            for (done, _) in waiters {
-                let _ = done.send(Ok(()));
+    let written = write_with_fallback(store, &messages, Groups::Sizes(&sizes)).await;
+    if written.all_stored() {
+        tracing::debug!(requests = waiters.len(), messages = size, "group committed");
+        metrics::histogram!(names::COMMIT_GROUP_MESSAGES).record(size as f64);
+    }
+    if let Some(e) = &written.unavailable {
+        tracing::error!(error = %e, events = size, "group commit failed: store unavailable");
+    }
+    let mut refused = written.refused.iter().peekable();
+    for (i, done) in waiters.into_iter().enumerate() {
+        let answer = match refused.next_if(|(r, _)| *r == i) {
+            Some((_, e)) => {
+                tracing::error!(error = %e, "commit failed");
+                Err(e.to_string())
             }
-        }
-        // A busy, locked or failing store fails every part of the group the same way,
-        // each after the busy timeout: answer all of them now (503, nothing stored).
-        Err(e) if waiters.len() == 1 || e.is_transient() => {
-            tracing::error!(error = %e, events = size, "group commit failed");
-            for (done, _) in waiters {
-                let _ = done.send(Err(e.to_string()));
-            }
-        }
-        Err(e) => {
-            tracing::warn!(error = %e, jobs = waiters.len(), "group commit failed; retrying jobs one by one");
-            let mut start = 0;
-            for (done, n) in waiters {
-                let slice = &messages[start..start + n];
-                start += n;
-                let result = store.write_batch(slice).await.map(|_| ()).map_err(|e| {
-                    tracing::error!(error = %e, "commit failed");
-                    e.to_string()
-                });
-                let _ = done.send(result);
-            }
-        }
+            None if i < written.settled => Ok(()),
+            None => Err(written
+                .unavailable
+                .as_ref()
+                .map_or_else(|| "not written".to_owned(), ToString::to_string)),
+        };
+        let _ = done.send(answer);
     }
     backlog.fetch_sub(size as u64, Ordering::AcqRel);
 }
@@ -247,7 +245,7 @@ mod tests {
     use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
 
     use super::*;
-    use crate::queue::AcceptedEvent;
+    use crate::message::AcceptedEvent;
 
     fn message() -> Message {
         let event = eye_core::Event::page_view("s", "www.example.com", "/").unwrap();

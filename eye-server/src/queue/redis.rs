@@ -1,17 +1,7 @@
 //! The Redis Streams queue: many API nodes append to one stream, many workers drain it
 //! into the store as one consumer group (see [`crate::worker`]).
 //!
-//! # Keys
-//!
-//! Every key starts with the configured prefix (`--redis-prefix`, default `eye`), so
-//! several deployments, and parallel tests, can share one Redis:
-//!
-//! | key | what |
-//! |---|---|
-//! | `<prefix>:events` | the stream; one entry per [`Message`], field `m` = its JSON |
-//! | `<prefix>:dead` | the dead-letter stream (undecodable or poison messages) |
-//!
-//! The consumer group is called `workers`.
+//! Key names and the connection come from [`crate::streams`].
 //!
 //! # Guarantees
 //!
@@ -32,47 +22,16 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::aio::ConnectionManager;
 use redis::{ErrorKind, RedisError, Script};
-use tokio::sync::Mutex;
+
+use crate::backoff::Backoff;
+use crate::streams::{Keys, connect};
 use tokio::time::Instant;
 
-use super::{Message, Queue, QueueError};
+use super::{Queue, QueueError};
 use crate::config::QueueConfig;
-use crate::store::Store;
-use crate::worker::{Worker, WorkerConfig, WorkerHandle};
-
-/// The names of the Redis keys and the consumer group of one deployment.
-///
-/// ```
-/// let keys = eye_server::queue::redis::Keys::new("eye-test-1");
-/// assert_eq!(keys.stream, "eye-test-1:events");
-/// assert_eq!(keys.dead, "eye-test-1:dead");
-/// assert_eq!(keys.group, "workers");
-/// ```
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Keys {
-    /// The stream of queued messages.
-    pub stream: String,
-    /// The dead-letter stream.
-    pub dead: String,
-    /// The consumer group the workers share.
-    pub group: String,
-}
-
-impl Keys {
-    /// The keys under `prefix`.
-    pub fn new(prefix: &str) -> Self {
-        Self {
-            stream: format!("{prefix}:events"),
-            dead: format!("{prefix}:dead"),
-            group: "workers".to_owned(),
-        }
-    }
-}
-
-/// The entry field that holds a message's JSON.
-pub const MESSAGE_FIELD: &str = "m";
+use crate::message::Message;
 
 /// Appends a batch unless the backlog is full. `ARGV[1]` is the limit (0: none), the
 /// rest are the messages. Returns `{1, length}` when appended, `{0, length}` when full.
@@ -90,52 +49,6 @@ end
 return {1, len + n}
 ";
 
-/// Moves up to `ARGV[1]` entries from the dead-letter stream (`KEYS[1]`) back onto the
-/// event stream (`KEYS[2]`), atomically. Returns how many it moved.
-const REPLAY_SCRIPT: &str = r"
-local entries = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', ARGV[1])
-for _, e in ipairs(entries) do
-  local fields = e[2]
-  for i = 1, #fields, 2 do
-    if fields[i] == 'm' then redis.call('XADD', KEYS[2], '*', 'm', fields[i + 1]) end
-  end
-  redis.call('XDEL', KEYS[1], e[1])
-end
-return #entries
-";
-
-/// Moves every dead-lettered message back onto the stream, for workers to try again
-/// (after a fix, or after upgrading workers that did not know a message type). Returns
-/// how many were moved. Safe to run while workers run; a message that fails again is
-/// dead-lettered again.
-///
-/// ```no_run
-/// # async fn demo() -> Result<(), redis::RedisError> {
-/// use eye_server::queue::redis::{Keys, replay_dead_letters};
-/// let moved = replay_dead_letters("redis://127.0.0.1:6379/", &Keys::new("eye")).await?;
-/// println!("{moved} messages back on the stream");
-/// # Ok(()) }
-/// ```
-pub async fn replay_dead_letters(url: &str, keys: &Keys) -> Result<u64, RedisError> {
-    let mut conn = redis::Client::open(url)?
-        .get_multiplexed_async_connection()
-        .await?;
-    let script = Script::new(REPLAY_SCRIPT);
-    let mut total = 0;
-    loop {
-        let moved: u64 = script
-            .key(&keys.dead)
-            .key(&keys.stream)
-            .arg(500)
-            .invoke_async(&mut conn)
-            .await?;
-        total += moved;
-        if moved == 0 {
-            return Ok(total);
-        }
-    }
-}
-
 /// Settings of the Redis queue, built from [`QueueConfig`].
 #[derive(Debug, Clone)]
 pub struct RedisQueueConfig {
@@ -152,27 +65,12 @@ pub struct RedisQueueConfig {
 impl From<&QueueConfig> for RedisQueueConfig {
     fn from(c: &QueueConfig) -> Self {
         Self {
-            url: c.redis_url.clone().unwrap_or_default(),
-            keys: Keys::new(&c.redis_prefix),
+            url: c.redis.url.clone().unwrap_or_default(),
+            keys: Keys::new(&c.redis.prefix),
             max_backlog: c.max_backlog,
-            enqueue_timeout: Duration::from_millis(c.redis_enqueue_timeout_ms),
+            enqueue_timeout: Duration::from_millis(c.redis.enqueue_timeout_ms),
         }
     }
-}
-
-/// Opens a connection manager: one multiplexed connection that reconnects by itself.
-/// It is created lazily, so a service starts (and reports not ready) while Redis is
-/// down. Connection attempts fail fast (few retries) so ingest can answer 503 quickly;
-/// the next command triggers the next attempt.
-pub fn connect(url: &str, response_timeout: Duration) -> Result<ConnectionManager, RedisError> {
-    let client = redis::Client::open(url)?;
-    let config = ConnectionManagerConfig::new()
-        .set_number_of_retries(1)
-        .set_min_delay(Duration::from_millis(50))
-        .set_max_delay(Duration::from_millis(500))
-        .set_connection_timeout(Some(Duration::from_secs(1)))
-        .set_response_timeout(Some(response_timeout));
-    ConnectionManager::new_lazy_with_config(client, config)
 }
 
 /// How an append attempt failed.
@@ -197,15 +95,14 @@ fn classify(e: RedisError) -> Failure {
     }
 }
 
-/// The Redis Streams queue. Cheap to share behind an `Arc`; optionally owns an
-/// embedded worker (`serve` without `--no-worker`) that [`Queue::close`] stops.
+/// The Redis Streams queue, the producer side. Cheap to share behind an `Arc`. It
+/// never starts a worker: the process wiring ([`crate::wiring`]) owns the workers it
+/// starts and stops them after the queue is closed.
 pub struct RedisQueue {
     conn: ConnectionManager,
     config: RedisQueueConfig,
     script: Script,
     closed: AtomicBool,
-    worker: Mutex<Option<WorkerHandle>>,
-    store: Option<Store>,
 }
 
 impl std::fmt::Debug for RedisQueue {
@@ -223,7 +120,8 @@ impl RedisQueue {
     /// ```no_run
     /// # async fn demo() -> anyhow::Result<()> {
     /// use eye_server::queue::Queue;
-    /// use eye_server::queue::redis::{Keys, RedisQueue, RedisQueueConfig};
+    /// use eye_server::queue::redis::{RedisQueue, RedisQueueConfig};
+    /// use eye_server::streams::Keys;
     /// let queue = RedisQueue::connect(RedisQueueConfig {
     ///     url: "redis://127.0.0.1:6379".into(),
     ///     keys: Keys::new("eye"),
@@ -240,26 +138,7 @@ impl RedisQueue {
             config,
             script: Script::new(ENQUEUE_SCRIPT),
             closed: AtomicBool::new(false),
-            worker: Mutex::new(None),
-            store: None,
         })
-    }
-
-    /// Makes [`Queue::ready`] check `store` too, so `/readyz` of an API node reports
-    /// both Redis and the store its queries read.
-    #[must_use]
-    pub fn with_store_check(mut self, store: Store) -> Self {
-        self.store = Some(store);
-        self
-    }
-
-    /// Starts a worker in this process that drains the stream into `store`; it stops
-    /// when the queue is closed.
-    pub async fn start_worker(&self, store: Store, config: WorkerConfig) -> Result<(), RedisError> {
-        let conn = connect(&self.config.url, config.response_timeout())?;
-        let handle = Worker::new(conn, std::sync::Arc::new(store), config).spawn();
-        *self.worker.lock().await = Some(handle);
-        Ok(())
     }
 
     /// The key names this queue uses.
@@ -299,7 +178,7 @@ impl Queue for RedisQueue {
             .map_err(|e| QueueError::Unavailable(format!("cannot encode a message: {e}")))?;
         let n = payloads.len() as u64;
         let deadline = Instant::now() + self.config.enqueue_timeout;
-        let mut pause = Duration::from_millis(20);
+        let mut backoff = Backoff::new(Duration::from_millis(20), Duration::from_millis(250));
         // Set once an attempt may have appended the batch: from then on only a reply
         // from Redis ends the loop, and the backlog limit no longer applies (the batch
         // may already count towards it).
@@ -313,11 +192,12 @@ impl Queue for RedisQueue {
             let attempt = tokio::time::timeout_at(deadline, self.append_once(&payloads, limit));
             let failure = match attempt.await {
                 Ok(Ok((true, _))) => {
-                    metrics::counter!("eye_queue_enqueued_total", "queue" => "redis").increment(n);
+                    metrics::counter!(crate::metrics::names::QUEUE_ENQUEUED, "queue" => "redis")
+                        .increment(n);
                     return Ok(());
                 }
                 Ok(Ok((false, backlog))) => {
-                    metrics::counter!("eye_queue_rejected_total", "queue" => "redis", "reason" => "full")
+                    metrics::counter!(crate::metrics::names::QUEUE_REJECTED, "queue" => "redis", "reason" => "full")
                         .increment(n);
                     return Err(QueueError::Full {
                         backlog,
@@ -329,7 +209,7 @@ impl Queue for RedisQueue {
             };
             match failure {
                 Failure::NotApplied(e) if !maybe_appended => {
-                    metrics::counter!("eye_queue_rejected_total", "queue" => "redis", "reason" => "unavailable")
+                    metrics::counter!(crate::metrics::names::QUEUE_REJECTED, "queue" => "redis", "reason" => "unavailable")
                         .increment(n);
                     return Err(QueueError::Unavailable(e.to_string()));
                 }
@@ -341,8 +221,8 @@ impl Queue for RedisQueue {
                     tracing::debug!(error = %why, "append outcome unknown; retrying");
                 }
             }
-            if Instant::now() + pause >= deadline {
-                metrics::counter!("eye_queue_rejected_total", "queue" => "redis", "reason" => "unknown_outcome")
+            if Instant::now() + backoff.peek() >= deadline {
+                metrics::counter!(crate::metrics::names::QUEUE_REJECTED, "queue" => "redis", "reason" => "unknown_outcome")
                     .increment(n);
                 tracing::warn!(
                     events = n,
@@ -352,8 +232,7 @@ impl Queue for RedisQueue {
                     "Redis did not confirm the append in time".into(),
                 ));
             }
-            tokio::time::sleep(pause).await;
-            pause = (pause * 2).min(Duration::from_millis(250));
+            backoff.wait().await;
         }
     }
 
@@ -379,12 +258,6 @@ impl Queue for RedisQueue {
             Ok(Err(e)) => return Err(QueueError::Unavailable(format!("redis: {e}"))),
             Err(_) => return Err(QueueError::Unavailable("redis: ping timed out".into())),
         }
-        if let Some(store) = &self.store {
-            store
-                .ping()
-                .await
-                .map_err(|e| QueueError::Unavailable(format!("store: {e}")))?;
-        }
         Ok(())
     }
 
@@ -393,11 +266,7 @@ impl Queue for RedisQueue {
     }
 
     async fn close(&self) {
-        // Every accepted message is already in Redis; only an embedded worker needs
-        // to finish its batch.
+        // Every accepted message is already in Redis: nothing to drain.
         self.closed.store(true, Ordering::Release);
-        if let Some(worker) = self.worker.lock().await.take() {
-            worker.stop().await;
-        }
     }
 }

@@ -22,7 +22,11 @@ async fn healthz() -> Json<Value> {
 
 async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
     let queue = state.queue.kind();
-    match state.queue.ready().await {
+    let ready = match state.queue.ready().await {
+        Ok(()) => state.store.ping().await.map_err(|e| format!("store: {e}")),
+        Err(e) => Err(e.to_string()),
+    };
+    match ready {
         Ok(()) => {
             let backlog = state.queue.backlog().await.unwrap_or(0);
             (

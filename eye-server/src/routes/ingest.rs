@@ -30,7 +30,7 @@ use uuid::Uuid;
 
 use crate::auth::{Caller, IngestCaller};
 use crate::error::ApiError;
-use crate::queue::{AcceptedEvent, MAX_LOGGED_PAYLOAD, Message, RejectedEvent};
+use crate::message::{AcceptedEvent, MAX_LOGGED_PAYLOAD, Message, RejectedEvent};
 use crate::state::AppState;
 
 /// `POST /events` and `POST /events/`.
@@ -253,18 +253,18 @@ async fn respond(state: &AppState, parsed: Parsed) -> Result<Response, ApiError>
 async fn log_rejections(state: &AppState, messages: Vec<Message>) {
     let n = messages.len();
     if let Err(e) = state.queue.enqueue(messages).await {
-        metrics::counter!("eye_errors_log_dropped_total").increment(n as u64);
+        metrics::counter!(crate::metrics::names::ERRORS_LOG_DROPPED).increment(n as u64);
         tracing::warn!(error = %e, rejected = n, "could not record rejected events in the errors log");
     }
 }
 
 fn count(accepted: usize, rejected: usize) {
     if accepted > 0 {
-        metrics::counter!("eye_ingest_events_total", "outcome" => "accepted")
+        metrics::counter!(crate::metrics::names::INGEST_EVENTS, "outcome" => "accepted")
             .increment(accepted as u64);
     }
     if rejected > 0 {
-        metrics::counter!("eye_ingest_events_total", "outcome" => "rejected")
+        metrics::counter!(crate::metrics::names::INGEST_EVENTS, "outcome" => "rejected")
             .increment(rejected as u64);
     }
 }

@@ -24,6 +24,7 @@ pub mod events;
 pub mod health;
 pub mod ingest;
 pub mod listing;
+pub mod metrics;
 pub mod sessions;
 
 use axum::Router;
@@ -54,7 +55,7 @@ pub fn router(state: AppState) -> Router {
         .merge(health::router())
         .merge(crate::openapi::router())
         .merge(crate::web::router())
-        .merge(crate::metrics::router())
+        .merge(metrics::router())
         .fallback(not_found)
         // Browsers get the JSON answers above as HTML pages (needs the matched route).
         .layer(axum::middleware::from_fn_with_state(

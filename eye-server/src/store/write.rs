@@ -8,7 +8,7 @@ use super::events::{SqlQuery, WriteOutcome};
 use super::rows::{distinct_codes, hour_of, to_micros};
 use super::tree::{bucket_of, fine_widths};
 use super::{Store, StoreError};
-use crate::queue::{AcceptedEvent, Message, RejectedEvent};
+use crate::message::{AcceptedEvent, Message, RejectedEvent};
 
 /// Rows per multi-row `INSERT`: 8 columns each, far below SQLite's 32,766 variables,
 /// and large enough that statement overhead is small.

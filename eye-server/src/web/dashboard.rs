@@ -158,7 +158,7 @@ fn bytes(n: u64) -> String {
 /// use eye_server::web::dashboard::{DashboardStats, QueueStatus, render};
 /// let stats = DashboardStats { hours: vec![], totals: [3, 2, 1], newest_sessions: vec![],
 ///     newest_errors: vec![], error_count: 0, store_bytes: 4096 };
-/// let queue = QueueStatus { kind: "embedded", backlog: Some(0) };
+/// let queue = QueueStatus { kind: "journal", backlog: Some(0) };
 /// let html = render(&stats, &queue, None).into_string();
 /// assert!(html.contains("4.0 KiB"));
 /// assert!(html.contains("<svg"));

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use crate::config::QueueConfig;
-use crate::queue::redis::Keys;
+use crate::streams::Keys;
 
 /// How many reads of `batch` entries one transaction may hold under a backlog: a
 /// drain of 200,000 events into SQLite (`synchronous=FULL`, 10,000 sessions) cost
@@ -50,19 +50,20 @@ impl WorkerConfig {
     /// assert!(worker.consumer.ends_with(&std::process::id().to_string()));
     /// ```
     pub fn from_queue_config(c: &QueueConfig) -> Self {
-        let batch = c.commit_batch.max(1);
+        let batch = c.commit.batch.max(1);
         Self {
-            keys: Keys::new(&c.redis_prefix),
+            keys: Keys::new(&c.redis.prefix),
             consumer: c
+                .redis
                 .consumer_name
                 .clone()
                 .unwrap_or_else(default_consumer_name),
             batch,
             max_commit: batch.saturating_mul(READ_AHEAD_BATCHES),
-            block: Duration::from_millis(c.redis_block_ms),
-            claim_idle: Duration::from_millis(c.claim_idle_ms),
-            max_deliveries: c.max_deliveries.max(1),
-            dead_letter_maxlen: c.redis_dead_letter_maxlen,
+            block: Duration::from_millis(c.redis.block_ms),
+            claim_idle: Duration::from_millis(c.redis.claim_idle_ms),
+            max_deliveries: c.redis.max_deliveries.max(1),
+            dead_letter_maxlen: c.redis.dead_letter_maxlen,
             forget_consumers_after: Duration::from_secs(3600),
         }
     }

@@ -7,8 +7,8 @@ use redis::streams::StreamId;
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-use crate::queue::redis::MESSAGE_FIELD;
-use crate::queue::{MAX_LOGGED_PAYLOAD, Message, RejectedEvent};
+use crate::message::{MAX_LOGGED_PAYLOAD, Message, RejectedEvent};
+use crate::streams::MESSAGE_FIELD;
 
 /// What an entry holds.
 pub(super) enum Decoded {

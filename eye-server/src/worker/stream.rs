@@ -7,7 +7,7 @@ use redis::RedisError;
 use redis::aio::ConnectionManager;
 use redis::streams::{StreamAutoClaimReply, StreamId, StreamPendingCountReply, StreamReadReply};
 
-use crate::queue::redis::{Keys, MESSAGE_FIELD};
+use crate::streams::{Keys, MESSAGE_FIELD};
 
 /// Removes consumers with nothing pending that have been idle at least `ARGV[2]` ms,
 /// except `ARGV[3]` (the caller). Atomic, so a consumer cannot receive entries between

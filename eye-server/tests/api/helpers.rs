@@ -4,10 +4,10 @@
 use std::net::SocketAddr;
 
 use eye_server::auth::create_app_with_key;
-use eye_server::cli::build_state;
 use eye_server::config::ServeConfig;
 use eye_server::state::AppState;
 use eye_server::store::{Scopes, Store};
+use eye_server::wiring::Node;
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE};
 use serde_json::{Value, json};
 use tempfile::TempDir;
@@ -43,14 +43,15 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut ServeConfig)) -> TestApp
     let database_url = format!("sqlite://{}", dir.path().join("eye.db").display());
     let mut config = ServeConfig::for_tests(&database_url);
     configure(&mut config);
-    let state = build_state(config).await.expect("state");
+    let node = Node::start(config).await.expect("state");
+    let state = node.state.clone();
     let key = create_key(&state.store, "tests", Scopes::ALL).await;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
     let addr: SocketAddr = listener.local_addr().expect("addr");
     let (stop, stopped) = oneshot::channel::<()>();
-    let server = tokio::spawn(eye_server::server::run(listener, state.clone(), async {
+    let server = tokio::spawn(node.serve(listener, async {
         let _ = stopped.await;
     }));
     TestApp {

@@ -1,6 +1,8 @@
 //! `/healthz` and `/readyz`.
 
-use crate::helpers::spawn_app;
+use eye_server::config::AckAfter;
+
+use crate::helpers::{spawn_app, spawn_app_with};
 
 #[tokio::test]
 async fn healthz_is_ok() {
@@ -10,11 +12,20 @@ async fn healthz_is_ok() {
 }
 
 #[tokio::test]
-async fn readyz_reports_the_queue_and_its_backlog() {
-    let app = spawn_app().await;
+async fn readyz_names_the_journal_queue_in_the_default_mode() {
+    let app = spawn_app_with(|c| c.queue.ack_after = AckAfter::Journal).await;
     let body = app.get_json("/readyz", 200).await;
     assert_eq!(body["status"], "ready");
-    assert_eq!(body["queue"], "embedded");
+    assert_eq!(body["queue"], "journal");
+    assert_eq!(body["backlog"], 0);
+}
+
+#[tokio::test]
+async fn readyz_names_the_group_commit_queue_with_ack_after_store() {
+    let app = spawn_app_with(|c| c.queue.ack_after = AckAfter::Store).await;
+    let body = app.get_json("/readyz", 200).await;
+    assert_eq!(body["status"], "ready");
+    assert_eq!(body["queue"], "group_commit");
     assert_eq!(body["backlog"], 0);
 }
 

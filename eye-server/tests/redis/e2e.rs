@@ -12,7 +12,7 @@ use uuid::Uuid;
 
 use crate::harness::{RedisServer, TestRedis, conn, eventually};
 use crate::process::{Deployment, stored_ids};
-use eye_server::queue::redis::Keys;
+use eye_server::streams::Keys;
 
 /// What a POST /events got.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -14,10 +14,12 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use chrono::Utc;
 use eye_core::Event;
-use eye_server::queue::redis::{Keys, RedisQueue, RedisQueueConfig};
-use eye_server::queue::{AcceptedEvent, Message};
+use eye_server::message::{AcceptedEvent, Message};
+use eye_server::queue::redis::{RedisQueue, RedisQueueConfig};
+use eye_server::sink::Sink;
 use eye_server::store::{StoreError, WriteOutcome};
-use eye_server::worker::{Sink, Worker, WorkerConfig};
+use eye_server::streams::Keys;
+use eye_server::worker::{Worker, WorkerConfig};
 use redis::AsyncCommands;
 use uuid::Uuid;
 
@@ -224,7 +226,7 @@ pub struct MemorySink {
 #[derive(Default)]
 struct MemoryInner {
     events: HashMap<Uuid, u64>,
-    errors: Vec<eye_server::queue::RejectedEvent>,
+    errors: Vec<eye_server::message::RejectedEvent>,
 }
 
 impl MemorySink {
@@ -242,7 +244,7 @@ impl MemorySink {
     }
 
     /// The errors log.
-    pub fn errors(&self) -> Vec<eye_server::queue::RejectedEvent> {
+    pub fn errors(&self) -> Vec<eye_server::message::RejectedEvent> {
         self.lock().errors.clone()
     }
 
@@ -396,8 +398,7 @@ pub fn start_worker(
     sink: Arc<MemorySink>,
 ) -> eye_server::worker::WorkerHandle {
     let config = worker_config(prefix, consumer);
-    let conn =
-        eye_server::queue::redis::connect(url, config.response_timeout()).expect("a valid URL");
+    let conn = eye_server::streams::connect(url, config.response_timeout()).expect("a valid URL");
     Worker::new(conn, sink, config).spawn()
 }
 

@@ -7,10 +7,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use eye_server::queue::redis::{Keys, connect};
-use eye_server::queue::{Message, Queue};
+use eye_server::message::Message;
+use eye_server::queue::Queue;
+use eye_server::sink::Sink;
 use eye_server::store::{Store, StoreError, Synchronous, WriteOutcome};
-use eye_server::worker::{Sink, Worker, WorkerConfig, WorkerHandle};
+use eye_server::streams::{Keys, connect};
+use eye_server::worker::{Worker, WorkerConfig, WorkerHandle};
 use redis::AsyncCommands;
 use tokio::sync::Semaphore;
 

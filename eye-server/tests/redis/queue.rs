@@ -4,8 +4,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use eye_server::queue::redis::Keys;
-use eye_server::queue::{Message, Queue, QueueError};
+use eye_server::message::Message;
+use eye_server::queue::{Queue, QueueError};
+use eye_server::streams::Keys;
 
 use crate::harness::{
     MemorySink, RedisServer, TestRedis, accepted, eventually, queue, start_worker, unique_prefix,

@@ -4,8 +4,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use eye_server::queue::redis::Keys;
-use eye_server::queue::{Message, Queue};
+use eye_server::message::Message;
+use eye_server::queue::Queue;
+use eye_server::streams::Keys;
 use eye_server::worker::Worker;
 use redis::AsyncCommands;
 
@@ -312,7 +313,7 @@ async fn idle_consumers_with_nothing_pending_are_removed_and_those_holding_entri
     let mut config = worker_config(&prefix, "w");
     config.claim_idle = Duration::from_secs(3600);
     config.forget_consumers_after = Duration::from_millis(200);
-    let conn_w = eye_server::queue::redis::connect(&url, config.response_timeout()).expect("URL");
+    let conn_w = eye_server::streams::connect(&url, config.response_timeout()).expect("URL");
 
     // Act
     let w = Worker::new(conn_w, MemorySink::failing_on([]), config).spawn();
@@ -453,7 +454,7 @@ async fn entries_stored_but_never_acknowledged_past_max_deliveries_are_acknowled
     let ids: std::collections::HashSet<_> = events.iter().map(|e| e.id).collect();
     let messages: Vec<_> = events.into_iter().map(Message::EventV1).collect();
     let sink = MemorySink::failing_on([]);
-    eye_server::worker::Sink::write_batch(&*sink, &messages)
+    eye_server::sink::Sink::write_batch(&*sink, &messages)
         .await
         .expect("stored");
     let mut c = conn(&url).await;
@@ -523,7 +524,7 @@ async fn replaying_dead_letters_puts_them_back_on_the_stream_for_the_workers() {
     w.stop().await;
 
     // Act
-    let moved = eye_server::queue::redis::replay_dead_letters(&url, &keys)
+    let moved = eye_server::streams::replay_dead_letters(&url, &keys)
         .await
         .expect("replay");
 

@@ -12,7 +12,8 @@ use axum::{Json, Router};
 use eye_server::auth::Authenticator;
 use eye_server::clock::FixedClock;
 use eye_server::config::ServeConfig;
-use eye_server::queue::{Message, Queue, QueueError};
+use eye_server::message::Message;
+use eye_server::queue::{Queue, QueueError};
 use eye_server::state::{AppState, Services};
 use eye_server::store::Store;
 use serde_json::{Value, json};
@@ -185,16 +186,17 @@ pub async fn spawn_real() -> RealApp {
     use eye_server::store::Scopes;
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("eye.db").display());
-    let state = eye_server::cli::build_state(ServeConfig::for_tests(&url))
+    let node = eye_server::wiring::Node::start(ServeConfig::for_tests(&url))
         .await
         .unwrap();
+    let state = node.state.clone();
     let key = create_app_with_key(&state.store, "web-tests", Scopes::ALL)
         .await
         .unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(eye_server::server::run(listener, state.clone(), async {
+    let server = tokio::spawn(node.serve(listener, async {
         let _ = stopped.await;
     }));
     RealApp {

@@ -6,9 +6,9 @@ use std::time::Duration;
 
 use eye_client::{EyeClient, EyeClientBuilder, RetryPolicy};
 use eye_server::auth::create_app_with_key;
-use eye_server::cli::build_state;
 use eye_server::config::ServeConfig;
 use eye_server::store::{Scopes, Store};
+use eye_server::wiring::Node;
 use tempfile::TempDir;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -98,10 +98,10 @@ async fn serve(
 ) -> Running {
     let mut config = ServeConfig::for_tests(database_url);
     configure(&mut config);
-    let state = build_state(config).await.unwrap();
-    let store = state.store.clone();
+    let node = Node::start(config).await.unwrap();
+    let store = node.state.store.clone();
     let (stop, stopped) = oneshot::channel::<()>();
-    let task = tokio::spawn(eye_server::server::run(listener, state, async {
+    let task = tokio::spawn(node.serve(listener, async {
         let _ = stopped.await;
     }));
     Running { stop, task, store }

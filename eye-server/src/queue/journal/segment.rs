@@ -11,7 +11,7 @@ use std::fs::{self, File};
 use std::io::{self, BufReader, Read};
 use std::path::{Path, PathBuf};
 
-use crate::queue::Message;
+use crate::message::Message;
 
 /// Bytes before each payload: length and checksum.
 pub const HEADER_BYTES: u64 = 8;
@@ -24,7 +24,7 @@ const MAX_FRAME_BYTES: u32 = 64 * 1024 * 1024;
 ///
 /// ```
 /// # use eye_server::queue::journal::segment::{encode, read_frames, Frame, FrameEnd};
-/// # use eye_server::queue::{Message, AcceptedEvent};
+/// # use eye_server::message::{Message, AcceptedEvent};
 /// let event = eye_core::Event::page_view("s1", "www.example.com", "/").unwrap();
 /// let message = Message::EventV1(AcceptedEvent {
 ///     id: uuid::Uuid::now_v7(),
@@ -180,7 +180,7 @@ mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
-    use crate::queue::AcceptedEvent;
+    use crate::message::AcceptedEvent;
 
     fn message(session: &str) -> Message {
         Message::EventV1(AcceptedEvent {

@@ -27,7 +27,7 @@ use tempfile::TempDir;
 use uuid::Uuid;
 
 use super::Store;
-use crate::queue::{AcceptedEvent, Message, RejectedEvent};
+use crate::message::{AcceptedEvent, Message, RejectedEvent};
 
 /// A store in a fresh temporary directory; keep the directory alive with it.
 pub(super) async fn store() -> (Store, TempDir) {
