@@ -52,7 +52,8 @@ pub struct Failure {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 #[must_use = "the report says which events were not delivered"]
 pub struct DeliveryReport {
-    /// Stored by the server (answered 2xx and accepted).
+    /// Accepted by the server (answered 2xx): durable there, and stored once (with the
+    /// server's default journal, shortly after the answer).
     pub delivered: u64,
     /// Refused by the server's validation: see `rejections`.
     pub rejected: u64,
@@ -110,7 +111,7 @@ impl fmt::Display for DeliveryReport {
 pub struct Stats {
     /// Events `track` accepted into the buffer.
     pub tracked: u64,
-    /// Events the server stored.
+    /// Events the server accepted (answered 2xx): durable there, stored once.
     pub delivered: u64,
     /// Events the server refused.
     pub rejected: u64,
