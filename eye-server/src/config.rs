@@ -73,7 +73,8 @@ pub struct StoreConfig {
     /// SQLite `PRAGMA synchronous`: `full` fsyncs every commit, `normal` only at
     /// checkpoints (a power loss can undo the last commits). Default: `full` with a
     /// Redis queue, whose workers delete stream entries right after the commit;
-    /// `normal` with the embedded queue.
+    /// `normal` with the embedded queue. With the journal, `full` also fdatasyncs each
+    /// group of appends before answering.
     #[arg(long, env = "EYE_SQLITE_SYNCHRONOUS", value_enum)]
     pub sqlite_synchronous: Option<crate::store::Synchronous>,
 }

@@ -6,7 +6,8 @@
 //!
 //! - ingest: [`crate::queue::metered::MeteredQueue`] wraps whatever queue the server runs and counts every
 //!   message it is handed (accepted events by type, rejected events by error code), the
-//!   size of each enqueue and how long it took (in embedded mode, the time to commit);
+//!   size of each enqueue and how long it took (until appended to the journal, committed
+//!   with `--ack-after store`, or confirmed by Redis);
 //! - the store: [`batch_committed`] after each transaction;
 //! - the Redis queue and worker count their own (`eye_queue_*`, `eye_worker_*`,
 //!   dead-lettered messages included);
@@ -69,7 +70,8 @@ pub mod names {
     /// Messages per enqueue call (one per request: 1, or a batch's size).
     pub const ENQUEUE_BATCH_SIZE: &str = "eye_enqueue_batch_size";
     /// Time an enqueue took, by `outcome` (`ok`, `full`, `unavailable`,
-    /// `shutting_down`). In embedded mode this is the time until the commit.
+    /// `shutting_down`): until appended to the journal (default), committed
+    /// (`--ack-after store`) or confirmed by Redis.
     pub const ENQUEUE_DURATION: &str = "eye_enqueue_duration_seconds";
     /// Messages per store transaction.
     pub const COMMIT_BATCH_SIZE: &str = "eye_commit_batch_size";

@@ -25,8 +25,9 @@ use crate::state::AppState;
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Serves the API on `listener` until `shutdown` completes, then stops accepting,
-/// lets in-flight requests finish and drains the queue (every acknowledged event is
-/// stored before this returns, in embedded mode).
+/// lets in-flight requests finish and drains the queue (in embedded mode every
+/// acknowledged event is stored before this returns, or, if the store keeps failing
+/// while closing, left in the journal for the next start).
 pub async fn run<F>(listener: TcpListener, state: AppState, shutdown: F) -> std::io::Result<()>
 where
     F: Future<Output = ()> + Send + 'static,

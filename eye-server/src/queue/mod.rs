@@ -46,7 +46,8 @@ pub enum QueueError {
 /// The queue ingest writes to.
 #[async_trait]
 pub trait Queue: Send + Sync + 'static {
-    /// Appends messages. Returns only once they are durable (committed to the store,
+    /// Appends messages. Returns only once they are durable (appended to the journal,
+    /// committed to the store,
     /// or acknowledged by Redis); on error none of them may be considered accepted.
     async fn enqueue(&self, messages: Vec<Message>) -> Result<(), QueueError>;
 

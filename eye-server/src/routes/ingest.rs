@@ -2,8 +2,9 @@
 //!
 //! What reaches the queue is already parsed ([`eye_core::Event`]); the raw JSON of a
 //! rejected event only travels to the errors log. The handler answers once the queue
-//! says the messages are durable (committed to SQLite in embedded mode), so a 2xx is
-//! a promise:
+//! says the messages are durable (appended to the journal by default, committed to the
+//! store with `--ack-after store`, appended to the stream in Redis mode), so a 2xx is a
+//! promise:
 //!
 //! - one valid event: `201` with an [`IngestResponse`] and `Location: /events/{id}`;
 //! - one invalid event: `400 validation_failed` with every problem;
@@ -226,7 +227,8 @@ async fn respond(state: &AppState, parsed: Parsed) -> Result<Response, ApiError>
                 .count();
             let rejected = results.len() - accepted;
             if accepted > 0 {
-                // Accepted events and the batch's rejections commit together.
+                // Accepted events and the batch's rejections go to the queue in one
+                // enqueue, so they are acknowledged together.
                 state.queue.enqueue(messages).await?;
             } else {
                 log_rejections(state, messages).await;

@@ -5,10 +5,9 @@ use std::time::Duration;
 use crate::config::QueueConfig;
 use crate::streams::Keys;
 
-/// How many reads of `batch` entries one transaction may hold under a backlog: a
-/// drain of 200,000 events into SQLite (`synchronous=FULL`, 10,000 sessions) cost
-/// 52 µs of CPU per event in transactions of 1,000, 37 µs in 5,000, 30 µs in 10,000
-/// and 30 µs in 20,000 (docs/bench/redis-perf.md).
+/// How many reads of `batch` entries one transaction may hold under a backlog: larger
+/// transactions cost the store far less CPU per event, up to about 10,000 entries
+/// (docs/bench/redis-perf.md has the measurements).
 const READ_AHEAD_BATCHES: usize = 10;
 
 /// Settings of one worker.

@@ -1,18 +1,20 @@
 //! The journaled embedded queue: ingest answers once events are in an append-only
 //! journal on disk; a background task moves them into the store.
 //!
-//! Handlers encode their messages as checksummed frames and hand them to one writer
-//! thread. The writer appends whatever has gathered in one `write` (and one
-//! `fdatasync` with `--sqlite-synchronous full`), then answers every waiting handler:
-//! a 2xx means the events are in the journal, so they survive the process being
-//! killed at any moment. The store task follows the journal from disk, decodes up to
-//! `commit_batch` frames, writes them in one transaction (idempotent on event id),
+//! Handlers encode their messages as checksummed frames and append them themselves
+//! (a write to the page cache), or, with `--sqlite-synchronous full`, hand them to one
+//! group-commit thread that appends whatever has gathered in one `write` and one
+//! `fdatasync`, then answers every waiting handler. A 2xx means the events are in the
+//! journal, so they survive the process being killed at any moment (and, with `full`,
+//! a power loss). The store task follows the journal from disk, decodes up to
+//! `--journal-batch` frames, writes them in one transaction (idempotent on event id),
 //! and deletes each segment once everything in it is stored. On start-up it begins
 //! with whatever segments an earlier process left, so a crash loses nothing and
 //! stores nothing twice.
 //!
 //! Memory stays bounded whatever the backlog: the backlog lives in the journal files
-//! (at most `--max-journal-mib`), and the store task holds one batch.
+//! (at most `--max-journal-mib`), and the store task holds two batches (one being
+//! stored, one read ahead).
 //!
 //! Compared with [`super::embedded`] (`--ack-after store`), ingest no longer waits
 //! for SQLite's commit, which costs more than all the rest of a request; an event is
