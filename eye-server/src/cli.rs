@@ -6,7 +6,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::auth::create_app_with_key;
 use crate::config::{ServeConfig, StoreConfig};
-use crate::store::{Scopes, Store};
+use crate::store::Scopes;
 use crate::wiring;
 
 /// The Eye: collects user web interactions from trusted applications.
@@ -130,7 +130,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Some(Command::Worker(config)) => wiring::run_worker(*config).await,
         Some(Command::ReplayDeadLetters(config)) => wiring::replay_dead_letters(*config).await,
         Some(Command::Migrate(store)) => {
-            Store::open(&store.database_url).await?;
+            wiring::open_store_url(&store.database_url).await?;
             eprintln!("migrations applied to {}", store.database_url);
             Ok(())
         }
@@ -147,7 +147,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 async fn apps(store: &AppsStore, command: AppsCommand) -> anyhow::Result<()> {
-    let store = Store::open(&store.database_url).await?;
+    let store = wiring::open_store_url(&store.database_url).await?;
     match command {
         AppsCommand::Create { name, scope } => {
             let key = create_app_with_key(&store, &name, scope.into()).await?;

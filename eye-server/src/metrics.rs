@@ -94,6 +94,9 @@ pub mod names {
     pub const JOURNAL_GROUP_MESSAGES: &str = "eye_journal_group_messages";
     /// Messages the journal's store task wrote to its dead-letter file.
     pub const JOURNAL_DEAD_LETTERS: &str = "eye_journal_dead_letters_total";
+    /// Corrupt stretches the journal's reader skipped (each lost at least one frame;
+    /// the frames after it are stored).
+    pub const JOURNAL_CORRUPT_FRAMES: &str = "eye_journal_corrupt_frames_total";
     /// Messages the Redis queue appended.
     pub const QUEUE_ENQUEUED: &str = "eye_queue_enqueued_total";
     /// Messages the Redis queue refused, by `reason`.

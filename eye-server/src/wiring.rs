@@ -54,6 +54,8 @@ impl Node {
     /// future timestamps, `received_at`).
     pub async fn start_with_clock(config: ServeConfig, clock: SharedClock) -> anyhow::Result<Self> {
         config.validate()?;
+        // Before anything records: the journal's recovery at start counts too.
+        crate::metrics::install();
         let store = open_store(&config).await?;
         let queue = MeteredQueue::wrap(make_queue(&store, &config)?);
         let worker = if config.queue.redis.url.is_some() && !config.no_worker {
@@ -106,9 +108,48 @@ impl Node {
 
 /// Opens the store the configuration names, applying migrations.
 pub async fn open_store(config: &ServeConfig) -> anyhow::Result<Store> {
-    Store::open_with(&config.store.database_url, config.sqlite_synchronous())
+    let url = &config.store.database_url;
+    create_private_database(url)?;
+    Store::open_with(url, config.sqlite_synchronous())
         .await
-        .with_context(|| format!("opening the store at {}", config.store.database_url))
+        .with_context(|| format!("opening the store at {url}"))
+}
+
+/// Opens the store at `url` with default settings (the `apps` and `migrate`
+/// commands), applying migrations.
+pub async fn open_store_url(url: &str) -> anyhow::Result<Store> {
+    create_private_database(url)?;
+    Store::open(url)
+        .await
+        .with_context(|| format!("opening the store at {url}"))
+}
+
+/// Events carry form contents: a new SQLite database file is created readable by its
+/// owner only (0600) before SQLite opens it, and SQLite gives its `-wal` and `-shm`
+/// files the database file's mode. An existing file keeps its mode.
+fn create_private_database(url: &str) -> anyhow::Result<()> {
+    use std::str::FromStr;
+    if !url.starts_with("sqlite:") || crate::store::is_in_memory(url) {
+        return Ok(());
+    }
+    let Ok(options) = sqlx::sqlite::SqliteConnectOptions::from_str(url) else {
+        return Ok(()); // Store::open reports the bad URL.
+    };
+    let path = options.get_filename();
+    if path.as_os_str().is_empty() || path.exists() {
+        return Ok(());
+    }
+    let mut file = std::fs::OpenOptions::new();
+    file.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        file.mode(0o600);
+    }
+    // A file created meanwhile, a missing directory and the like: SQLite opens it or
+    // reports the problem in its own words.
+    let _ = file.open(path);
+    Ok(())
 }
 
 /// Builds the queue the configuration asks for: Redis when a URL is set, else the
@@ -197,6 +238,7 @@ pub async fn run_worker(config: ServeConfig) -> anyhow::Result<()> {
     if config.queue.redis.url.is_none() {
         anyhow::bail!("`eye-server worker` needs a Redis queue: set --redis-url or EYE_REDIS_URL");
     }
+    crate::metrics::install();
     let store = open_store(&config).await?;
     let shutdown = crate::server::shutdown_signal();
     let handle = start_worker(&store, &config)?;

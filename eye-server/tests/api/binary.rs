@@ -18,7 +18,7 @@ use crate::helpers::page_view;
 
 const BIN: &str = env!("CARGO_BIN_EXE_eye-server");
 
-fn database_url(dir: &Path) -> String {
+pub(crate) fn database_url(dir: &Path) -> String {
     format!("sqlite://{}", dir.join("eye.db").display())
 }
 
@@ -38,14 +38,14 @@ fn stdout(output: &Output) -> String {
 }
 
 /// A running `eye-server serve` and its stderr lines.
-struct Server {
+pub(crate) struct Server {
     child: Child,
     addr: String,
     stderr: Arc<Mutex<Vec<String>>>,
 }
 
 impl Server {
-    fn start(dir: &Path, extra: &[&str]) -> Server {
+    pub(crate) fn start(dir: &Path, extra: &[&str]) -> Server {
         let mut child = Command::new(BIN)
             .arg("serve")
             .args(["--bind", "127.0.0.1:0"])
@@ -82,7 +82,7 @@ impl Server {
         }
     }
 
-    fn url(&self, path: &str) -> String {
+    pub(crate) fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
     }
 
@@ -106,7 +106,7 @@ impl Server {
         }
     }
 
-    fn stderr_text(&self) -> String {
+    pub(crate) fn stderr_text(&self) -> String {
         self.stderr.lock().unwrap().join("\n")
     }
 }
@@ -118,7 +118,7 @@ impl Drop for Server {
     }
 }
 
-fn create_key(dir: &Path, name: &str, scope: &str) -> String {
+pub(crate) fn create_key(dir: &Path, name: &str, scope: &str) -> String {
     let output = run(dir, &["apps", "create", name, "--scope", scope]);
     assert!(output.status.success(), "{output:?}");
     stdout(&output).trim().to_owned()

@@ -10,6 +10,7 @@ mod binary;
 mod failures;
 mod helpers;
 mod ingest;
+mod journal_faults;
 mod limits;
 mod probes;
 mod query;

@@ -31,9 +31,7 @@ pub(super) struct GroupWriter {
 }
 
 pub(super) fn create_segment(dir: &Path, seq: u64, sync: bool) -> std::io::Result<File> {
-    let file = OpenOptions::new()
-        .create_new(true)
-        .append(true)
+    let file = super::private(OpenOptions::new().create_new(true).append(true))
         .open(segment::path(dir, seq))?;
     if sync {
         // The new file's directory entry must be on disk before anything in it is
@@ -51,17 +49,29 @@ pub(super) struct Appender {
     pub(super) dir: PathBuf,
     pub(super) segment_bytes: u64,
     pub(super) sync: bool,
+    /// The last rotation failed (or a failed append could not be cut off): start a
+    /// new segment before the next append.
+    pub(super) needs_rotation: bool,
 }
 
 impl Appender {
     /// Appends `bytes` (whole frames holding `messages` messages) and publishes the new
     /// end to the store task. On error nothing of it stays in the journal.
+    ///
+    /// A failed append (a full disk, an I/O error) moves the journal to a new segment,
+    /// so the frames already in this one are deleted, and their space freed, once the
+    /// store task has stored them: after a full disk, ingest recovers by itself as
+    /// soon as the store catches up, without a restart.
     pub(super) fn append(
         &mut self,
         bytes: &[u8],
         messages: u64,
         shared: &Shared,
     ) -> std::io::Result<()> {
+        if self.needs_rotation && !self.rotate(shared) {
+            shared.append_failing.store(true, Ordering::Release);
+            return Err(std::io::Error::other("cannot start a new journal segment"));
+        }
         let written = self.file.write_all(bytes).and_then(|()| {
             if self.sync {
                 self.file.sync_data()
@@ -71,15 +81,20 @@ impl Appender {
         });
         if let Err(e) = written {
             tracing::error!(error = %e, messages, "journal append failed");
+            shared.append_failing.store(true, Ordering::Release);
             // Cut off whatever part reached the file: none of it was acknowledged, so
-            // none of it may be stored. If even that fails, move to a new segment; the
-            // store task treats the old one's tail as torn.
-            if self.file.set_len(self.offset).is_err() {
-                self.rotate(shared);
+            // none of it may be stored. If even that fails, this segment takes no more
+            // appends; the store task treats its tail as torn.
+            let cut = self.file.set_len(self.offset).is_ok();
+            if !cut {
+                self.needs_rotation = true;
+            }
+            if (!cut || self.offset > 0) && self.rotate(shared) {
                 publish(shared, self.seq, self.offset);
             }
             return Err(e);
         }
+        shared.append_failing.store(false, Ordering::Release);
         self.offset += bytes.len() as u64;
         shared.backlog.fetch_add(messages, Ordering::AcqRel);
         shared
@@ -92,18 +107,22 @@ impl Appender {
         Ok(())
     }
 
-    /// Starts the next segment. If it cannot be created, the journal is failed:
-    /// ingest answers 503 until a restart.
-    fn rotate(&mut self, shared: &Shared) {
+    /// Starts the next segment; `false` when it cannot be created (the next append
+    /// tries again first).
+    fn rotate(&mut self, shared: &Shared) -> bool {
         match create_segment(&self.dir, self.seq + 1, self.sync) {
             Ok(next) => {
                 self.file = next;
                 self.seq += 1;
                 self.offset = 0;
+                self.needs_rotation = false;
+                true
             }
             Err(e) => {
                 tracing::error!(error = %e, "cannot start a new journal segment");
-                shared.writer_failed.store(true, Ordering::Release);
+                shared.append_failing.store(true, Ordering::Release);
+                self.needs_rotation = true;
+                false
             }
         }
     }

@@ -17,9 +17,7 @@ pub(super) fn dead_letter(dir: &Path, raw: &[u8], reason: &str) {
         "message": String::from_utf8_lossy(raw),
     });
     let path = dir.join("dead-letters.jsonl");
-    let written = OpenOptions::new()
-        .create(true)
-        .append(true)
+    let written = super::private(OpenOptions::new().create(true).append(true))
         .open(&path)
         .and_then(|mut f| writeln!(f, "{line}"));
     match written {

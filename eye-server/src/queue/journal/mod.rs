@@ -39,7 +39,7 @@ mod store_task;
 #[cfg(test)]
 mod tests;
 
-use std::fs::{self, File};
+use std::fs::{self, File, OpenOptions};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -100,8 +100,9 @@ struct Shared {
     pending_bytes: AtomicU64,
     /// The queue is closed and nothing more will be appended.
     writer_done: AtomicBool,
-    /// The writer could not write (disk full, I/O error): ingest fails fast.
-    writer_failed: AtomicBool,
+    /// The last append failed (disk full, I/O error): `/readyz` fails until an
+    /// append succeeds or the store task frees space by deleting a stored segment.
+    append_failing: AtomicBool,
 }
 
 /// The journaled queue. Cheap to share behind an `Arc`.
@@ -124,9 +125,10 @@ impl JournalQueue {
     /// thread and the store task on the current runtime.
     pub fn open(store: Store, config: JournalConfig) -> anyhow::Result<Self> {
         use anyhow::Context;
-        fs::create_dir_all(&config.dir)
+        private_dir(&config.dir)
             .with_context(|| format!("creating the journal directory {}", config.dir.display()))?;
-        let lock = File::create(config.dir.join("lock"))?;
+        let lock = private(OpenOptions::new().create(true).truncate(true).write(true))
+            .open(config.dir.join("lock"))?;
         lock.try_lock().map_err(|_| {
             anyhow::anyhow!(
                 "the journal {} is in use by another eye-server process",
@@ -136,9 +138,16 @@ impl JournalQueue {
         let existing = segment::list(&config.dir)?;
         let (mut backlog, mut bytes) = (0, 0);
         for &seq in &existing {
-            let (frames, size) = segment::count_frames(&segment::path(&config.dir, seq))?;
-            backlog += frames;
-            bytes += size;
+            let count = segment::count_frames(&segment::path(&config.dir, seq))?;
+            backlog += count.frames;
+            bytes += count.end;
+            if count.corrupt > 0 {
+                tracing::error!(
+                    segment = seq,
+                    stretches = count.corrupt,
+                    "journal segment has corrupt stretches; its good frames will be stored"
+                );
+            }
         }
         if backlog > 0 {
             tracing::info!(
@@ -156,7 +165,7 @@ impl JournalQueue {
             backlog: AtomicU64::new(backlog),
             pending_bytes: AtomicU64::new(bytes),
             writer_done: AtomicBool::new(false),
-            writer_failed: AtomicBool::new(false),
+            append_failing: AtomicBool::new(false),
         });
         let appender = Arc::new(Mutex::new(Appender {
             file,
@@ -165,6 +174,7 @@ impl JournalQueue {
             dir: config.dir.clone(),
             segment_bytes: config.segment_bytes,
             sync: config.sync,
+            needs_rotation: false,
         }));
         let group = if config.sync {
             let (tx, rx) = mpsc::channel(CHANNEL_CAPACITY);
@@ -197,16 +207,12 @@ impl JournalQueue {
         })
     }
 
-    /// Whether an append could be taken now: the queue is open and the journal
-    /// writable.
+    /// Whether an append could be taken now: the queue is open. (A journal whose
+    /// last append failed still tries each new one: that is how it notices the disk
+    /// has room again.)
     fn writable(&self) -> Result<(), QueueError> {
         if self.closed.load(Ordering::Acquire) {
             return Err(QueueError::ShuttingDown);
-        }
-        if self.shared.writer_failed.load(Ordering::Acquire) {
-            return Err(QueueError::Unavailable(
-                "the journal cannot be written".into(),
-            ));
         }
         Ok(())
     }
@@ -230,6 +236,29 @@ impl JournalQueue {
         name.push(".journal");
         Some(PathBuf::from(name))
     }
+}
+
+/// Events carry form contents: the journal's files are readable by their owner only
+/// (0600). The mode applies when a file is created; existing files keep theirs.
+fn private(options: &mut OpenOptions) -> &mut OpenOptions {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    options
+}
+
+/// Creates the journal directory (and missing parents) private to its owner (0700).
+fn private_dir(dir: &std::path::Path) -> std::io::Result<()> {
+    let mut builder = fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        builder.mode(0o700);
+    }
+    builder.create(dir)
 }
 
 #[async_trait]
@@ -290,6 +319,11 @@ impl Queue for JournalQueue {
 
     async fn ready(&self) -> Result<(), QueueError> {
         self.writable()?;
+        if self.shared.append_failing.load(Ordering::Acquire) {
+            return Err(QueueError::Unavailable(
+                "the journal cannot be written (disk full or I/O error)".into(),
+            ));
+        }
         if let Ok(task) = self.store_task.try_lock()
             && task.as_ref().is_none_or(JoinHandle::is_finished)
         {

@@ -15,6 +15,7 @@ use super::appender::lock;
 use super::segment::{self, Frame, FrameEnd};
 use crate::backoff::Backoff;
 use crate::message::Message;
+use crate::metrics::names;
 
 /// The store task's place in the journal.
 pub(super) struct Cursor {
@@ -22,6 +23,9 @@ pub(super) struct Cursor {
     seq: u64,
     offset: u64,
     reader: Option<BufReader<File>>,
+    /// The current segment had a corrupt stretch: keep it aside once read, don't
+    /// delete it.
+    corrupt_seen: bool,
 }
 
 /// One read of the journal.
@@ -32,6 +36,9 @@ pub(super) struct Batch {
     /// The segment ended here for good (the writer has moved on): delete it once the
     /// batch is stored. Holds the bytes after the last good frame that were dropped.
     pub(super) segment_done: Option<u64>,
+    /// With `segment_done`: the segment had corrupt stretches, so it is kept aside as
+    /// `<segment>.corrupt` instead of deleted.
+    pub(super) segment_corrupt: bool,
 }
 
 impl Cursor {
@@ -47,6 +54,7 @@ impl Cursor {
                         undecodable: Vec::new(),
                         bytes: 0,
                         segment_done: Some(0),
+                        segment_corrupt: false,
                     });
                 }
                 opened => opened?,
@@ -62,24 +70,47 @@ impl Cursor {
         let end = segment::read_frames(reader, budget, max, &mut frames)?;
         let (bytes, segment_done) = match end {
             FrameEnd::Limit(n) => (n, None),
+            // A finished segment: a bad or short frame is either a torn tail (never
+            // acknowledged) or corruption; whole frames after it are still read.
             FrameEnd::Eof(n) | FrameEnd::Corrupt(n) if limit.is_none() => {
-                let size = reader.get_ref().metadata()?.len();
-                let dropped = size.saturating_sub(self.offset + n);
-                if matches!(end, FrameEnd::Corrupt(_)) {
-                    tracing::error!(
-                        segment = self.seq,
-                        offset = self.offset + n,
-                        bytes = dropped,
-                        "journal segment is corrupt here; the rest of it is skipped"
-                    );
-                } else if dropped > 0 {
-                    tracing::warn!(
-                        segment = self.seq,
-                        bytes = dropped,
-                        "journal segment ends in a torn (never acknowledged) frame"
-                    );
+                let at = self.offset + n;
+                let file = reader.get_mut();
+                let size = file.metadata()?.len();
+                match segment::resync(file, at)? {
+                    Some(next) => {
+                        self.corrupt_seen = true;
+                        metrics::counter!(names::JOURNAL_CORRUPT_FRAMES).increment(1);
+                        tracing::error!(
+                            segment = self.seq,
+                            offset = at,
+                            bytes = next - at,
+                            "journal segment is corrupt here; skipped to the next good frame (at least one frame lost)"
+                        );
+                        // Continue from the next good frame with a fresh reader.
+                        self.reader = None;
+                        (next - self.offset, None)
+                    }
+                    None => {
+                        let dropped = size.saturating_sub(at);
+                        if matches!(end, FrameEnd::Corrupt(_)) {
+                            self.corrupt_seen = true;
+                            metrics::counter!(names::JOURNAL_CORRUPT_FRAMES).increment(1);
+                            tracing::error!(
+                                segment = self.seq,
+                                offset = at,
+                                bytes = dropped,
+                                "journal segment is corrupt to its end (at least one frame lost)"
+                            );
+                        } else if dropped > 0 {
+                            tracing::warn!(
+                                segment = self.seq,
+                                bytes = dropped,
+                                "journal segment ends in a torn (never acknowledged) frame"
+                            );
+                        }
+                        (n, Some(dropped))
+                    }
                 }
-                (n, Some(dropped))
             }
             // Before the writer's position everything is whole: a short or bad frame
             // there means the file changed under us.
@@ -91,11 +122,13 @@ impl Cursor {
                 )));
             }
         };
+        let segment_corrupt = segment_done.is_some() && self.corrupt_seen;
         let mut batch = Batch {
             messages: Vec::with_capacity(frames.len()),
             undecodable: Vec::new(),
             bytes,
             segment_done,
+            segment_corrupt,
         };
         for f in frames {
             match f {
@@ -113,6 +146,7 @@ impl Cursor {
             self.reader = None;
             self.seq += 1;
             self.offset = 0;
+            self.corrupt_seen = false;
         }
     }
 }
@@ -144,6 +178,7 @@ pub(super) async fn read_loop(
         seq,
         offset: 0,
         reader: None,
+        corrupt_seen: false,
     });
     let mut backoff = Backoff::default();
     loop {

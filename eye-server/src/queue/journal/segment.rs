@@ -8,7 +8,7 @@
 //! acknowledged, so readers stop there.
 
 use std::fs::{self, File};
-use std::io::{self, BufReader, Read};
+use std::io::{self, BufReader, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
 use crate::message::Message;
@@ -87,6 +87,21 @@ pub fn read_frames(
     max: usize,
     out: &mut Vec<Frame>,
 ) -> io::Result<FrameEnd> {
+    walk_frames(reader, limit, max, |payload| {
+        out.push(match serde_json::from_slice::<Message>(payload) {
+            Ok(m) => Frame::Message(m),
+            Err(_) => Frame::Undecodable(payload.to_vec()),
+        });
+    })
+}
+
+/// [`read_frames`] without decoding: calls `each` with every good payload.
+fn walk_frames(
+    reader: &mut impl Read,
+    limit: u64,
+    max: usize,
+    mut each: impl FnMut(&[u8]),
+) -> io::Result<FrameEnd> {
     let mut offset = 0u64;
     let mut header = [0u8; HEADER_BYTES as usize];
     let mut payload = Vec::new();
@@ -108,10 +123,7 @@ pub fn read_frames(
         if crc32fast::hash(&payload) != crc {
             return Ok(FrameEnd::Corrupt(offset));
         }
-        out.push(match serde_json::from_slice::<Message>(&payload) {
-            Ok(m) => Frame::Message(m),
-            Err(_) => Frame::Undecodable(payload.clone()),
-        });
+        each(&payload);
         offset += HEADER_BYTES + u64::from(len);
         read += 1;
     }
@@ -151,28 +163,90 @@ pub fn list(dir: &Path) -> io::Result<Vec<u64>> {
     Ok(seqs)
 }
 
-/// Counts the frames of a segment (headers only), for the backlog at start-up.
-pub fn count_frames(path: &Path) -> io::Result<(u64, u64)> {
-    let file = File::open(path)?;
-    let size = file.metadata()?.len();
-    let mut reader = BufReader::new(file);
-    let (mut frames, mut offset) = (0u64, 0u64);
-    let mut header = [0u8; HEADER_BYTES as usize];
-    while offset + HEADER_BYTES <= size {
-        if !read_full(&mut reader, &mut header)? {
-            break;
+/// Every payload the writer produces is one JSON message, an object tagged first.
+const PAYLOAD_START: &[u8] = br#"{"type":""#;
+
+/// Where the next whole frame starts in `bytes`: the first offset holding a sane
+/// length, a payload that fits, starts like a message and matches its checksum. A
+/// corrupt frame's bytes (a flipped bit, a bad length) are skipped this way without
+/// losing the good frames after them.
+pub fn find_frame(bytes: &[u8]) -> Option<usize> {
+    let header = HEADER_BYTES as usize;
+    let mut at = 0;
+    while at + header + PAYLOAD_START.len() <= bytes.len() {
+        // Candidates are rare: look for the payload's first bytes, then check the
+        // header in front of them.
+        let rest = &bytes[at + header..];
+        let found = rest
+            .windows(PAYLOAD_START.len())
+            .position(|w| w == PAYLOAD_START)?;
+        let start = at + found;
+        let h = &bytes[start..start + header];
+        let len = u32::from_le_bytes([h[0], h[1], h[2], h[3]]);
+        let crc = u32::from_le_bytes([h[4], h[5], h[6], h[7]]);
+        let end = start + header + len as usize;
+        if len != 0
+            && len <= MAX_FRAME_BYTES
+            && end <= bytes.len()
+            && crc32fast::hash(&bytes[start + header..end]) == crc
+        {
+            return Some(start);
         }
-        let len = u64::from(u32::from_le_bytes([
-            header[0], header[1], header[2], header[3],
-        ]));
-        if len == 0 || offset + HEADER_BYTES + len > size {
-            break;
-        }
-        reader.seek_relative(len as i64)?;
-        offset += HEADER_BYTES + len;
-        frames += 1;
+        at = start + 1;
     }
-    Ok((frames, offset))
+    None
+}
+
+/// Reads `file` from `from` to its end and finds the next whole frame after a corrupt
+/// or torn one at `from`: its absolute offset, or `None` when nothing good follows (a
+/// torn tail, or corruption to the end).
+pub fn resync(file: &mut File, from: u64) -> io::Result<Option<u64>> {
+    file.seek(SeekFrom::Start(from + 1))?;
+    let mut rest = Vec::new();
+    file.read_to_end(&mut rest)?;
+    Ok(find_frame(&rest).map(|at| from + 1 + at as u64))
+}
+
+/// What [`count_frames`] found in a segment.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Count {
+    /// Whole frames with good checksums: what a reader will hand on.
+    pub frames: u64,
+    /// Where a reader will stop: after the last good frame (a torn tail excluded).
+    pub end: u64,
+    /// Corrupt stretches skipped (each holds at least one lost frame).
+    pub corrupt: u64,
+}
+
+/// Counts the good frames of a segment exactly as the journal's reader will read
+/// them (checksums verified, corrupt stretches skipped), for the backlog at start-up.
+pub fn count_frames(path: &Path) -> io::Result<Count> {
+    let mut file = File::open(path)?;
+    let mut count = Count::default();
+    loop {
+        file.seek(SeekFrom::Start(count.end))?;
+        let mut reader = BufReader::new(&mut file);
+        let end = walk_frames(&mut reader, u64::MAX, usize::MAX, |_| count.frames += 1)?;
+        drop(reader);
+        let (FrameEnd::Eof(n) | FrameEnd::Corrupt(n) | FrameEnd::Limit(n)) = end;
+        count.end += n;
+        if matches!(end, FrameEnd::Limit(_)) {
+            // The per-read byte cap: carry on from here.
+            continue;
+        }
+        match resync(&mut file, count.end)? {
+            Some(next) => {
+                count.corrupt += 1;
+                count.end = next;
+            }
+            None => {
+                if matches!(end, FrameEnd::Corrupt(_)) {
+                    count.corrupt += 1;
+                }
+                return Ok(count);
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -304,7 +378,48 @@ mod tests {
         buf.extend_from_slice(&[7, 0, 0]);
         let p = path(dir.path(), 3);
         std::fs::write(&p, &buf).unwrap();
-        assert_eq!(count_frames(&p).unwrap(), (3, whole));
+        let count = count_frames(&p).unwrap();
+        assert_eq!((count.frames, count.end, count.corrupt), (3, whole, 0));
         assert_eq!(list(dir.path()).unwrap(), vec![3]);
+    }
+
+    #[test]
+    fn count_frames_skips_a_corrupt_frame_and_counts_the_good_ones_after_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let messages: Vec<_> = (0..5).map(|i| message(&i.to_string())).collect();
+        let mut buf = frames(&messages);
+        let whole = buf.len() as u64;
+        let one = frames(&messages[..1]).len();
+        buf[one + 30] ^= 0x01; // in the second frame's payload
+        let p = path(dir.path(), 1);
+        std::fs::write(&p, &buf).unwrap();
+        let count = count_frames(&p).unwrap();
+        assert_eq!((count.frames, count.end, count.corrupt), (4, whole, 1));
+    }
+
+    #[test]
+    fn count_frames_skips_a_corrupt_length_that_points_past_the_end() {
+        let dir = tempfile::tempdir().unwrap();
+        let messages: Vec<_> = (0..3).map(|i| message(&i.to_string())).collect();
+        let mut buf = frames(&messages);
+        let whole = buf.len() as u64;
+        let one = frames(&messages[..1]).len();
+        buf[one + 3] = 0x7f; // the second frame's length, now far past the end
+        let p = path(dir.path(), 1);
+        std::fs::write(&p, &buf).unwrap();
+        let count = count_frames(&p).unwrap();
+        assert_eq!((count.frames, count.end, count.corrupt), (2, whole, 1));
+    }
+
+    #[test]
+    fn find_frame_finds_the_next_whole_frame_and_nothing_in_garbage() {
+        let buf = frames(&[message("a"), message("b")]);
+        let one = frames(&[message("a")]).len();
+        assert_eq!(find_frame(&buf), Some(0));
+        assert_eq!(find_frame(&buf[1..]), Some(one - 1));
+        assert_eq!(find_frame(&buf[one + 1..]), None);
+        assert_eq!(find_frame(&[0u8; 4096]), None);
+        let junk: Vec<u8> = br#"xx{"type":"junk"}"#.repeat(100);
+        assert_eq!(find_frame(&junk), None);
     }
 }

@@ -56,11 +56,31 @@ pub(super) async fn store_loop(store: Store, shared: Arc<Shared>, config: Journa
             .pending_bytes
             .fetch_sub(batch.bytes, Ordering::AcqRel);
         if batch.segment_done.is_some() {
-            remove_segment(&config.dir, seq);
+            if batch.segment_corrupt {
+                keep_corrupt_segment(&config.dir, seq);
+            } else {
+                remove_segment(&config.dir, seq);
+            }
+            // Space was freed: the next append may succeed again.
+            shared.append_failing.store(false, Ordering::Release);
         }
     }
     drop(rx);
     let _ = reader.await;
+}
+
+/// Moves a segment that had corrupt stretches aside as `<segment>.corrupt` (its good
+/// frames are stored) for an operator to inspect; the journal no longer reads it.
+fn keep_corrupt_segment(dir: &Path, seq: u64) {
+    let path = segment::path(dir, seq);
+    let aside = path.with_extension("seg.corrupt");
+    match fs::rename(&path, &aside) {
+        Ok(()) => tracing::error!(path = %aside.display(), "corrupt journal segment kept aside"),
+        Err(e) => {
+            tracing::error!(error = %e, path = %path.display(), "cannot move a corrupt journal segment aside; deleting it");
+            remove_segment(dir, seq);
+        }
+    }
 }
 
 pub(super) fn remove_segment(dir: &Path, seq: u64) {
