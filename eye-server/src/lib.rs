@@ -51,6 +51,8 @@
 //! - [`message`]: the queue's message format, a leaf every side imports.
 //! - [`metrics`]: metric names, the Prometheus recorder and the HTTP middleware; a
 //!   leaf, so the store, queues and worker all record through it.
+//! - [`ratelimit`]: per-application rate limits (GCRA; in Redis mode shared by every
+//!   API node, with local leases so most requests cost no round trip).
 //! - [`clock`]: the injected clock.
 //! - `backoff`: the one exponential backoff of every retry loop.
 //! - `memory`: giving freed heap memory back to the operating system when idle.
@@ -66,6 +68,7 @@ pub mod message;
 pub mod metrics;
 pub mod openapi;
 pub mod queue;
+pub mod ratelimit;
 pub mod routes;
 pub mod server;
 pub mod sink;

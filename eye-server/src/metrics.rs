@@ -97,6 +97,10 @@ pub mod names {
     /// Corrupt stretches the journal's reader skipped (each lost at least one frame;
     /// the frames after it are stored).
     pub const JOURNAL_CORRUPT_FRAMES: &str = "eye_journal_corrupt_frames_total";
+    /// Ingest requests refused by an application's rate limit, by `application`.
+    pub const RATE_LIMITED_REQUESTS: &str = "eye_rate_limited_requests_total";
+    /// Events in requests refused by an application's rate limit, by `application`.
+    pub const RATE_LIMITED_EVENTS: &str = "eye_rate_limited_events_total";
     /// Messages the Redis queue appended.
     pub const QUEUE_ENQUEUED: &str = "eye_queue_enqueued_total";
     /// Messages the Redis queue refused, by `reason`.
