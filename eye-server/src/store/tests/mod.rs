@@ -17,6 +17,7 @@
 //! - `errors_log`: the errors log and its filters.
 //! - `apps`: applications.
 //! - `idle`: releasing the page caches of a quiet store (SQLite).
+//! - `pg`: Postgres only: connect errors, transient errors, `EXPLAIN` of the shapes.
 //! - `plans`: `EXPLAIN QUERY PLAN` of every query shape (SQLite), `EXPLAIN` of the
 //!   main shapes on Postgres.
 //! - `stats`: dashboard figures.
@@ -32,6 +33,7 @@ mod concurrent;
 mod deep_pages;
 mod errors_log;
 mod idle;
+mod pg;
 mod plans;
 mod queries;
 mod stats;
