@@ -245,7 +245,12 @@ impl Store {
 
     /// Checks the database answers, for `/readyz`.
     pub async fn ping(&self) -> Result<(), StoreError> {
-        self.reader().await?.conn().scalar("SELECT 1", &[]).await?;
+        // BIGINT: Postgres's plain `1` is an int4, which does not decode as i64.
+        self.reader()
+            .await?
+            .conn()
+            .scalar("SELECT CAST(1 AS BIGINT)", &[])
+            .await?;
         Ok(())
     }
 

@@ -13,6 +13,7 @@ conformance!(
     session_row_tracks_first_and_last_seen_count_and_applications,
     concurrent_writers_keep_session_counts_exact,
     empty_batch_writes_nothing,
+    an_open_store_answers_ping_and_migrate_again,
     reopening_a_store_keeps_its_data,
     two_stores_on_one_database_write_concurrently_without_losing_events,
 );
@@ -165,6 +166,12 @@ async fn concurrent_writers_keep_session_counts_exact(store: TestDb) {
 async fn empty_batch_writes_nothing(store: TestDb) {
     let outcome = store.write_batch(&[]).await.unwrap();
     assert_eq!(outcome, crate::store::WriteOutcome::default());
+}
+
+async fn an_open_store_answers_ping_and_migrate_again(store: TestDb) {
+    store.ping().await.unwrap();
+    store.migrate().await.unwrap();
+    store.ping().await.unwrap();
 }
 
 async fn reopening_a_store_keeps_its_data(store: TestDb) {
