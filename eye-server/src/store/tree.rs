@@ -12,7 +12,7 @@
 //! `event_buckets` keyed by their width in microseconds.
 
 use super::StoreError;
-use super::conn::Conn;
+use super::conn::{Conn, Dialect};
 use super::rows::HOUR_MICROS;
 use super::sql::{Arg, EventPlan, Filter};
 
@@ -32,8 +32,15 @@ pub(crate) fn bucket_of(micros: i64, width: i64) -> i64 {
 }
 
 /// Bucket rows read per round trip while seeking: more than the buckets of one parent
-/// at every width below the hour (at most 100).
-const BUCKETS_PER_READ: i64 = 128;
+/// at every width below the hour (at most 100). On Postgres a round trip costs a
+/// network hop rather than a function call, so it reads more hours at once: a deep
+/// page over months of data then costs one read of the hours, not one per 128.
+fn buckets_per_read(dialect: Dialect) -> i64 {
+    match dialect {
+        Dialect::Sqlite => 128,
+        Dialect::Postgres => 2048,
+    }
+}
 
 /// `SELECT` of the per-bucket sums at `level` under `filter`, plus its bound
 /// arguments: the bucket column, the table, and the filter with the width first.
@@ -275,13 +282,14 @@ pub(crate) async fn seek(
                 let width = WIDTHS[level];
                 let (column, table, f) = level_source(level, plan.counter_filter());
                 let f = within(f, column, first, last_exclusive);
+                let per_read = buckets_per_read(conn.dialect());
                 let sql = format!(
                     "SELECT {column}, CAST(sum(events) AS BIGINT) FROM {table}{} \
-                     GROUP BY {column} ORDER BY {column} DESC LIMIT {BUCKETS_PER_READ}",
+                     GROUP BY {column} ORDER BY {column} DESC LIMIT {per_read}",
                     f.sql()
                 );
                 let rows: Vec<(i64, i64)> = conn.fetch_all(&sql, &f.args).await?;
-                if rows.len() as i64 == BUCKETS_PER_READ
+                if rows.len() as i64 == per_read
                     && let Some(&(oldest, _)) = rows.last()
                 {
                     stack.push(Todo::Buckets {
