@@ -53,25 +53,26 @@ fn messages() -> Vec<Message> {
 }
 
 /// What writer `w` sends: about half of the messages (each message goes to one to
-/// three writers), in its own order, in batches of 97, every fifth batch sent twice
-/// (a retry after an unanswered commit).
+/// three writers), in batches cut at the same places for every writer, so the
+/// writers race on the same ids at the same time, each batch in its writer's own
+/// order (reversed for odd writers, so unsorted inserts would deadlock), every fifth
+/// batch sent twice (a retry after an unanswered commit).
 fn share(all: &[Message], w: usize) -> Vec<Vec<Message>> {
-    let mut mine: Vec<Message> = all
-        .iter()
-        .enumerate()
-        .filter(|(i, _)| i % 4 == w || (i / 4 + w).is_multiple_of(3))
-        .map(|(_, m)| m.clone())
-        .collect();
-    if w % 2 == 1 {
-        mine.reverse();
-    }
-    let by = w * 300 % mine.len().max(1);
-    mine.rotate_left(by);
     let mut batches = Vec::new();
-    for (n, chunk) in mine.chunks(97).enumerate() {
-        batches.push(chunk.to_vec());
-        if n % 5 == 0 {
-            batches.push(chunk.to_vec());
+    for (n, chunk) in all.chunks(97).enumerate() {
+        let mut mine: Vec<Message> = chunk
+            .iter()
+            .enumerate()
+            .map(|(i, m)| (n * 97 + i, m))
+            .filter(|(i, _)| i % 4 == w || (i / 4 + w).is_multiple_of(3))
+            .map(|(_, m)| m.clone())
+            .collect();
+        if w % 2 == 1 {
+            mine.reverse();
+        }
+        batches.push(mine.clone());
+        if n % 5 == w {
+            batches.push(mine);
         }
     }
     batches
