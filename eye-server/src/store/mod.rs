@@ -35,6 +35,7 @@
 //! - `stats`: dashboard figures (totals by type, events per hour, newest sessions).
 //! - `sqlite`: opening SQLite, its write path, and releasing its page caches when idle.
 //! - `postgres`: opening PostgreSQL and its bulk write path.
+//! - [`testing`] (tests and the `test-util` feature): a throwaway Postgres database.
 
 mod apps;
 mod conn;
@@ -45,6 +46,8 @@ mod rows;
 mod sql;
 mod sqlite;
 mod stats;
+#[cfg(any(test, feature = "test-util"))]
+pub mod testing;
 #[cfg(test)]
 mod tests;
 mod tree;
