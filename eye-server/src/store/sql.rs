@@ -11,8 +11,10 @@
 //! | `application`                   | `events_application` |
 //! | none                            | `events_time`        |
 //!
-//! Each index is `(column, timestamp)` on a `WITHOUT ROWID` table, so its entries are
-//! ordered by `(column, timestamp, id)`: the page order, with no sort step. A page is
+//! On SQLite each index is `(column, timestamp)` on a `WITHOUT ROWID` table, so its
+//! entries are ordered by `(column, timestamp, id)`; on Postgres each index is
+//! `(column, timestamp, id)` outright. Either way it is the page order, with no sort
+//! step. SQLite is told the index (`INDEXED BY`); Postgres's planner finds it. A page is
 //! found by skipping `OFFSET` entries in the index alone (a covering subquery that
 //! selects only ids) and then fetching the page's rows by primary key, so a deep page
 //! costs an index walk, not a table walk.
