@@ -202,3 +202,71 @@ async fn postgres_pages_read_an_index_in_order_without_sorting_or_scanning_event
     .await;
     assert!(session_page.contains("events_session"), "{session_page}");
 }
+
+#[tokio::test]
+async fn both_backends_answer_the_same_batch_with_byte_identical_json() {
+    // Arrange: one batch with sub-millisecond timestamps, nested form data, several
+    // sessions and applications, rejected events; written to each backend.
+    let Some(pg) = TestDb::postgres().await else {
+        return;
+    };
+    let lite = TestDb::sqlite().await;
+    let mut batch = Vec::new();
+    for i in 0..60i64 {
+        let at = t(i * 500) + chrono::Duration::microseconds(i * 123_457);
+        let session = format!("s{}", i % 4);
+        let m = match i % 3 {
+            0 => accepted(
+                eye_core::Event::page_view(&session, "example.com", "/a").unwrap(),
+                "shop",
+                at,
+            ),
+            1 => click(&session, i * 500),
+            _ => submit(&session, i * 500, if i % 2 == 0 { "crm" } else { "shop" }),
+        };
+        batch.push(m);
+    }
+    batch.push(rejected("crm", 7, &[eye_core::ErrorCode::InvalidHost]));
+    for db in [&pg, &lite] {
+        db.write_batch(&batch).await.unwrap();
+    }
+    let queries = [
+        EventQuery::new().page_size(100),
+        EventQuery::new().session("s1").page_size(7).page(2),
+        EventQuery::new()
+            .category("form_interaction")
+            .start_time(t(3000)),
+    ];
+    // Act / Assert
+    for q in &queries {
+        let json = |r: (u64, Vec<eye_core::StoredEvent>)| serde_json::to_string(&r).unwrap();
+        assert_eq!(
+            json(pg.query_events(q).await.unwrap()),
+            json(lite.query_events(q).await.unwrap()),
+            "{q:?}"
+        );
+    }
+    let session = |s: Option<eye_core::Session>| serde_json::to_string(&s).unwrap();
+    assert_eq!(
+        session(pg.get_session("s2").await.unwrap()),
+        session(lite.get_session("s2").await.unwrap())
+    );
+    let errors = |r: (u64, Vec<eye_core::ErrorRecord>)| {
+        // The errors log's row ids are each database's own.
+        let r: Vec<_> =
+            r.1.into_iter()
+                .map(|e| (e.application, e.codes, e.payload))
+                .collect();
+        serde_json::to_string(&r).unwrap()
+    };
+    let q = eye_core::ErrorQuery::default();
+    assert_eq!(
+        errors(pg.query_errors(&q).await.unwrap()),
+        errors(lite.query_errors(&q).await.unwrap())
+    );
+    let hours = |h: Vec<crate::store::HourCount>| serde_json::to_string(&h).unwrap();
+    assert_eq!(
+        hours(pg.events_per_hour(t(0), t(40_000), None).await.unwrap()),
+        hours(lite.events_per_hour(t(0), t(40_000), None).await.unwrap())
+    );
+}
