@@ -270,3 +270,47 @@ async fn both_backends_answer_the_same_batch_with_byte_identical_json() {
         hours(lite.events_per_hour(t(0), t(40_000), None).await.unwrap())
     );
 }
+
+#[tokio::test]
+async fn store_recovers_by_itself_after_the_server_drops_its_connections() {
+    // Arrange: a store with open connections, then the server ends every session on
+    // its database (as a restart or a failover does).
+    let Some(store) = TestDb::postgres().await else {
+        return;
+    };
+    store.write_batch(&[view("s", 1)]).await.unwrap();
+    let database = store.url.rsplit('/').next().unwrap().to_owned();
+    let mut admin = PgConnection::connect(&super::harness::with_database(&store.url, "postgres"))
+        .await
+        .unwrap();
+    let killed: Vec<(bool,)> =
+        sqlx::query_as("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1")
+            .bind(&database)
+            .fetch_all(&mut admin)
+            .await
+            .unwrap();
+    assert!(!killed.is_empty());
+    // Act: write again, retrying only what the store calls transient, a bounded
+    // number of times.
+    let m = click("s", 2);
+    let mut failures = Vec::new();
+    let mut outcome = None;
+    for _ in 0..20 {
+        match store.write_batch(std::slice::from_ref(&m)).await {
+            Ok(o) => {
+                outcome = Some(o);
+                break;
+            }
+            Err(e) => {
+                assert!(e.is_transient(), "{e:?}");
+                failures.push(e.to_string());
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+        }
+    }
+    // Assert
+    let outcome = outcome.unwrap_or_else(|| panic!("never recovered: {failures:?}"));
+    assert_eq!(outcome.inserted, 1, "{failures:?}");
+    let (count, _) = store.query_events(&EventQuery::new()).await.unwrap();
+    assert_eq!(count, 2);
+}
