@@ -172,7 +172,7 @@ async fn main() {
         events as f64 / drain.as_secs_f64()
     );
     let (rows,): (i64,) = sqlx::query_as("SELECT count(*) FROM events")
-        .fetch_one(store.pool())
+        .fetch_one(store.pool().expect("a SQLite store"))
         .await
         .unwrap();
     assert_eq!(stored as usize, events, "every event stored once");

@@ -185,7 +185,13 @@ async fn main() -> anyhow::Result<()> {
         _ => Synchronous::Normal,
     };
     println!("synchronous={synchronous:?}");
-    let store = Store::open_with(&format!("sqlite://{path}"), synchronous).await?;
+    // A `postgres://` URL in place of the path benchmarks PostgreSQL instead.
+    let url = if eye_server::store::is_postgres(&path) {
+        path.clone()
+    } else {
+        format!("sqlite://{path}")
+    };
+    let store = Store::open_with(&url, synchronous).await?;
 
     let local = std::env::var_os("STORE_BENCH_LOCAL_SESSIONS").is_some();
     let existing = store.total_events().await?;

@@ -1,12 +1,11 @@
 //! Applications: the trusted clients, each with a hashed API key and scopes.
 
+use super::rows::{from_micros, to_micros};
+use super::sql::Arg;
+use super::{Store, StoreError};
 use chrono::{DateTime, Utc};
 use eye_core::truncate_to_micros;
 use serde::Serialize;
-use sqlx::AssertSqlSafe;
-
-use super::rows::{from_micros, to_micros};
-use super::{Store, StoreError};
 
 /// What a key may do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -131,16 +130,21 @@ impl Store {
     /// Registers an application. Fails with [`StoreError::AppExists`] on a taken name.
     pub async fn create_app(&self, app: &NewApp) -> Result<AppRecord, StoreError> {
         let created_at = truncate_to_micros(Utc::now());
-        let result = sqlx::query_scalar::<_, i64>(
-            "INSERT INTO applications (name, key_hash, scopes, created_at) \
-             VALUES (?, ?, ?, ?) RETURNING id",
-        )
-        .bind(app.name.as_str())
-        .bind(app.key_hash.as_slice())
-        .bind(app.scopes.to_db())
-        .bind(to_micros(created_at))
-        .fetch_one(&self.writer)
-        .await;
+        let result = self
+            .small_writer()
+            .await?
+            .conn()
+            .scalar(
+                "INSERT INTO applications (name, key_hash, scopes, created_at) \
+                 VALUES (?, ?, ?, ?) RETURNING id",
+                &[
+                    Arg::Text(app.name.clone()),
+                    Arg::Bytes(app.key_hash.to_vec()),
+                    Arg::Text(app.scopes.to_db()),
+                    Arg::Int(to_micros(created_at)),
+                ],
+            )
+            .await;
         match result {
             Ok(id) => Ok(AppRecord {
                 id,
@@ -149,12 +153,14 @@ impl Store {
                 created_at,
                 revoked_at: None,
             }),
-            Err(sqlx::Error::Database(db))
-                if db.is_unique_violation() && db.message().contains("applications.name") =>
+            Err(StoreError::Database(sqlx::Error::Database(db)))
+                if db.is_unique_violation()
+                    && (db.message().contains("applications.name")
+                        || db.constraint() == Some("applications_name_key")) =>
             {
                 Err(StoreError::AppExists(app.name.clone()))
             }
-            Err(e) => Err(e.into()),
+            Err(e) => Err(e),
         }
     }
 
@@ -164,48 +170,48 @@ impl Store {
         key_hash: &[u8; 32],
     ) -> Result<Option<AppRecord>, StoreError> {
         let sql = format!("{APP_COLUMNS} WHERE key_hash = ? AND revoked_at IS NULL");
-        sqlx::query_as::<_, AppRow>(AssertSqlSafe(sql))
-            .bind(key_hash.as_slice())
-            .fetch_optional(&self.pool)
+        let row: Option<AppRow> = self
+            .reader()
             .await?
-            .map(AppRecord::try_from)
-            .transpose()
+            .conn()
+            .fetch_optional(&sql, &[Arg::Bytes(key_hash.to_vec())])
+            .await?;
+        row.map(AppRecord::try_from).transpose()
     }
 
     /// One application by name, revoked or not.
     pub async fn find_app_by_name(&self, name: &str) -> Result<Option<AppRecord>, StoreError> {
         let sql = format!("{APP_COLUMNS} WHERE name = ?");
-        sqlx::query_as::<_, AppRow>(AssertSqlSafe(sql))
-            .bind(name)
-            .fetch_optional(&self.pool)
+        let row: Option<AppRow> = self
+            .reader()
             .await?
-            .map(AppRecord::try_from)
-            .transpose()
+            .conn()
+            .fetch_optional(&sql, &[Arg::Text(name.to_owned())])
+            .await?;
+        row.map(AppRecord::try_from).transpose()
     }
 
     /// Every application, revoked ones included, by name.
     pub async fn list_apps(&self) -> Result<Vec<AppRecord>, StoreError> {
         let sql = format!("{APP_COLUMNS} ORDER BY name");
-        sqlx::query_as::<_, AppRow>(AssertSqlSafe(sql))
-            .fetch_all(&self.pool)
-            .await?
-            .into_iter()
-            .map(AppRecord::try_from)
-            .collect()
+        let rows: Vec<AppRow> = self.reader().await?.conn().fetch_all(&sql, &[]).await?;
+        rows.into_iter().map(AppRecord::try_from).collect()
     }
 
     /// Revokes an application's key; its stored events stay. Revoking an already
     /// revoked application keeps its first revocation time.
     pub async fn revoke_app(&self, name: &str) -> Result<(), StoreError> {
         let now = to_micros(truncate_to_micros(Utc::now()));
-        let found: Option<i64> = sqlx::query_scalar(
-            "UPDATE applications SET revoked_at = coalesce(revoked_at, ?) WHERE name = ? \
-             RETURNING id",
-        )
-        .bind(now)
-        .bind(name)
-        .fetch_optional(&self.writer)
-        .await?;
+        let found: Option<(i64,)> = self
+            .small_writer()
+            .await?
+            .conn()
+            .fetch_optional(
+                "UPDATE applications SET revoked_at = coalesce(revoked_at, ?) WHERE name = ? \
+                 RETURNING id",
+                &[Arg::Int(now), Arg::Text(name.to_owned())],
+            )
+            .await?;
         match found {
             Some(_) => Ok(()),
             None => Err(StoreError::AppNotFound(name.to_owned())),
@@ -214,8 +220,11 @@ impl Store {
 
     /// How many applications exist (revoked included), to detect the first run.
     pub async fn count_apps(&self) -> Result<u64, StoreError> {
-        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM applications")
-            .fetch_one(&self.pool)
+        let n = self
+            .reader()
+            .await?
+            .conn()
+            .scalar("SELECT count(*) FROM applications", &[])
             .await?;
         Ok(u64::try_from(n).unwrap_or(0))
     }

@@ -1,12 +1,11 @@
 //! Totals without scanning `events` or the errors log, and the deep-page seek: both
 //! read the counters that the write path keeps in the same transaction as the rows.
 
-use sqlx::{AssertSqlSafe, SqliteConnection};
-
 use eye_core::ErrorQuery;
 
 use super::StoreError;
-use super::events::{bind_scalar, error_filter};
+use super::conn::Conn;
+use super::events::error_filter;
 use super::rows::to_micros;
 use super::sql::{Arg, CountPlan, EventPlan, Filter, hour_split};
 use super::tree;
@@ -15,28 +14,22 @@ use super::tree;
 /// when the session is the only filter, the totals without a time filter, the
 /// counter tree (see `tree`) with one, and the session index for other session
 /// queries (a session's events are few).
-pub(crate) async fn count_events(
-    conn: &mut SqliteConnection,
-    plan: &EventPlan,
-) -> Result<u64, StoreError> {
+pub(crate) async fn count_events(conn: &mut Conn<'_>, plan: &EventPlan) -> Result<u64, StoreError> {
     let total = if let Some(session) = plan.session_only() {
-        sqlx::query_scalar::<_, i64>(
+        conn.scalar(
             "SELECT coalesce((SELECT event_count FROM sessions WHERE session_id = ?), 0)",
+            &[Arg::Text(session.to_owned())],
         )
-        .bind(session.to_owned())
-        .fetch_one(&mut *conn)
         .await?
     } else if !plan.has_counters() {
         tree::count_rows(conn, plan, plan.start, plan.end).await?
     } else if plan.start.is_none() && plan.end.is_none() {
         let f = plan.counter_filter();
         let sql = format!(
-            "SELECT coalesce(sum(events), 0) FROM event_counts{}",
+            "SELECT CAST(coalesce(sum(events), 0) AS BIGINT) FROM event_counts{}",
             f.sql()
         );
-        bind_scalar(sqlx::query_scalar::<_, i64>(AssertSqlSafe(sql)), &f.args)
-            .fetch_one(&mut *conn)
-            .await?
+        conn.scalar(&sql, &f.args).await?
     } else {
         tree::count_range(conn, plan, plan.start, plan.end).await?
     };
@@ -56,7 +49,7 @@ pub(crate) const SEEK_FROM_OFFSET: u64 = 2_000;
 /// A session filter is not in the counters; such queries are returned unchanged (a
 /// session's events are few).
 pub(crate) async fn seek(
-    conn: &mut SqliteConnection,
+    conn: &mut Conn<'_>,
     plan: &EventPlan,
     offset: u64,
 ) -> Result<(EventPlan, u64), StoreError> {
@@ -77,7 +70,7 @@ pub(crate) async fn seek(
 /// (every hour when there is no time filter) plus the partial hours at the edges of a
 /// time range from the index.
 pub(crate) async fn count_errors(
-    conn: &mut SqliteConnection,
+    conn: &mut Conn<'_>,
     query: &ErrorQuery,
 ) -> Result<u64, StoreError> {
     let start = query.time.start.map(to_micros);
@@ -114,32 +107,24 @@ pub(crate) async fn count_errors(
     Ok(u64::try_from(total).unwrap_or(0))
 }
 
-async fn sum_error_hours(conn: &mut SqliteConnection, f: &Filter) -> Result<i64, StoreError> {
+async fn sum_error_hours(conn: &mut Conn<'_>, f: &Filter) -> Result<i64, StoreError> {
     let sql = format!(
-        "SELECT coalesce(sum(errors), 0) FROM error_hours{}",
+        "SELECT CAST(coalesce(sum(errors), 0) AS BIGINT) FROM error_hours{}",
         f.sql()
     );
-    Ok(
-        bind_scalar(sqlx::query_scalar::<_, i64>(AssertSqlSafe(sql)), &f.args)
-            .fetch_one(&mut *conn)
-            .await?,
-    )
+    conn.scalar(&sql, &f.args).await
 }
 
 /// `count(*)` of the errors log over its index, restricted to `[start, end]`.
 async fn count_errors_direct(
-    conn: &mut SqliteConnection,
+    conn: &mut Conn<'_>,
     query: &ErrorQuery,
     start: Option<i64>,
     end: Option<i64>,
 ) -> Result<i64, StoreError> {
-    let (from, f) = error_filter(query, start, end);
+    let (from, f) = error_filter(conn.dialect(), query, start, end);
     let sql = format!("SELECT count(*) FROM {from}{}", f.sql());
-    Ok(
-        bind_scalar(sqlx::query_scalar::<_, i64>(AssertSqlSafe(sql)), &f.args)
-            .fetch_one(&mut *conn)
-            .await?,
-    )
+    conn.scalar(&sql, &f.args).await
 }
 
 /// A counters filter narrowed to the hours from `first` up to, not including, `end`

@@ -1,13 +1,12 @@
 //! Events, sessions and the errors log.
 
 use eye_core::{ErrorQuery, ErrorRecord, EventQuery, Pagination, Session, StoredEvent};
-use sqlx::AssertSqlSafe;
-use sqlx::sqlite::{Sqlite, SqliteArguments};
 use uuid::Uuid;
 
+use super::conn::Dialect;
 use super::count;
 use super::rows::{
-    ERROR_COLUMNS, EVENT_COLUMNS, ErrorRow, EventRow, SESSION_SELECT, SessionRow, to_micros,
+    ERROR_COLUMNS, EVENT_COLUMNS, ErrorRow, EventRow, SessionRow, session_select, to_micros,
 };
 use super::sql::{Arg, EventPlan, Filter};
 use super::{Store, StoreError};
@@ -23,33 +22,7 @@ pub struct WriteOutcome {
     pub errors_logged: u64,
 }
 
-pub(crate) type SqlQuery<'q> = sqlx::query::Query<'q, Sqlite, SqliteArguments>;
-pub(crate) type SqlQueryAs<'q, O> = sqlx::query::QueryAs<'q, Sqlite, O, SqliteArguments>;
-pub(crate) type SqlScalar<'q, O> = sqlx::query::QueryScalar<'q, Sqlite, O, SqliteArguments>;
-
-/// Binds arguments in order.
-pub(crate) fn bind_as<'q, O>(mut q: SqlQueryAs<'q, O>, args: &[Arg]) -> SqlQueryAs<'q, O> {
-    for a in args {
-        q = match a {
-            Arg::Text(s) => q.bind(s.clone()),
-            Arg::Int(i) => q.bind(*i),
-        };
-    }
-    q
-}
-
-/// Binds arguments in order.
-pub(crate) fn bind_scalar<'q, O>(mut q: SqlScalar<'q, O>, args: &[Arg]) -> SqlScalar<'q, O> {
-    for a in args {
-        q = match a {
-            Arg::Text(s) => q.bind(s.clone()),
-            Arg::Int(i) => q.bind(*i),
-        };
-    }
-    q
-}
-
-/// A row offset or limit as SQLite's integer.
+/// A row offset or limit as a SQL integer.
 fn sql_int(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
@@ -65,7 +38,8 @@ impl Store {
             return Ok((0, Vec::new()));
         };
         // One read transaction: the count and the page see the same snapshot.
-        let mut conn = self.pool.begin().await?;
+        let mut held = self.snapshot().await?;
+        let mut conn = held.conn();
         let count = count::count_events(&mut conn, &plan).await?;
         let p = &query.pagination;
         if count == 0 || p.offset() >= count {
@@ -76,14 +50,10 @@ impl Store {
         } else {
             (plan, p.offset())
         };
-        let sql = plan.page_sql();
-        let q = bind_as(
-            sqlx::query_as::<_, EventRow>(AssertSqlSafe(sql)),
-            &plan.filter().args,
-        )
-        .bind(i64::from(p.page_size))
-        .bind(sql_int(offset));
-        let rows = q.fetch_all(&mut *conn).await?;
+        let sql = plan.page_sql(conn.dialect());
+        let mut args = plan.filter().args;
+        args.extend([Arg::Int(i64::from(p.page_size)), Arg::Int(sql_int(offset))]);
+        let rows: Vec<EventRow> = conn.fetch_all(&sql, &args).await?;
         let events = rows
             .into_iter()
             .map(StoredEvent::try_from)
@@ -98,26 +68,29 @@ impl Store {
         let Some(plan) = EventPlan::new(query) else {
             return Ok(0);
         };
-        let mut conn = self.pool.acquire().await?;
-        count::count_events(&mut conn, &plan).await
+        let mut held = self.reader().await?;
+        count::count_events(&mut held.conn(), &plan).await
     }
 
     /// One event by id.
     pub async fn get_event(&self, id: Uuid) -> Result<Option<StoredEvent>, StoreError> {
         let sql = format!("SELECT {EVENT_COLUMNS} FROM events AS e WHERE e.id = ?");
-        let row = sqlx::query_as::<_, EventRow>(AssertSqlSafe(sql))
-            .bind(id.as_bytes().as_slice())
-            .fetch_optional(&self.pool)
+        let row: Option<EventRow> = self
+            .reader()
+            .await?
+            .conn()
+            .fetch_optional(&sql, &[Arg::Uuid(id)])
             .await?;
         row.map(StoredEvent::try_from).transpose()
     }
 
     /// One session's row.
     pub async fn get_session(&self, session_id: &str) -> Result<Option<Session>, StoreError> {
-        let sql = format!("{SESSION_SELECT} WHERE s.session_id = ?");
-        let row = sqlx::query_as::<_, SessionRow>(AssertSqlSafe(sql))
-            .bind(session_id)
-            .fetch_optional(&self.pool)
+        let mut held = self.reader().await?;
+        let mut conn = held.conn();
+        let sql = format!("{} WHERE s.session_id = ?", session_select(conn.dialect()));
+        let row: Option<SessionRow> = conn
+            .fetch_optional(&sql, &[Arg::Text(session_id.to_owned())])
             .await?;
         row.map(Session::try_from).transpose()
     }
@@ -129,26 +102,36 @@ impl Store {
         session_id: &str,
         pagination: &Pagination,
     ) -> Result<(u64, Vec<StoredEvent>), StoreError> {
-        let mut conn = self.pool.begin().await?;
-        let count: Option<i64> =
-            sqlx::query_scalar("SELECT event_count FROM sessions WHERE session_id = ?")
-                .bind(session_id)
-                .fetch_optional(&mut *conn)
-                .await?;
-        let count = count.map_or(0, |c| u64::try_from(c).unwrap_or(0));
+        let mut held = self.snapshot().await?;
+        let mut conn = held.conn();
+        let count: Option<(i64,)> = conn
+            .fetch_optional(
+                "SELECT event_count FROM sessions WHERE session_id = ?",
+                &[Arg::Text(session_id.to_owned())],
+            )
+            .await?;
+        let count = count.map_or(0, |(c,)| u64::try_from(c).unwrap_or(0));
         if count == 0 || pagination.offset() >= count {
             return Ok((count, Vec::new()));
         }
+        let hint = match conn.dialect() {
+            Dialect::Sqlite => " INDEXED BY events_session",
+            Dialect::Postgres => "",
+        };
         let sql = format!(
-            "SELECT {EVENT_COLUMNS} FROM (SELECT id FROM events INDEXED BY events_session \
+            "SELECT {EVENT_COLUMNS} FROM (SELECT id FROM events{hint} \
              WHERE session_id = ? ORDER BY timestamp, id LIMIT ? OFFSET ?) AS page \
              JOIN events AS e ON e.id = page.id ORDER BY e.timestamp, e.id"
         );
-        let rows = sqlx::query_as::<_, EventRow>(AssertSqlSafe(sql))
-            .bind(session_id)
-            .bind(i64::from(pagination.page_size))
-            .bind(sql_int(pagination.offset()))
-            .fetch_all(&mut *conn)
+        let rows: Vec<EventRow> = conn
+            .fetch_all(
+                &sql,
+                &[
+                    Arg::Text(session_id.to_owned()),
+                    Arg::Int(i64::from(pagination.page_size)),
+                    Arg::Int(sql_int(pagination.offset())),
+                ],
+            )
             .await?;
         let events = rows
             .into_iter()
@@ -165,8 +148,9 @@ impl Store {
     ) -> Result<(u64, Vec<ErrorRecord>), StoreError> {
         let start = query.time.start.map(to_micros);
         let end = query.time.end.map(to_micros);
-        let (from, filter) = error_filter(query, start, end);
-        let mut conn = self.pool.begin().await?;
+        let mut held = self.snapshot().await?;
+        let mut conn = held.conn();
+        let (from, filter) = error_filter(conn.dialect(), query, start, end);
         let count = count::count_errors(&mut conn, query).await?;
         let p = &query.pagination;
         if count == 0 || p.offset() >= count {
@@ -181,14 +165,12 @@ impl Store {
             "SELECT {ERROR_COLUMNS} FROM {from}{} ORDER BY {order} LIMIT ? OFFSET ?",
             filter.sql()
         );
-        let rows = bind_as(
-            sqlx::query_as::<_, ErrorRow>(AssertSqlSafe(sql)),
-            &filter.args,
-        )
-        .bind(i64::from(p.page_size))
-        .bind(sql_int(p.offset()))
-        .fetch_all(&mut *conn)
-        .await?;
+        let mut args = filter.args;
+        args.extend([
+            Arg::Int(i64::from(p.page_size)),
+            Arg::Int(sql_int(p.offset())),
+        ]);
+        let rows: Vec<ErrorRow> = conn.fetch_all(&sql, &args).await?;
         let records = rows
             .into_iter()
             .map(ErrorRecord::try_from)
@@ -200,6 +182,7 @@ impl Store {
 /// The `FROM` and `WHERE` of an errors-log query, restricted to received times in
 /// `[start, end]` (microseconds).
 pub(crate) fn error_filter(
+    dialect: Dialect,
     query: &ErrorQuery,
     start: Option<i64>,
     end: Option<i64>,
@@ -211,6 +194,8 @@ pub(crate) fn error_filter(
             "error_codes AS c JOIN errors AS e ON e.id = c.error_id",
             "c.received_at",
         )
+    } else if dialect == Dialect::Postgres {
+        ("errors AS e", "e.received_at")
     } else if query.application.is_some() {
         ("errors AS e INDEXED BY errors_application", "e.received_at")
     } else {

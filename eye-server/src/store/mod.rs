@@ -1,20 +1,31 @@
-//! The store: SQLite through sqlx. Events (idempotent on id), sessions (updated
-//! race-free in the same transaction), the errors log, and applications.
+//! The store: SQLite or PostgreSQL through sqlx, chosen at start by the URL's scheme.
+//! Events (idempotent on id), sessions (updated race-free in the same transaction),
+//! the errors log, and applications.
 //!
-//! One type, [`Store`], owns the connections; handlers and workers never touch sqlx
-//! directly. Timestamps are stored as integer microseconds since the Unix epoch, ids as
-//! 16-byte blobs.
+//! One type, [`Store`], owns the connections; handlers, queues and workers never touch
+//! sqlx directly and never learn which backend they write to. Inside, [`Store`] holds a
+//! `Backend` enum (not a trait object: no boxed future per call on the hot path).
+//! Timestamps are stored as integer microseconds since the Unix epoch on both
+//! backends, so the counter tree's arithmetic and the API's output are identical.
 //!
-//! # Connections
+//! # Backends
 //!
-//! All writes go through one writer connection and start with `BEGIN IMMEDIATE`, so
-//! SQLite never has two writers racing for the lock (no `SQLITE_BUSY` upgrades, and the
-//! session counters are updated race-free). Reads use a small separate pool; in WAL
-//! mode they never wait for the writer.
+//! - SQLite (`sqlite://path.db`, `sqlite::memory:`; the default): all writes go through
+//!   one writer connection with `BEGIN IMMEDIATE`, so SQLite never has two writers
+//!   racing for the lock; reads use a small separate pool, which in WAL mode never
+//!   waits for the writer.
+//! - PostgreSQL (`postgres://`, `postgresql://`): one pool; any number of writers, in
+//!   this process or on other machines, write concurrently. Uniqueness of event ids
+//!   and exact counters come from `ON CONFLICT` with sorted keys (see `postgres`).
+//!
+//! Everything that reads (events, sessions, errors log, counts, the deep-page seek,
+//! dashboard figures, applications) is written once, against `conn::Conn`, in SQLite's
+//! `?` style; `conn` renumbers placeholders for Postgres. The write path is per
+//! backend: bulk-insert SQL differs too much to share.
 //!
 //! # Layout
 //!
-//! - `write`: [`Store::write_batch`], the one write path for events and the errors log.
+//! - `conn`: one connection of either backend, and the few ways the read path uses it.
 //! - `events`: the event, session and errors-log queries.
 //! - `sql`: how an [`eye_core::EventQuery`] becomes SQL (index choice, count plan).
 //! - `count`: totals from the counters, and the deep-page seek through them.
@@ -22,30 +33,35 @@
 //! - `rows`: stored rows and their conversion to the model.
 //! - `apps`: applications and their keys.
 //! - `stats`: dashboard figures (totals by type, events per hour, newest sessions).
-//! - `idle`: releases the page caches once the store has been quiet for a while.
+//! - `sqlite`: opening SQLite, its write path, and releasing its page caches when idle.
+//! - `postgres`: opening PostgreSQL and its bulk write path.
+//! - [`testing`] (tests and the `test-util` feature): a throwaway Postgres database.
 
 mod apps;
+mod conn;
 mod count;
 mod events;
-mod idle;
+mod postgres;
 mod rows;
 mod sql;
+mod sqlite;
 mod stats;
+#[cfg(any(test, feature = "test-util"))]
+pub mod testing;
 #[cfg(test)]
 mod tests;
 mod tree;
-mod write;
-
-use std::str::FromStr;
-use std::sync::Arc;
-use std::time::Duration;
 
 use sqlx::SqlitePool;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::postgres::{PgDatabaseError, PgPool};
 
 pub use apps::{AppRecord, NewApp, Scope, Scopes};
 pub use events::WriteOutcome;
+pub use sqlite::Synchronous;
 pub use stats::{HourCount, StoreSize, TypeCount};
+
+use crate::message::Message;
+use conn::Held;
 
 /// Store failures. Callers log them and answer an opaque 500/503; they never reach a
 /// client's body.
@@ -54,6 +70,18 @@ pub enum StoreError {
     /// The database failed.
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
+    /// The database server could not be reached or refused the connection at start:
+    /// names the server (never the password) and the cause.
+    #[error("cannot connect to {target}: {source}")]
+    Connect {
+        /// `host:port/database` (or the socket path).
+        target: String,
+        /// What failed.
+        source: sqlx::Error,
+    },
+    /// The database URL is not one the store can open.
+    #[error("invalid database URL: {0}")]
+    InvalidUrl(String),
     /// Applying migrations failed.
     #[error("migration error: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
@@ -70,29 +98,45 @@ pub enum StoreError {
 
 impl StoreError {
     /// Whether the failure is the store's, not the data's: busy or locked database,
-    /// I/O error, full disk, unreadable file, pool timeout. Retrying the same data
-    /// later can succeed, and splitting a batch to find a bad message is pointless
-    /// (each part would fail the same way, each after the busy timeout). Anything else
-    /// (a constraint, a value SQLite refuses, a row that cannot be read back) is taken
-    /// as caused by the data.
+    /// I/O error, full disk, unreadable file, pool timeout, a lost or refused
+    /// connection, a Postgres server shutting down, a serialization failure or a
+    /// deadlock. Retrying the same data later can succeed, and splitting a batch to
+    /// find a bad message is pointless (each part would fail the same way, each after
+    /// the busy timeout). Anything else (a constraint, a value the database refuses, a
+    /// row that cannot be read back, a bad URL) is taken as caused by the data or the
+    /// configuration.
     pub fn is_transient(&self) -> bool {
         match self {
-            Self::Database(e) => match e {
-                sqlx::Error::Io(_)
-                | sqlx::Error::Tls(_)
-                | sqlx::Error::PoolTimedOut
-                | sqlx::Error::PoolClosed
-                | sqlx::Error::WorkerCrashed => true,
-                sqlx::Error::Database(db) => db
-                    .code()
+            Self::Database(e) | Self::Connect { source: e, .. } => is_transient(e),
+            Self::Migrate(_) => true,
+            Self::InvalidUrl(_) | Self::Corrupt(_) | Self::AppExists(_) | Self::AppNotFound(_) => {
+                false
+            }
+        }
+    }
+}
+
+fn is_transient(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Protocol(_) => true,
+        sqlx::Error::Database(db) => {
+            if let Some(pg) = db.try_downcast_ref::<PgDatabaseError>() {
+                let code = pg.code();
+                TRANSIENT_PG_CLASSES.iter().any(|c| code.starts_with(c))
+                    || TRANSIENT_PG_CODES.contains(&code)
+            } else {
+                db.code()
                     .and_then(|c| c.parse::<i32>().ok())
                     // The primary result code is the low byte of an extended one.
-                    .is_some_and(|c| TRANSIENT_SQLITE_CODES.contains(&(c & 0xff))),
-                _ => false,
-            },
-            Self::Migrate(_) => true,
-            Self::Corrupt(_) | Self::AppExists(_) | Self::AppNotFound(_) => false,
+                    .is_some_and(|c| TRANSIENT_SQLITE_CODES.contains(&(c & 0xff)))
+            }
         }
+        _ => false,
     }
 }
 
@@ -100,27 +144,15 @@ impl StoreError {
 /// NOMEM, READONLY, IOERR, CORRUPT, FULL, CANTOPEN, PROTOCOL, NOTADB.
 const TRANSIENT_SQLITE_CODES: [i32; 10] = [5, 6, 7, 8, 10, 11, 13, 14, 15, 26];
 
-/// How SQLite syncs commits to disk (`PRAGMA synchronous`), in WAL mode.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
-pub enum Synchronous {
-    /// fsync on every commit: a committed transaction survives a power loss. Needed
-    /// when something is deleted on the strength of the commit (a Redis worker
-    /// deletes the stream entries right after it).
-    Full,
-    /// fsync at checkpoints only: a power loss (not a crash of the process) can undo
-    /// the last commits. Faster.
-    #[default]
-    Normal,
-}
+/// SQLSTATE classes of a Postgres that cannot serve right now: connection exception,
+/// transaction rollback (serialization failure, deadlock), insufficient resources
+/// (too many connections, disk full), operator intervention (admin or crash shutdown,
+/// cannot connect now), system error.
+const TRANSIENT_PG_CLASSES: [&str; 5] = ["08", "40", "53", "57", "58"];
 
-impl From<Synchronous> for SqliteSynchronous {
-    fn from(s: Synchronous) -> Self {
-        match s {
-            Synchronous::Full => Self::Full,
-            Synchronous::Normal => Self::Normal,
-        }
-    }
-}
+/// Single SQLSTATEs that are transient: lock not available, read-only transaction (a
+/// failover left us on a standby).
+const TRANSIENT_PG_CODES: [&str; 2] = ["55P03", "25006"];
 
 /// Whether a database URL names an in-memory database (`sqlite::memory:`,
 /// `mode=memory`), which has no file (and so no journal) next to it.
@@ -128,33 +160,39 @@ impl From<Synchronous> for SqliteSynchronous {
 /// ```
 /// assert!(eye_server::store::is_in_memory("sqlite::memory:"));
 /// assert!(!eye_server::store::is_in_memory("sqlite://eye.db"));
+/// assert!(!eye_server::store::is_in_memory("postgres://eye@db.internal/eye"));
 /// ```
 pub fn is_in_memory(url: &str) -> bool {
-    url.contains(":memory:") || url.contains("mode=memory")
+    !is_postgres(url) && (url.contains(":memory:") || url.contains("mode=memory"))
+}
+
+/// Whether a database URL names a PostgreSQL server (`postgres://`, `postgresql://`).
+///
+/// ```
+/// assert!(eye_server::store::is_postgres("postgresql://eye@127.0.0.1/eye"));
+/// assert!(!eye_server::store::is_postgres("sqlite://eye.db"));
+/// ```
+pub fn is_postgres(url: &str) -> bool {
+    url.starts_with("postgres://") || url.starts_with("postgresql://")
 }
 
 /// The store handle: cheap to clone (the pools are reference-counted).
 #[derive(Debug, Clone)]
 pub struct Store {
-    /// Readers. For an in-memory database this is the writer pool itself.
-    pool: SqlitePool,
-    /// The single writer connection.
-    writer: SqlitePool,
-    /// Empties the page caches after a quiet spell (file stores only).
-    _idle: Option<Arc<idle::IdleRelease>>,
+    backend: Backend,
 }
 
-/// Reader connections: enough for both cores plus one waiting on I/O.
-const READERS: u32 = 4;
-
-/// Each reader's page cache, in KiB (`PRAGMA cache_size` takes negative KiB). A query
-/// reads a few index pages and one page of rows: the interior pages of the indexes
-/// fit, and the operating system's file cache serves the rest.
-const READER_CACHE_KIB: u32 = 2048;
+/// The backend a [`Store`] was opened on.
+#[derive(Debug, Clone)]
+enum Backend {
+    Sqlite(sqlite::SqliteStore),
+    Postgres(postgres::PgStore),
+}
 
 impl Store {
-    /// Opens (creating if needed) the SQLite database at `url` (`sqlite://path.db` or
-    /// `sqlite::memory:`), sets WAL and the pragmas, and applies migrations.
+    /// Opens the database at `url` and applies migrations: PostgreSQL for
+    /// `postgres://` and `postgresql://` URLs, SQLite (created if needed; WAL and the
+    /// pragmas set) for anything else (`sqlite://path.db`, `sqlite::memory:`).
     ///
     /// ```
     /// # tokio_test_block_on(async {
@@ -172,94 +210,114 @@ impl Store {
         Self::open_with(url, Synchronous::Normal).await
     }
 
-    /// [`Store::open`] with a choice of `PRAGMA synchronous`.
+    /// [`Store::open`] with a choice of SQLite's `PRAGMA synchronous`. PostgreSQL
+    /// ignores it: its commits are durable as its server is configured
+    /// (`synchronous_commit`).
     pub async fn open_with(url: &str, synchronous: Synchronous) -> Result<Self, StoreError> {
-        let options = SqliteConnectOptions::from_str(url)?
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(synchronous.into())
-            .busy_timeout(Duration::from_secs(10))
-            .foreign_keys(true)
-            .pragma("temp_store", "memory");
-        let in_memory = is_in_memory(url);
-        let activity = Arc::new(idle::Activity::default());
-        // Writers queue for the one connection; the embedded queue and the workers
-        // each write from one task, so waiting long here means the disk is stuck.
-        let writer = SqlitePoolOptions::new()
-            .max_connections(1)
-            .min_connections(1)
-            .acquire_timeout(Duration::from_secs(60))
-            .before_acquire(idle::Activity::hook(&activity))
-            .connect_with(
-                options
-                    .clone()
-                    // 32 MiB: the hot upper levels and right edges of every index,
-                    // and much of the session index, whose inserts land at random
-                    // (a 1M-event drain: 57 s at 32 MiB, 61 s at 16 MiB). Given back
-                    // when idle, with the allocator's free memory (`crate::memory`).
-                    .pragma("cache_size", "-32000")
-                    // Checkpoint every ~128 MiB of WAL instead of 4 MiB: a leaf that
-                    // several transactions dirtied is copied back once, and there are
-                    // far fewer fsyncs. Measured: 2.6x the write rate at 300k rows for
-                    // 32 MiB; 128 MiB drained a 300k-event journal in 11.3-11.6 s
-                    // against 12.5-18.4 s (transactions of 10,000 events each write
-                    // tens of MiB of WAL).
-                    .pragma("wal_autocheckpoint", "32768")
-                    // After a checkpoint, a WAL that grew past 128 MiB (a reader held
-                    // an old snapshot) is truncated back instead of staying that big.
-                    .pragma("journal_size_limit", "134217728")
-                    // Bounds `PRAGMA optimize` at close to a sample, not a table scan.
-                    .pragma("analysis_limit", "400"),
-            )
-            .await?;
-        sqlx::migrate!("./migrations").run(&writer).await?;
-        if in_memory {
-            return Ok(Self {
-                pool: writer.clone(),
-                writer,
-                _idle: None,
-            });
+        let backend = if is_postgres(url) {
+            Backend::Postgres(postgres::PgStore::open(url).await?)
+        } else {
+            Backend::Sqlite(sqlite::SqliteStore::open(url, synchronous).await?)
+        };
+        Ok(Self { backend })
+    }
+
+    /// Writes a batch of queue messages in one transaction: events are inserted once
+    /// per id, forever (a duplicate id, in the batch or already stored, is a no-op),
+    /// the sessions and counters of newly inserted events are updated in the same
+    /// transaction, rejected events go to the errors log (once per key). Either all of
+    /// it commits or none of it does.
+    ///
+    /// Concurrent calls keep every counter exact: on SQLite they queue for the one
+    /// writer connection (`BEGIN IMMEDIATE`); on PostgreSQL they run at once, from any
+    /// number of processes, and conflicts resolve row by row (see `postgres`).
+    pub async fn write_batch(&self, messages: &[Message]) -> Result<WriteOutcome, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(s) => s.write_batch(messages).await,
+            Backend::Postgres(p) => p.write_batch(messages).await,
         }
-        let pool = SqlitePoolOptions::new()
-            .max_connections(READERS)
-            .min_connections(1)
-            .before_acquire(idle::Activity::hook(&activity))
-            .connect_with(options.pragma("cache_size", format!("-{READER_CACHE_KIB}")))
-            .await?;
-        let idle = idle::IdleRelease::spawn(vec![pool.clone(), writer.clone()], activity);
-        Ok(Self {
-            pool,
-            writer,
-            _idle: Some(Arc::new(idle)),
-        })
     }
 
     /// Applies pending migrations (embedded in the binary).
     pub async fn migrate(&self) -> Result<(), StoreError> {
-        sqlx::migrate!("./migrations").run(&self.writer).await?;
-        Ok(())
+        match &self.backend {
+            Backend::Sqlite(s) => s.migrate().await,
+            Backend::Postgres(p) => p.migrate().await,
+        }
     }
 
     /// Checks the database answers, for `/readyz`.
     pub async fn ping(&self) -> Result<(), StoreError> {
-        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        // BIGINT: Postgres's plain `1` is an int4, which does not decode as i64.
+        self.reader()
+            .await?
+            .conn()
+            .scalar("SELECT CAST(1 AS BIGINT)", &[])
+            .await?;
         Ok(())
     }
 
-    /// The pool, for tests that inspect the database (e.g. `EXPLAIN QUERY PLAN`).
-    pub fn pool(&self) -> &SqlitePool {
-        &self.pool
+    /// The SQLite read pool, for tests and tools that inspect a SQLite database
+    /// directly (e.g. `EXPLAIN QUERY PLAN`); `None` on PostgreSQL.
+    pub fn pool(&self) -> Option<&SqlitePool> {
+        match &self.backend {
+            Backend::Sqlite(s) => Some(&s.pool),
+            Backend::Postgres(_) => None,
+        }
     }
 
-    /// Closes the pools, waiting for connections to finish. The writer closes last, so
-    /// its final checkpoint sees no reader.
-    pub async fn close(&self) {
-        // Refreshes the planner's statistics where they changed; cheap, and a failure
-        // only costs plan quality.
-        if let Err(e) = sqlx::query("PRAGMA optimize").execute(&self.writer).await {
-            tracing::debug!(error = %e, "PRAGMA optimize failed");
+    /// The PostgreSQL pool, for tests and tools that inspect the database directly;
+    /// `None` on SQLite.
+    pub fn pg_pool(&self) -> Option<&PgPool> {
+        match &self.backend {
+            Backend::Sqlite(_) => None,
+            Backend::Postgres(p) => Some(&p.pool),
         }
-        self.pool.close().await;
-        self.writer.close().await;
+    }
+
+    /// Which backend this store writes to: `"sqlite"` or `"postgres"` (for logs and
+    /// metrics labels).
+    pub fn backend_name(&self) -> &'static str {
+        match &self.backend {
+            Backend::Sqlite(_) => "sqlite",
+            Backend::Postgres(_) => "postgres",
+        }
+    }
+
+    /// Closes the pools, waiting for connections to finish.
+    pub async fn close(&self) {
+        match &self.backend {
+            Backend::Sqlite(s) => s.close().await,
+            Backend::Postgres(p) => p.pool.close().await,
+        }
+    }
+
+    /// A read connection.
+    pub(crate) async fn reader(&self) -> Result<Held, StoreError> {
+        Ok(match &self.backend {
+            Backend::Sqlite(s) => Held::Sqlite(s.pool.acquire().await?),
+            Backend::Postgres(p) => Held::Postgres(p.pool.acquire().await?),
+        })
+    }
+
+    /// A read-only transaction: every statement in it sees the same snapshot, so a
+    /// count and its page agree.
+    pub(crate) async fn snapshot(&self) -> Result<Held, StoreError> {
+        Ok(match &self.backend {
+            Backend::Sqlite(s) => Held::SqliteTx(s.pool.begin().await?),
+            Backend::Postgres(p) => Held::PostgresTx(
+                p.pool
+                    .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+                    .await?,
+            ),
+        })
+    }
+
+    /// A connection for small writes outside the event path (applications).
+    pub(crate) async fn small_writer(&self) -> Result<Held, StoreError> {
+        Ok(match &self.backend {
+            Backend::Sqlite(s) => Held::Sqlite(s.writer.acquire().await?),
+            Backend::Postgres(p) => Held::Postgres(p.pool.acquire().await?),
+        })
     }
 }

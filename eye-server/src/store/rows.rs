@@ -1,10 +1,12 @@
-//! Stored rows and their conversion to and from the model: microseconds, blobs, JSON.
+//! Stored rows and their conversion to and from the model: microseconds, ids, JSON.
+//! The same rows come out of both backends.
 
 use chrono::{DateTime, Utc};
 use eye_core::{ErrorRecord, FieldError, Payload, Session, SessionId, StoredEvent};
 use uuid::Uuid;
 
 use super::StoreError;
+use super::conn::Dialect;
 
 /// Microseconds since the Unix epoch, the stored form of every instant.
 pub(crate) fn to_micros(t: DateTime<Utc>) -> i64 {
@@ -32,7 +34,8 @@ pub(crate) const EVENT_COLUMNS: &str =
 /// One row of `events`.
 #[derive(Debug, sqlx::FromRow)]
 pub(crate) struct EventRow {
-    pub id: Vec<u8>,
+    /// A 16-byte blob on SQLite, a `uuid` on Postgres.
+    pub id: Uuid,
     pub application: String,
     pub session_id: String,
     pub category: String,
@@ -46,8 +49,7 @@ impl TryFrom<EventRow> for StoredEvent {
     type Error = StoreError;
 
     fn try_from(r: EventRow) -> Result<Self, StoreError> {
-        let id = Uuid::from_slice(&r.id)
-            .map_err(|_| StoreError::Corrupt(format!("event id of {} bytes", r.id.len())))?;
+        let id = r.id;
         let corrupt = |what: &str, e: &dyn std::fmt::Display| {
             StoreError::Corrupt(format!("event {id}: {what}: {e}"))
         };
@@ -98,10 +100,22 @@ impl TryFrom<SessionRow> for Session {
     }
 }
 
-/// Selects a session row; `s` is the sessions table alias.
-pub(crate) const SESSION_SELECT: &str = "SELECT s.session_id, s.first_seen, s.last_seen, \
-     s.event_count, (SELECT json_group_array(application) FROM session_applications a \
-     WHERE a.session_id = s.session_id) AS applications FROM sessions s";
+/// Selects a session row; `s` is the sessions table alias. The applications come as
+/// a JSON array on both backends.
+pub(crate) fn session_select(dialect: Dialect) -> &'static str {
+    match dialect {
+        Dialect::Sqlite => {
+            "SELECT s.session_id, s.first_seen, s.last_seen, s.event_count, \
+             (SELECT json_group_array(application) FROM session_applications a \
+             WHERE a.session_id = s.session_id) AS applications FROM sessions s"
+        }
+        Dialect::Postgres => {
+            "SELECT s.session_id, s.first_seen, s.last_seen, s.event_count, \
+             (SELECT json_agg(application)::text FROM session_applications a \
+             WHERE a.session_id = s.session_id) AS applications FROM sessions s"
+        }
+    }
+}
 
 /// One row of `errors`.
 #[derive(Debug, sqlx::FromRow)]

@@ -11,8 +11,10 @@
 //! | `application`                   | `events_application` |
 //! | none                            | `events_time`        |
 //!
-//! Each index is `(column, timestamp)` on a `WITHOUT ROWID` table, so its entries are
-//! ordered by `(column, timestamp, id)`: the page order, with no sort step. A page is
+//! On SQLite each index is `(column, timestamp)` on a `WITHOUT ROWID` table, so its
+//! entries are ordered by `(column, timestamp, id)`; on Postgres each index is
+//! `(column, timestamp, id)` outright. Either way it is the page order, with no sort
+//! step. SQLite is told the index (`INDEXED BY`); Postgres's planner finds it. A page is
 //! found by skipping `OFFSET` entries in the index alone (a covering subquery that
 //! selects only ids) and then fetching the page's rows by primary key, so a deep page
 //! costs an index walk, not a table walk.
@@ -21,6 +23,7 @@ use std::borrow::Cow;
 
 use eye_core::{EventQuery, EventType};
 
+use super::conn::Dialect;
 use super::rows::{HOUR_MICROS, hour_of, to_micros};
 
 /// A value bound to a `?` placeholder.
@@ -28,6 +31,8 @@ use super::rows::{HOUR_MICROS, hour_of, to_micros};
 pub(crate) enum Arg {
     Text(String),
     Int(i64),
+    Uuid(uuid::Uuid),
+    Bytes(Vec<u8>),
 }
 
 /// A `WHERE` clause and its arguments.
@@ -66,7 +71,8 @@ impl Filter {
     }
 }
 
-/// An event query planned for SQLite.
+/// An event query planned: which index serves it (named in SQLite's `INDEXED BY`;
+/// Postgres's planner finds the same index by itself) and its filters.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct EventPlan {
     /// The index that serves it (`INDEXED BY`).
@@ -149,34 +155,46 @@ impl EventPlan {
         self.filter_between(self.start, self.end)
     }
 
+    /// `events`, with SQLite's index hint.
+    fn events_from(&self, dialect: Dialect) -> String {
+        match dialect {
+            Dialect::Sqlite => format!("events INDEXED BY {}", self.index),
+            Dialect::Postgres => "events".to_owned(),
+        }
+    }
+
     /// The ids of one page, newest first, read from the index alone when it covers
     /// the filters. Binds: the filter's, then limit and offset.
-    pub fn ids_sql(&self) -> String {
+    pub fn ids_sql(&self, dialect: Dialect) -> String {
         format!(
-            "SELECT id FROM events INDEXED BY {idx}{w} \
-             ORDER BY timestamp DESC, id DESC LIMIT ? OFFSET ?",
-            idx = self.index,
+            "SELECT id FROM {from}{w} ORDER BY timestamp DESC, id DESC LIMIT ? OFFSET ?",
+            from = self.events_from(dialect),
             w = self.filter().sql(),
         )
     }
 
     /// The SQL of one page, newest first: [`Self::ids_sql`], then the rows by primary
     /// key. Binds: the filter's, then limit and offset.
-    pub fn page_sql(&self) -> String {
+    pub fn page_sql(&self, dialect: Dialect) -> String {
         format!(
             "SELECT {cols} FROM ({ids}) AS page JOIN events AS e ON e.id = page.id \
              ORDER BY e.timestamp DESC, e.id DESC",
             cols = super::rows::EVENT_COLUMNS,
-            ids = self.ids_sql(),
+            ids = self.ids_sql(dialect),
         )
     }
 
     /// The SQL of a direct count over `[start, end]`. Binds: the filter's.
-    pub fn count_sql(&self, start: Option<i64>, end: Option<i64>) -> (String, Filter) {
+    pub fn count_sql(
+        &self,
+        dialect: Dialect,
+        start: Option<i64>,
+        end: Option<i64>,
+    ) -> (String, Filter) {
         let f = self.filter_between(start, end);
         let sql = format!(
-            "SELECT count(*) FROM events INDEXED BY {}{}",
-            self.index,
+            "SELECT count(*) FROM {}{}",
+            self.events_from(dialect),
             f.sql()
         );
         (sql, f)

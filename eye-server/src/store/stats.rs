@@ -1,15 +1,15 @@
 //! Dashboard figures, all read from the counters or an index: none scans `events`.
 
+use super::conn::Dialect;
+use super::rows::{
+    ERROR_COLUMNS, ErrorRow, HOUR_MICROS, SessionRow, from_micros, hour_of, session_select,
+    to_micros,
+};
+use super::sql::Arg;
+use super::{Store, StoreError};
 use chrono::{DateTime, Utc};
 use eye_core::{ErrorRecord, EventType, Session};
 use serde::Serialize;
-use sqlx::AssertSqlSafe;
-
-use super::rows::{
-    ERROR_COLUMNS, ErrorRow, HOUR_MICROS, SESSION_SELECT, SessionRow, from_micros, hour_of,
-    to_micros,
-};
-use super::{Store, StoreError};
 
 /// How many events of one type are stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -33,9 +33,10 @@ pub struct HourCount {
 /// The size of the database on disk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct StoreSize {
-    /// Bytes of the main database file (pages in use and free).
+    /// Bytes of the main database file (pages in use and free), or of the
+    /// PostgreSQL database.
     pub database_bytes: u64,
-    /// Bytes of free pages inside it.
+    /// Bytes of free pages inside it (0 on PostgreSQL).
     pub free_bytes: u64,
 }
 
@@ -47,11 +48,16 @@ impl Store {
     /// Stored events by type, every type included (zero when none), in
     /// [`EventType::ALL`] order. Read from the counters: constant time.
     pub async fn totals_by_type(&self) -> Result<Vec<TypeCount>, StoreError> {
-        let rows: Vec<(String, String, i64)> = sqlx::query_as(
-            "SELECT category, name, sum(events) FROM event_counts GROUP BY category, name",
-        )
-        .fetch_all(&self.pool)
-        .await?;
+        let rows: Vec<(String, String, i64)> = self
+            .reader()
+            .await?
+            .conn()
+            .fetch_all(
+                "SELECT category, name, CAST(sum(events) AS BIGINT) FROM event_counts \
+                 GROUP BY category, name",
+                &[],
+            )
+            .await?;
         Ok(EventType::ALL
             .into_iter()
             .map(|t| TypeCount {
@@ -67,8 +73,14 @@ impl Store {
 
     /// Every stored event, from the counters: constant time.
     pub async fn total_events(&self) -> Result<u64, StoreError> {
-        let n: i64 = sqlx::query_scalar("SELECT coalesce(sum(events), 0) FROM event_counts")
-            .fetch_one(&self.pool)
+        let n = self
+            .reader()
+            .await?
+            .conn()
+            .scalar(
+                "SELECT CAST(coalesce(sum(events), 0) AS BIGINT) FROM event_counts",
+                &[],
+            )
             .await?;
         Ok(count(n))
     }
@@ -84,24 +96,19 @@ impl Store {
     ) -> Result<Vec<HourCount>, StoreError> {
         let first = hour_of(to_micros(start));
         let last = hour_of(to_micros(end).saturating_add(HOUR_MICROS - 1));
-        let app_filter = if application.is_some() {
+        let mut args = vec![Arg::Int(first), Arg::Int(last)];
+        let app_filter = if let Some(app) = application {
+            args.push(Arg::Text(app.to_owned()));
             " AND application = ?"
         } else {
             ""
         };
         let sql = format!(
-            "SELECT hour, sum(events) FROM event_hours WHERE hour >= ? AND hour < ?{app_filter} \
-             GROUP BY hour ORDER BY hour"
+            "SELECT hour, CAST(sum(events) AS BIGINT) FROM event_hours \
+             WHERE hour >= ? AND hour < ?{app_filter} GROUP BY hour ORDER BY hour"
         );
-        let mut q = sqlx::query_as::<_, (i64, i64)>(AssertSqlSafe(sql))
-            .bind(first)
-            .bind(last);
-        if let Some(app) = application {
-            q = q.bind(app.to_owned());
-        }
-        q.fetch_all(&self.pool)
-            .await?
-            .into_iter()
+        let rows: Vec<(i64, i64)> = self.reader().await?.conn().fetch_all(&sql, &args).await?;
+        rows.into_iter()
             .map(|(hour, n)| {
                 Ok(HourCount {
                     hour: from_micros(hour.saturating_mul(HOUR_MICROS))?,
@@ -113,14 +120,14 @@ impl Store {
 
     /// The `limit` sessions seen most recently (by their latest event's timestamp).
     pub async fn newest_sessions(&self, limit: u32) -> Result<Vec<Session>, StoreError> {
-        let sql = format!("{SESSION_SELECT} ORDER BY s.last_seen DESC, s.session_id DESC LIMIT ?");
-        sqlx::query_as::<_, SessionRow>(AssertSqlSafe(sql))
-            .bind(i64::from(limit))
-            .fetch_all(&self.pool)
-            .await?
-            .into_iter()
-            .map(Session::try_from)
-            .collect()
+        let mut held = self.reader().await?;
+        let mut conn = held.conn();
+        let sql = format!(
+            "{} ORDER BY s.last_seen DESC, s.session_id DESC LIMIT ?",
+            session_select(conn.dialect())
+        );
+        let rows: Vec<SessionRow> = conn.fetch_all(&sql, &[Arg::Int(i64::from(limit))]).await?;
+        rows.into_iter().map(Session::try_from).collect()
     }
 
     /// The `limit` newest entries of the errors log.
@@ -129,35 +136,49 @@ impl Store {
             "SELECT {ERROR_COLUMNS} FROM errors AS e ORDER BY e.received_at DESC, e.id DESC \
              LIMIT ?"
         );
-        sqlx::query_as::<_, ErrorRow>(AssertSqlSafe(sql))
-            .bind(i64::from(limit))
-            .fetch_all(&self.pool)
+        let rows: Vec<ErrorRow> = self
+            .reader()
             .await?
-            .into_iter()
-            .map(ErrorRecord::try_from)
-            .collect()
+            .conn()
+            .fetch_all(&sql, &[Arg::Int(i64::from(limit))])
+            .await?;
+        rows.into_iter().map(ErrorRecord::try_from).collect()
     }
 
     /// How many sessions are stored.
     pub async fn total_sessions(&self) -> Result<u64, StoreError> {
-        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM sessions")
-            .fetch_one(&self.pool)
+        let n = self
+            .reader()
+            .await?
+            .conn()
+            .scalar("SELECT count(*) FROM sessions", &[])
             .await?;
         Ok(count(n))
     }
 
-    /// The database's size on disk (the WAL file not included).
+    /// The database's size on disk: on SQLite the main file (the WAL not included),
+    /// on PostgreSQL the current database (`pg_database_size`, every table, index
+    /// and TOAST; its free space inside pages is not known cheaply, so `free_bytes`
+    /// is 0 there).
     pub async fn store_size(&self) -> Result<StoreSize, StoreError> {
-        let (pages, free, page_size): (i64, i64, i64) = sqlx::query_as(
-            "SELECT (SELECT page_count FROM pragma_page_count()), \
-             (SELECT freelist_count FROM pragma_freelist_count()), \
-             (SELECT page_size FROM pragma_page_size())",
-        )
-        .fetch_one(&self.pool)
-        .await?;
+        let mut held = self.reader().await?;
+        let mut conn = held.conn();
+        let sql = match conn.dialect() {
+            Dialect::Sqlite => {
+                "SELECT (SELECT page_count FROM pragma_page_count()) \
+                 * (SELECT page_size FROM pragma_page_size()), \
+                 (SELECT freelist_count FROM pragma_freelist_count()) \
+                 * (SELECT page_size FROM pragma_page_size())"
+            }
+            Dialect::Postgres => "SELECT pg_database_size(current_database()), CAST(0 AS BIGINT)",
+        };
+        let (bytes, free): (i64, i64) = conn
+            .fetch_optional(sql, &[])
+            .await?
+            .ok_or_else(|| StoreError::Corrupt("no size".into()))?;
         Ok(StoreSize {
-            database_bytes: count(pages.saturating_mul(page_size)),
-            free_bytes: count(free.saturating_mul(page_size)),
+            database_bytes: count(bytes),
+            free_bytes: count(free),
         })
     }
 }

@@ -11,10 +11,8 @@
 //! Hours are `event_hours` (also read by the dashboard); the finer widths are rows of
 //! `event_buckets` keyed by their width in microseconds.
 
-use sqlx::{AssertSqlSafe, SqliteConnection};
-
 use super::StoreError;
-use super::events::{bind_as, bind_scalar};
+use super::conn::{Conn, Dialect};
 use super::rows::HOUR_MICROS;
 use super::sql::{Arg, EventPlan, Filter};
 
@@ -34,8 +32,15 @@ pub(crate) fn bucket_of(micros: i64, width: i64) -> i64 {
 }
 
 /// Bucket rows read per round trip while seeking: more than the buckets of one parent
-/// at every width below the hour (at most 100).
-const BUCKETS_PER_READ: i64 = 128;
+/// at every width below the hour (at most 100). On Postgres a round trip costs a
+/// network hop rather than a function call, so it reads more hours at once: a deep
+/// page over months of data then costs one read of the hours, not one per 128.
+fn buckets_per_read(dialect: Dialect) -> i64 {
+    match dialect {
+        Dialect::Sqlite => 128,
+        Dialect::Postgres => 2048,
+    }
+}
 
 /// `SELECT` of the per-bucket sums at `level` under `filter`, plus its bound
 /// arguments: the bucket column, the table, and the filter with the width first.
@@ -129,7 +134,7 @@ fn split(start: Option<i64>, end: Option<i64>, level: usize, out: &mut Vec<Piece
 /// Counts the events `plan` matches in `[start, end]` in one statement: a sum of the
 /// counters of every whole bucket piece and `count(*)` of the edge rows.
 pub(crate) async fn count_range(
-    conn: &mut SqliteConnection,
+    conn: &mut Conn<'_>,
     plan: &EventPlan,
     start: Option<i64>,
     end: Option<i64>,
@@ -146,12 +151,15 @@ pub(crate) async fn count_range(
                 let (column, table, f) = level_source(level, plan.counter_filter());
                 let f = within(f, column, first, last_exclusive);
                 (
-                    format!("(SELECT coalesce(sum(events), 0) FROM {table}{})", f.sql()),
+                    format!(
+                        "(SELECT CAST(coalesce(sum(events), 0) AS BIGINT) FROM {table}{})",
+                        f.sql()
+                    ),
                     f,
                 )
             }
             Piece::Rows { start, end } => {
-                let (sql, f) = plan.count_sql(start, end);
+                let (sql, f) = plan.count_sql(conn.dialect(), start, end);
                 (format!("({sql})"), f)
             }
         };
@@ -159,11 +167,7 @@ pub(crate) async fn count_range(
         args.extend(f.args);
     }
     let sql = format!("SELECT {}", parts.join(" + "));
-    Ok(
-        bind_scalar(sqlx::query_scalar::<_, i64>(AssertSqlSafe(sql)), &args)
-            .fetch_one(&mut *conn)
-            .await?,
-    )
+    conn.scalar(&sql, &args).await
 }
 
 /// A part of the range still to walk while seeking, newest parts on top of the stack.
@@ -193,7 +197,7 @@ enum Todo {
 /// Walks the counter tree newest first. Pieces newer than the row are skipped by
 /// their count; the piece holding it is split one width finer, down to 10 ms.
 pub(crate) async fn seek(
-    conn: &mut SqliteConnection,
+    conn: &mut Conn<'_>,
     plan: &EventPlan,
     mut offset: u64,
 ) -> Result<Option<(Option<i64>, u64)>, StoreError> {
@@ -278,15 +282,14 @@ pub(crate) async fn seek(
                 let width = WIDTHS[level];
                 let (column, table, f) = level_source(level, plan.counter_filter());
                 let f = within(f, column, first, last_exclusive);
+                let per_read = buckets_per_read(conn.dialect());
                 let sql = format!(
-                    "SELECT {column}, sum(events) FROM {table}{} GROUP BY {column} \
-                     ORDER BY {column} DESC LIMIT {BUCKETS_PER_READ}",
+                    "SELECT {column}, CAST(sum(events) AS BIGINT) FROM {table}{} \
+                     GROUP BY {column} ORDER BY {column} DESC LIMIT {per_read}",
                     f.sql()
                 );
-                let rows = bind_as(sqlx::query_as::<_, (i64, i64)>(AssertSqlSafe(sql)), &f.args)
-                    .fetch_all(&mut *conn)
-                    .await?;
-                if rows.len() as i64 == BUCKETS_PER_READ
+                let rows: Vec<(i64, i64)> = conn.fetch_all(&sql, &f.args).await?;
+                if rows.len() as i64 == per_read
                     && let Some(&(oldest, _)) = rows.last()
                 {
                     stack.push(Todo::Buckets {
@@ -312,15 +315,11 @@ pub(crate) async fn seek(
 
 /// `count(*)` over the plan's index, restricted to `[start, end]`.
 pub(crate) async fn count_rows(
-    conn: &mut SqliteConnection,
+    conn: &mut Conn<'_>,
     plan: &EventPlan,
     start: Option<i64>,
     end: Option<i64>,
 ) -> Result<i64, StoreError> {
-    let (sql, f) = plan.count_sql(start, end);
-    Ok(
-        bind_scalar(sqlx::query_scalar::<_, i64>(AssertSqlSafe(sql)), &f.args)
-            .fetch_one(&mut *conn)
-            .await?,
-    )
+    let (sql, f) = plan.count_sql(conn.dialect(), start, end);
+    conn.scalar(&sql, &f.args).await
 }

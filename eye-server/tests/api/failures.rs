@@ -8,7 +8,7 @@ use crate::helpers::{assert_error, seed_event, spawn_app};
 /// Breaks the store under the running server.
 async fn break_events_table(app: &crate::helpers::TestApp) {
     sqlx::query("ALTER TABLE events RENAME TO events_gone")
-        .execute(app.state.store.pool())
+        .execute(app.state.store.pool().expect("a SQLite store"))
         .await
         .unwrap();
 }

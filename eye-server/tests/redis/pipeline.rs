@@ -54,7 +54,7 @@ impl GatedStore {
 
     async fn rows(&self) -> i64 {
         let (n,): (i64,) = sqlx::query_as("SELECT count(*) FROM events")
-            .fetch_one(self.store.pool())
+            .fetch_one(self.store.pool().expect("a SQLite store"))
             .await
             .expect("count");
         n

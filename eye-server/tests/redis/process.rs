@@ -98,7 +98,7 @@ impl Deployment {
 /// Ids of every stored event, with how many rows each has.
 pub async fn stored_ids(store: &Store) -> (u64, HashSet<Uuid>) {
     let rows: Vec<(Vec<u8>,)> = sqlx::query_as("SELECT id FROM events")
-        .fetch_all(store.pool())
+        .fetch_all(store.pool().expect("a SQLite store"))
         .await
         .expect("SELECT id FROM events");
     let total = rows.len() as u64;

@@ -2,6 +2,12 @@ use crate::store::{NewApp, Scopes, StoreError};
 
 use super::*;
 
+conformance!(
+    created_app_is_found_by_its_key_hash_until_revoked,
+    taken_name_is_app_exists_and_unknown_name_is_app_not_found,
+    apps_are_listed_by_name_with_their_scopes,
+);
+
 fn app(name: &str, key: u8) -> NewApp {
     NewApp {
         name: name.to_owned(),
@@ -13,9 +19,7 @@ fn app(name: &str, key: u8) -> NewApp {
     }
 }
 
-#[tokio::test]
-async fn created_app_is_found_by_its_key_hash_until_revoked() {
-    let (store, _dir) = store().await;
+async fn created_app_is_found_by_its_key_hash_until_revoked(store: TestDb) {
     assert_eq!(store.count_apps().await.unwrap(), 0);
     let created = store.create_app(&app("shop", 1)).await.unwrap();
     let found = store.find_app_by_key_hash(&[1; 32]).await.unwrap().unwrap();
@@ -47,9 +51,7 @@ async fn created_app_is_found_by_its_key_hash_until_revoked() {
     assert_eq!(store.count_apps().await.unwrap(), 1);
 }
 
-#[tokio::test]
-async fn taken_name_is_app_exists_and_unknown_name_is_app_not_found() {
-    let (store, _dir) = store().await;
+async fn taken_name_is_app_exists_and_unknown_name_is_app_not_found(store: TestDb) {
     store.create_app(&app("shop", 1)).await.unwrap();
     let dup = store.create_app(&app("shop", 2)).await.unwrap_err();
     assert!(matches!(dup, StoreError::AppExists(n) if n == "shop"));
@@ -57,9 +59,7 @@ async fn taken_name_is_app_exists_and_unknown_name_is_app_not_found() {
     assert!(matches!(missing, StoreError::AppNotFound(n) if n == "nope"));
 }
 
-#[tokio::test]
-async fn apps_are_listed_by_name_with_their_scopes() {
-    let (store, _dir) = store().await;
+async fn apps_are_listed_by_name_with_their_scopes(store: TestDb) {
     store
         .create_app(&NewApp {
             scopes: Scopes::ALL,

@@ -5,6 +5,11 @@ use eye_core::EventQuery;
 
 use super::*;
 
+conformance!(
+    deep_pages_equal_offset_pages_for_every_counter_shape,
+    seek_leaves_less_than_an_hour_of_events_to_skip,
+);
+
 /// (timestamp, id, category, application) of a stored event.
 type Row = (DateTime<Utc>, Uuid, &'static str, &'static str);
 
@@ -13,8 +18,7 @@ type Pred = Box<dyn Fn(&Row) -> bool>;
 
 /// 3,000 events over about 42 hours, in a scrambled order, with several at the same
 /// instant, of every type and two applications.
-async fn many() -> (Store, TempDir, Vec<Row>) {
-    let (store, dir) = store().await;
+async fn many(store: TestDb) -> (TestDb, Vec<Row>) {
     let mut batch = Vec::new();
     for i in 0..3000i64 {
         let secs = (i * 7919) % 150_000 / 3 * 3; // scrambled, with collisions
@@ -39,13 +43,12 @@ async fn many() -> (Store, TempDir, Vec<Row>) {
         })
         .map(|(t, id, c, a)| (t, id, c, if a == "crm" { "crm" } else { "shop" }))
         .collect();
-    (store, dir, rows)
+    (store, rows)
 }
 
-#[tokio::test]
-async fn deep_pages_equal_offset_pages_for_every_counter_shape() {
+async fn deep_pages_equal_offset_pages_for_every_counter_shape(store: TestDb) {
     // Arrange
-    let (store, _dir, rows) = many().await;
+    let (store, rows) = many(store).await;
     let range = (t(10_000), t(140_000 + 1234));
     let shapes: Vec<(EventQuery, Pred)> = vec![
         (EventQuery::new(), Box::new(|_| true)),
@@ -74,14 +77,13 @@ async fn deep_pages_equal_offset_pages_for_every_counter_shape() {
     }
 }
 
-#[tokio::test]
-async fn seek_leaves_less_than_an_hour_of_events_to_skip() {
+async fn seek_leaves_less_than_an_hour_of_events_to_skip(store: TestDb) {
     // Arrange: about 71 events per hour.
-    let (store, _dir, _) = many().await;
+    let (store, _) = many(store).await;
     let plan = crate::store::sql::EventPlan::new(&EventQuery::new()).unwrap();
-    let mut conn = store.pool().acquire().await.unwrap();
+    let mut held = store.reader().await.unwrap();
     // Act
-    let (narrowed, offset) = crate::store::count::seek(&mut conn, &plan, 2500)
+    let (narrowed, offset) = crate::store::count::seek(&mut held.conn(), &plan, 2500)
         .await
         .unwrap();
     // Assert

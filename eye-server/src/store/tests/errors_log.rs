@@ -2,14 +2,19 @@ use eye_core::{ErrorCode, ErrorQuery};
 
 use super::*;
 
+conformance!(
+    rejected_event_is_logged_once_per_key_with_everything,
+    errors_log_is_newest_first_and_filters_by_code_application_and_time,
+    errors_log_pages_are_stable,
+    errors_log_counts_are_exact_across_hour_edges_for_every_filter,
+);
+
 async fn codes_of(store: &Store, q: &ErrorQuery) -> (u64, Vec<Vec<String>>) {
     let (count, records) = store.query_errors(q).await.unwrap();
     (count, records.into_iter().map(|r| r.codes).collect())
 }
 
-#[tokio::test]
-async fn rejected_event_is_logged_once_per_key_with_everything() {
-    let (store, _dir) = store().await;
+async fn rejected_event_is_logged_once_per_key_with_everything(store: TestDb) {
     let m = rejected(
         "shop",
         5,
@@ -35,9 +40,7 @@ async fn rejected_event_is_logged_once_per_key_with_everything() {
     assert_eq!(r.payload, src.payload);
 }
 
-#[tokio::test]
-async fn errors_log_is_newest_first_and_filters_by_code_application_and_time() {
-    let (store, _dir) = store().await;
+async fn errors_log_is_newest_first_and_filters_by_code_application_and_time(store: TestDb) {
     store
         .write_batch(&[
             rejected("shop", 10, &[ErrorCode::InvalidHost]),
@@ -89,9 +92,7 @@ async fn errors_log_is_newest_first_and_filters_by_code_application_and_time() {
     assert_eq!(codes_of(&store, &code_and_time).await.0, 1);
 }
 
-#[tokio::test]
-async fn errors_log_pages_are_stable() {
-    let (store, _dir) = store().await;
+async fn errors_log_pages_are_stable(store: TestDb) {
     let batch: Vec<Message> = (0..7)
         .map(|i| rejected("shop", i % 3, &[ErrorCode::InvalidJson]))
         .collect();
@@ -112,11 +113,9 @@ async fn errors_log_pages_are_stable() {
     assert_eq!(ids, sorted);
 }
 
-#[tokio::test]
-async fn errors_log_counts_are_exact_across_hour_edges_for_every_filter() {
+async fn errors_log_counts_are_exact_across_hour_edges_for_every_filter(store: TestDb) {
     // Arrange: 200 entries over about 11 hours, two applications, mixed codes. Counts
     // come from the hourly counters plus the partial hours; the page must agree.
-    let (store, _dir) = store().await;
     let codes = [
         ErrorCode::InvalidHost,
         ErrorCode::TimestampInFuture,

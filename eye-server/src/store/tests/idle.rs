@@ -3,12 +3,14 @@
 use eye_core::EventQuery;
 
 use super::*;
-use crate::store::idle::release;
+use crate::store::sqlite::idle::release;
 
 #[tokio::test]
 async fn release_empties_every_idle_connection_and_the_store_keeps_answering() {
     // Arrange: a write and concurrent reads, so the writer and several readers are open.
-    let (store, _dir) = store().await;
+    let db = TestDb::sqlite().await;
+    let store = &db.store;
+    let sqlite = super::harness::sqlite(store);
     store
         .write_batch(&[view("s", 1), click("s", 2)])
         .await
@@ -22,15 +24,15 @@ async fn release_empties_every_idle_connection_and_the_store_keeps_answering() {
     assert!(a.is_ok() && b.is_ok() && c.is_ok());
     // Dropped connections go back to their pool in the background.
     for _ in 0..500 {
-        if store.pool.num_idle() == store.pool.size() as usize && store.writer.num_idle() == 1 {
+        if sqlite.pool.num_idle() == sqlite.pool.size() as usize && sqlite.writer.num_idle() == 1 {
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
-    let open_readers = store.pool.size() as usize;
+    let open_readers = sqlite.pool.size() as usize;
     assert!(open_readers > 1, "{open_readers}");
     // Act
-    let emptied = release(&[store.pool.clone(), store.writer.clone()]).await;
+    let emptied = release(&[sqlite.pool.clone(), sqlite.writer.clone()]).await;
     // Assert
     assert_eq!(emptied, open_readers + 1);
     store.write_batch(&[view("s", 3)]).await.unwrap();

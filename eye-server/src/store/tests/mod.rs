@@ -1,20 +1,39 @@
-//! Store tests against real SQLite files in temporary directories.
+//! The store's conformance suite: every case is written once, as
+//! `async fn case(store: TestDb)`, and [`conformance!`] runs it against both backends:
+//! a real SQLite file in a temporary directory (`sqlite::case`) and a fresh database
+//! on a real PostgreSQL (`postgres::case`), created for the test and dropped after it,
+//! even when it fails. Tests of one backend's internals (SQLite's query plans and
+//! page-cache release) are plain `#[tokio::test]`s.
 //!
+//! PostgreSQL is `EYE_TEST_DATABASE_URL` (a URL whose database the tests can connect
+//! to and create databases from), or `postgres://postgres@127.0.0.1:5432/postgres`.
+//! When it does not answer, the Postgres tests print why and pass, except under CI
+//! (`CI` set to `true`), where they fail: CI must run them.
+//!
+//! - `harness`: the per-test SQLite file or Postgres database, and the macro.
 //! - `writes`: idempotency, atomicity, sessions and counters.
+//! - `concurrent`: four writers on one Postgres database racing on the same ids.
 //! - `queries`: every filter, ordering, pagination and totals.
 //! - `errors_log`: the errors log and its filters.
 //! - `apps`: applications.
-//! - `idle`: releasing the page caches of a quiet store.
-//! - `plans`: `EXPLAIN QUERY PLAN` of every query shape.
+//! - `idle`: releasing the page caches of a quiet store (SQLite).
+//! - `pg`: Postgres only: connect errors, transient errors, `EXPLAIN` of the shapes.
+//! - `plans`: `EXPLAIN QUERY PLAN` of every query shape (SQLite), `EXPLAIN` of the
+//!   main shapes on Postgres.
 //! - `stats`: dashboard figures.
 //! - `tree`: the counter tree's counts and deep-page seek against plain queries.
 
 #![allow(clippy::unwrap_used)]
 
+#[macro_use]
+mod harness;
+
 mod apps;
+mod concurrent;
 mod deep_pages;
 mod errors_log;
 mod idle;
+mod pg;
 mod plans;
 mod queries;
 mod stats;
@@ -23,18 +42,11 @@ mod writes;
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use eye_core::{ErrorCode, Event, FieldError};
-use tempfile::TempDir;
 use uuid::Uuid;
 
 use super::Store;
 use crate::message::{AcceptedEvent, Message, RejectedEvent};
-
-/// A store in a fresh temporary directory; keep the directory alive with it.
-pub(super) async fn store() -> (Store, TempDir) {
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", dir.path().join("eye.db").display());
-    (Store::open(&url).await.unwrap(), dir)
-}
+pub(super) use harness::TestDb;
 
 /// 2022-01-01T00:00:00Z plus `secs` seconds.
 pub(super) fn t(secs: i64) -> DateTime<Utc> {

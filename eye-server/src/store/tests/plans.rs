@@ -2,29 +2,24 @@
 //! matches: checked with `EXPLAIN QUERY PLAN` on the SQL the store runs.
 
 use eye_core::EventQuery;
-use sqlx::AssertSqlSafe;
 
 use super::*;
-use crate::store::events::bind_as;
+use crate::store::conn::Dialect::Sqlite;
 use crate::store::sql::{Arg, EventPlan};
 
 /// The plan's detail lines.
 async fn explain(store: &Store, sql: &str, args: &[Arg], extra_ints: usize) -> Vec<String> {
-    let mut q = bind_as(
-        sqlx::query_as::<_, (i64, i64, i64, String)>(AssertSqlSafe(format!(
-            "EXPLAIN QUERY PLAN {sql}"
-        ))),
-        args,
-    );
-    for _ in 0..extra_ints {
-        q = q.bind(10i64);
-    }
-    q.fetch_all(store.pool())
+    let mut args = args.to_vec();
+    args.extend(std::iter::repeat_n(Arg::Int(10), extra_ints));
+    let rows: Vec<(i64, i64, i64, String)> = store
+        .reader()
         .await
         .unwrap()
-        .into_iter()
-        .map(|r| r.3)
-        .collect()
+        .conn()
+        .fetch_all(&format!("EXPLAIN QUERY PLAN {sql}"), &args)
+        .await
+        .unwrap();
+    rows.into_iter().map(|r| r.3).collect()
 }
 
 /// No line reads a table without an index.
@@ -86,11 +81,11 @@ fn shapes() -> Vec<(EventQuery, &'static str)> {
 
 #[tokio::test]
 async fn every_event_page_reads_one_index_in_order() {
-    let (store, _dir) = store().await;
+    let store = TestDb::sqlite().await;
     for (q, index) in shapes() {
         let plan = EventPlan::new(&q).unwrap();
         assert_eq!(plan.index, index, "{q:?}");
-        let ids = explain(&store, &plan.ids_sql(), &plan.filter().args, 2).await;
+        let ids = explain(&store, &plan.ids_sql(Sqlite), &plan.filter().args, 2).await;
         assert_eq!(ids.len(), 1, "{q:?}: {ids:?}");
         assert!(ids[0].contains(&format!("INDEX {index}")), "{q:?}: {ids:?}");
         let only_index_filters =
@@ -100,7 +95,7 @@ async fn every_event_page_reads_one_index_in_order() {
         if only_index_filters {
             assert!(ids[0].contains("COVERING INDEX"), "{q:?}: {ids:?}");
         }
-        let page = explain(&store, &plan.page_sql(), &plan.filter().args, 2).await;
+        let page = explain(&store, &plan.page_sql(Sqlite), &plan.filter().args, 2).await;
         assert_no_table_scan(&page, &format!("{q:?}"));
         assert!(
             page.iter()
@@ -112,10 +107,10 @@ async fn every_event_page_reads_one_index_in_order() {
 
 #[tokio::test]
 async fn every_direct_count_reads_one_index() {
-    let (store, _dir) = store().await;
+    let store = TestDb::sqlite().await;
     for (q, index) in shapes() {
         let plan = EventPlan::new(&q).unwrap();
-        let (sql, f) = plan.count_sql(Some(0), Some(1));
+        let (sql, f) = plan.count_sql(Sqlite, Some(0), Some(1));
         let lines = explain(&store, &sql, &f.args, 0).await;
         assert!(
             lines[0].contains(&format!("INDEX {index}")),
@@ -126,7 +121,7 @@ async fn every_direct_count_reads_one_index() {
 
 #[tokio::test]
 async fn session_and_errors_queries_use_their_indexes() {
-    let (store, _dir) = store().await;
+    let store = TestDb::sqlite().await;
     let cases = [
         (
             "SELECT id FROM events INDEXED BY events_session WHERE session_id = ? \
@@ -165,7 +160,7 @@ async fn session_and_errors_queries_use_their_indexes() {
 async fn hourly_counters_are_read_newest_hour_first_without_sorting() {
     // The deep-page seek stops after the hour it needs only if the hours come out of
     // the primary key in order, not out of a sort of every hour.
-    let (store, _dir) = store().await;
+    let store = TestDb::sqlite().await;
     for sql in [
         "SELECT hour, sum(events) FROM event_hours GROUP BY hour ORDER BY hour DESC LIMIT 128",
         "SELECT hour, sum(events) FROM event_hours WHERE category = ? AND hour < ? \

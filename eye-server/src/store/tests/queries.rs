@@ -2,10 +2,21 @@ use eye_core::{EventQuery, Pagination, StoredEvent};
 
 use super::*;
 
+conformance!(
+    equal_timestamps_are_ordered_by_id_descending,
+    unfiltered_query_lists_everything_newest_first,
+    each_filter_alone_matches_exactly,
+    filters_combine_and_counts_match_results,
+    category_and_name_of_different_types_match_nothing,
+    pages_partition_the_results_in_order_and_keep_the_total,
+    session_timeline_is_oldest_first_and_paginated,
+    count_events_agrees_with_query_events_for_every_shape,
+    time_range_counts_are_exact_across_hour_edges,
+);
+
 /// A store with a known mix: sessions a/b, three types, two applications, spread over
 /// several hours so time-range counts cross hour boundaries.
-async fn fixture() -> (Store, TempDir, Vec<Message>) {
-    let (store, dir) = store().await;
+async fn fixture(store: TestDb) -> (TestDb, Vec<Message>) {
     let mut batch = Vec::new();
     for i in 0..30i64 {
         let secs = i * 1000; // 0 .. 29,000 s: about 8 hours
@@ -17,7 +28,7 @@ async fn fixture() -> (Store, TempDir, Vec<Message>) {
         });
     }
     store.write_batch(&batch).await.unwrap();
-    (store, dir, batch)
+    (store, batch)
 }
 
 /// Which stored events a query should match.
@@ -41,17 +52,15 @@ async fn ids(store: &Store, q: EventQuery) -> (u64, Vec<Uuid>) {
     (count, events.iter().map(|e: &StoredEvent| e.id).collect())
 }
 
-#[tokio::test]
-async fn unfiltered_query_lists_everything_newest_first() {
-    let (store, _dir, batch) = fixture().await;
+async fn unfiltered_query_lists_everything_newest_first(store: TestDb) {
+    let (store, batch) = fixture(store).await;
     let (count, got) = ids(&store, EventQuery::new()).await;
     assert_eq!(count, 30);
     assert_eq!(got, expected(&batch, |_| true));
 }
 
-#[tokio::test]
-async fn each_filter_alone_matches_exactly() {
-    let (store, _dir, batch) = fixture().await;
+async fn each_filter_alone_matches_exactly(store: TestDb) {
+    let (store, batch) = fixture(store).await;
     let cases: Vec<(EventQuery, Predicate)> = vec![
         (
             EventQuery::new().session("a"),
@@ -89,9 +98,8 @@ async fn each_filter_alone_matches_exactly() {
     }
 }
 
-#[tokio::test]
-async fn filters_combine_and_counts_match_results() {
-    let (store, _dir, batch) = fixture().await;
+async fn filters_combine_and_counts_match_results(store: TestDb) {
+    let (store, batch) = fixture(store).await;
     let q = EventQuery::new()
         .session("b")
         .category("page_interaction")
@@ -115,11 +123,10 @@ async fn filters_combine_and_counts_match_results() {
     assert_eq!(ids(&store, q).await, (want.len() as u64, want));
 }
 
-#[tokio::test]
-async fn time_range_counts_are_exact_across_hour_edges() {
+async fn time_range_counts_are_exact_across_hour_edges(store: TestDb) {
     // Whole hours come from the hourly counters, the edges from the index: check many
     // ranges against a direct filter.
-    let (store, _dir, batch) = fixture().await;
+    let (store, batch) = fixture(store).await;
     for (s, e) in [
         (0, 29_000),
         (1, 28_999),
@@ -150,9 +157,8 @@ async fn time_range_counts_are_exact_across_hour_edges() {
     }
 }
 
-#[tokio::test]
-async fn category_and_name_of_different_types_match_nothing() {
-    let (store, _dir, _) = fixture().await;
+async fn category_and_name_of_different_types_match_nothing(store: TestDb) {
+    let (store, _) = fixture(store).await;
     let q = EventQuery::new()
         .category("form_interaction")
         .name("page_view");
@@ -161,9 +167,8 @@ async fn category_and_name_of_different_types_match_nothing() {
     assert_eq!(ids(&store, q).await, (0, vec![]));
 }
 
-#[tokio::test]
-async fn pages_partition_the_results_in_order_and_keep_the_total() {
-    let (store, _dir, batch) = fixture().await;
+async fn pages_partition_the_results_in_order_and_keep_the_total(store: TestDb) {
+    let (store, batch) = fixture(store).await;
     let all = expected(&batch, |_| true);
     let mut seen = Vec::new();
     for page in 1..=4 {
@@ -183,9 +188,7 @@ async fn pages_partition_the_results_in_order_and_keep_the_total() {
     assert_eq!((count, past_end.len()), (30, 0));
 }
 
-#[tokio::test]
-async fn equal_timestamps_are_ordered_by_id_descending() {
-    let (store, _dir) = store().await;
+async fn equal_timestamps_are_ordered_by_id_descending(store: TestDb) {
     let batch: Vec<Message> = (0..5).map(|_| view("s", 7)).collect();
     store.write_batch(&batch).await.unwrap();
     let (_, got) = ids(&store, EventQuery::new()).await;
@@ -194,9 +197,8 @@ async fn equal_timestamps_are_ordered_by_id_descending() {
     assert_eq!(got, want);
 }
 
-#[tokio::test]
-async fn session_timeline_is_oldest_first_and_paginated() {
-    let (store, _dir, batch) = fixture().await;
+async fn session_timeline_is_oldest_first_and_paginated(store: TestDb) {
+    let (store, batch) = fixture(store).await;
     let mut want = expected(&batch, |e| e.event.session_id().as_str() == "a");
     want.reverse();
     let (count, page1) = store
@@ -229,9 +231,8 @@ async fn session_timeline_is_oldest_first_and_paginated() {
     assert_eq!((count, none.len()), (0, 0));
 }
 
-#[tokio::test]
-async fn count_events_agrees_with_query_events_for_every_shape() {
-    let (store, _dir, _) = fixture().await;
+async fn count_events_agrees_with_query_events_for_every_shape(store: TestDb) {
+    let (store, _) = fixture(store).await;
     let queries = [
         EventQuery::new(),
         EventQuery::new().session("a").name("page_view"),

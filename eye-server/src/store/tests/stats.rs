@@ -2,9 +2,9 @@ use eye_core::EventType;
 
 use super::*;
 
-#[tokio::test]
-async fn totals_and_hours_follow_the_stored_events() {
-    let (store, _dir) = store().await;
+conformance!(totals_and_hours_follow_the_stored_events,);
+
+async fn totals_and_hours_follow_the_stored_events(store: TestDb) {
     let m = view("a", 0);
     store
         .write_batch(&[m.clone(), m, click("a", 10), submit("b", 3700, "crm")])

@@ -3,13 +3,19 @@
 //! same data, including data dense enough that thousands of events share a second.
 
 use eye_core::{Event, EventQuery};
-use sqlx::AssertSqlSafe;
 
 use super::*;
 use crate::store::count::seek;
-use crate::store::events::bind_as;
 use crate::store::sql::{Arg, EventPlan};
 use crate::store::tree::{Piece, WIDTHS, pieces};
+
+conformance!(
+    counts_equal_a_plain_count_for_every_filter_and_range,
+    counts_of_arbitrary_ranges_equal_a_plain_count,
+    seek_finds_the_same_rows_as_a_plain_offset_for_every_filter_and_range,
+    deep_pages_of_dense_data_equal_offset_pages,
+    seek_leaves_at_most_one_10_ms_bucket_of_events_to_skip,
+);
 
 /// Microseconds of `t(1000)`, the start of the dense data.
 fn base() -> i64 {
@@ -23,8 +29,7 @@ fn at(micros: i64) -> DateTime<Utc> {
 /// 4,000 events of every type, two applications and three sessions: most within 3 s
 /// (often several per 10 ms, some at the same microsecond, some exactly on bucket
 /// edges), the rest over 10 minutes and over 14 hours.
-async fn dense() -> (Store, TempDir) {
-    let (store, dir) = store().await;
+async fn dense(store: TestDb) -> TestDb {
     let mut batch = Vec::new();
     for i in 0..4000i64 {
         let micros = match i % 10 {
@@ -48,7 +53,7 @@ async fn dense() -> (Store, TempDir) {
     for chunk in batch.chunks(700) {
         store.write_batch(chunk).await.unwrap();
     }
-    (store, dir)
+    store
 }
 
 /// The `WHERE` of `q` written out plainly, without the store's planner.
@@ -77,9 +82,9 @@ fn plain_where(q: &EventQuery) -> (String, Vec<Arg>) {
     (terms.join(" AND "), args)
 }
 
-/// Every matching id, newest first, by a plain query (SQLite's `LIMIT -1`: no limit).
+/// Every matching id, newest first, by a plain query.
 async fn plain_ids(store: &Store, q: &EventQuery) -> Vec<Uuid> {
-    plain_page(store, q, -1, 0).await
+    plain_page(store, q, i64::MAX, 0).await
 }
 
 /// A plain `LIMIT ? OFFSET ?` page.
@@ -88,15 +93,17 @@ async fn plain_page(store: &Store, q: &EventQuery, limit: i64, offset: i64) -> V
     let sql = format!(
         "SELECT id FROM events WHERE {w} ORDER BY timestamp DESC, id DESC LIMIT ? OFFSET ?"
     );
-    bind_as(sqlx::query_as::<_, (Vec<u8>,)>(AssertSqlSafe(sql)), &args)
-        .bind(limit)
-        .bind(offset)
-        .fetch_all(store.pool())
+    let mut args = args;
+    args.extend([Arg::Int(limit), Arg::Int(offset)]);
+    let rows: Vec<(Uuid,)> = store
+        .reader()
         .await
         .unwrap()
-        .into_iter()
-        .map(|(id,)| Uuid::from_slice(&id).unwrap())
-        .collect()
+        .conn()
+        .fetch_all(&sql, &args)
+        .await
+        .unwrap();
+    rows.into_iter().map(|(id,)| id).collect()
 }
 
 /// Every filter combination the API allows, with and without time ranges whose edges
@@ -149,10 +156,9 @@ fn shapes() -> Vec<EventQuery> {
 
 const HOUR: i64 = 3_600_000_000;
 
-#[tokio::test]
-async fn counts_equal_a_plain_count_for_every_filter_and_range() {
+async fn counts_equal_a_plain_count_for_every_filter_and_range(store: TestDb) {
     // Arrange
-    let (store, _dir) = dense().await;
+    let store = dense(store).await;
     for q in shapes() {
         let want = plain_ids(&store, &q).await.len() as u64;
         // Act
@@ -163,10 +169,9 @@ async fn counts_equal_a_plain_count_for_every_filter_and_range() {
     }
 }
 
-#[tokio::test]
-async fn counts_of_arbitrary_ranges_equal_a_plain_count() {
+async fn counts_of_arbitrary_ranges_equal_a_plain_count(store: TestDb) {
     // Arrange: ranges from a few microseconds to hours, at arbitrary alignments.
-    let (store, _dir) = dense().await;
+    let store = dense(store).await;
     let q0 = EventQuery::new().category("page_interaction");
     let mut x = 12_345i64;
     for i in 0..60 {
@@ -182,11 +187,11 @@ async fn counts_of_arbitrary_ranges_equal_a_plain_count() {
     }
 }
 
-#[tokio::test]
-async fn seek_finds_the_same_rows_as_a_plain_offset_for_every_filter_and_range() {
+async fn seek_finds_the_same_rows_as_a_plain_offset_for_every_filter_and_range(store: TestDb) {
     // Arrange
-    let (store, _dir) = dense().await;
-    let mut conn = store.pool().acquire().await.unwrap();
+    let store = dense(store).await;
+    let mut held = store.reader().await.unwrap();
+    let mut conn = held.conn();
     for q in shapes() {
         let plan = EventPlan::new(&q).unwrap();
         let n = plain_ids(&store, &q).await.len() as u64;
@@ -195,19 +200,11 @@ async fn seek_finds_the_same_rows_as_a_plain_offset_for_every_filter_and_range()
         for offset in offsets.into_iter().filter(|o| *o < n) {
             // Act: seek, then the store's page SQL on the narrowed plan.
             let (narrowed, within) = seek(&mut conn, &plan, offset).await.unwrap();
-            let sql = narrowed.ids_sql();
-            let got: Vec<Uuid> = bind_as(
-                sqlx::query_as::<_, (Vec<u8>,)>(AssertSqlSafe(sql)),
-                &narrowed.filter().args,
-            )
-            .bind(5i64)
-            .bind(i64::try_from(within).unwrap())
-            .fetch_all(&mut *conn)
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|(id,)| Uuid::from_slice(&id).unwrap())
-            .collect();
+            let sql = narrowed.ids_sql(conn.dialect());
+            let mut args = narrowed.filter().args;
+            args.extend([Arg::Int(5), Arg::Int(i64::try_from(within).unwrap())]);
+            let rows: Vec<(Uuid,)> = conn.fetch_all(&sql, &args).await.unwrap();
+            let got: Vec<Uuid> = rows.into_iter().map(|(id,)| id).collect();
             // Assert
             let want = plain_page(&store, &q, 5, i64::try_from(offset).unwrap()).await;
             assert_eq!(got, want, "{q:?} at offset {offset}");
@@ -215,10 +212,9 @@ async fn seek_finds_the_same_rows_as_a_plain_offset_for_every_filter_and_range()
     }
 }
 
-#[tokio::test]
-async fn deep_pages_of_dense_data_equal_offset_pages() {
+async fn deep_pages_of_dense_data_equal_offset_pages(store: TestDb) {
     // Arrange
-    let (store, _dir) = dense().await;
+    let store = dense(store).await;
     for q in [
         EventQuery::new(),
         EventQuery::new().application("shop"),
@@ -229,18 +225,20 @@ async fn deep_pages_of_dense_data_equal_offset_pages() {
     }
 }
 
-#[tokio::test]
-async fn seek_leaves_at_most_one_10_ms_bucket_of_events_to_skip() {
+async fn seek_leaves_at_most_one_10_ms_bucket_of_events_to_skip(store: TestDb) {
     // Arrange: 2,800 events within 3 s, so whole seconds hold about 900.
-    let (store, _dir) = dense().await;
-    let most_in_10_ms: i64 = sqlx::query_scalar(
-        "SELECT max(n) FROM (SELECT count(*) AS n FROM events GROUP BY timestamp / 10000)",
-    )
-    .fetch_one(store.pool())
-    .await
-    .unwrap();
+    let store = dense(store).await;
+    let mut held = store.reader().await.unwrap();
+    let mut conn = held.conn();
+    let most_in_10_ms = conn
+        .scalar(
+            "SELECT max(n) FROM (SELECT count(*) AS n FROM events GROUP BY timestamp / 10000) \
+             AS per_bucket",
+            &[],
+        )
+        .await
+        .unwrap();
     let plan = EventPlan::new(&EventQuery::new()).unwrap();
-    let mut conn = store.pool().acquire().await.unwrap();
     for offset in (0..3900).step_by(131) {
         // Act
         let (_, within) = seek(&mut conn, &plan, offset).await.unwrap();
@@ -297,25 +295,26 @@ fn pieces_cover_a_range_exactly_oldest_first() {
 
 #[tokio::test]
 async fn migration_backfill_equals_the_counters_the_write_path_keeps() {
-    // Arrange
-    let (store, _dir) = dense().await;
+    // Arrange: SQLite's migration 0003 added the buckets to existing data.
+    let store = dense(TestDb::sqlite().await).await;
+    let pool = store.pool().unwrap();
     let read = "SELECT width, bucket, application, category, name, events FROM event_buckets \
                 ORDER BY 1, 2, 3, 4, 5";
     type BucketRow = (i64, i64, String, String, String, i64);
-    let kept: Vec<BucketRow> = sqlx::query_as(read).fetch_all(store.pool()).await.unwrap();
-    let migration = include_str!("../../../migrations/0003_event_buckets.sql");
+    let kept: Vec<BucketRow> = sqlx::query_as(read).fetch_all(pool).await.unwrap();
+    let migration = include_str!("../../../migrations/sqlite/0003_event_buckets.sql");
     let backfill = &migration[migration.find("INSERT INTO event_buckets").unwrap()..];
     // Act
     sqlx::query("DELETE FROM event_buckets")
-        .execute(store.pool())
+        .execute(pool)
         .await
         .unwrap();
-    sqlx::query(AssertSqlSafe(backfill.to_owned()))
-        .execute(store.pool())
+    sqlx::query(sqlx::AssertSqlSafe(backfill.to_owned()))
+        .execute(pool)
         .await
         .unwrap();
     // Assert
-    let rebuilt: Vec<BucketRow> = sqlx::query_as(read).fetch_all(store.pool()).await.unwrap();
+    let rebuilt: Vec<BucketRow> = sqlx::query_as(read).fetch_all(pool).await.unwrap();
     assert!(kept.len() > 1000, "{}", kept.len());
     assert_eq!(rebuilt, kept);
 }

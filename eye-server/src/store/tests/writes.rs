@@ -1,11 +1,25 @@
 use eye_core::{EventQuery, Pagination};
 
 use super::*;
+use crate::store::conn::Dialect;
 
-#[tokio::test]
-async fn same_id_written_twice_is_stored_once() {
+conformance!(
+    same_id_written_twice_is_stored_once,
+    same_id_twice_in_one_batch_is_stored_once_with_the_first_content,
+    stored_event_reads_back_equal_to_what_was_written,
+    unknown_id_reads_as_none,
+    batch_is_atomic_when_a_later_statement_fails,
+    batch_larger_than_one_insert_statement_is_written_whole,
+    session_row_tracks_first_and_last_seen_count_and_applications,
+    concurrent_writers_keep_session_counts_exact,
+    empty_batch_writes_nothing,
+    an_open_store_answers_ping_and_migrate_again,
+    reopening_a_store_keeps_its_data,
+    two_stores_on_one_database_write_concurrently_without_losing_events,
+);
+
+async fn same_id_written_twice_is_stored_once(store: TestDb) {
     // Arrange
-    let (store, _dir) = store().await;
     let m = view("s1", 0);
     // Act
     let first = store.write_batch(std::slice::from_ref(&m)).await.unwrap();
@@ -21,9 +35,7 @@ async fn same_id_written_twice_is_stored_once() {
     );
 }
 
-#[tokio::test]
-async fn same_id_twice_in_one_batch_is_stored_once_with_the_first_content() {
-    let (store, _dir) = store().await;
+async fn same_id_twice_in_one_batch_is_stored_once_with_the_first_content(store: TestDb) {
     let first = view("s1", 0);
     let Message::EventV1(mut copy) = view("s2", 5) else {
         unreachable!()
@@ -39,9 +51,7 @@ async fn same_id_twice_in_one_batch_is_stored_once_with_the_first_content() {
     assert!(store.get_session("s2").await.unwrap().is_none());
 }
 
-#[tokio::test]
-async fn stored_event_reads_back_equal_to_what_was_written() {
-    let (store, _dir) = store().await;
+async fn stored_event_reads_back_equal_to_what_was_written(store: TestDb) {
     let m = submit("s1", 42, "crm");
     store.write_batch(std::slice::from_ref(&m)).await.unwrap();
     let Message::EventV1(src) = &m else {
@@ -56,23 +66,29 @@ async fn stored_event_reads_back_equal_to_what_was_written() {
     assert_eq!(stored.received_at, src.received_at);
 }
 
-#[tokio::test]
-async fn unknown_id_reads_as_none() {
-    let (store, _dir) = store().await;
+async fn unknown_id_reads_as_none(store: TestDb) {
     assert!(store.get_event(Uuid::now_v7()).await.unwrap().is_none());
 }
 
-#[tokio::test]
-async fn batch_is_atomic_when_a_later_statement_fails() {
+async fn batch_is_atomic_when_a_later_statement_fails(store: TestDb) {
     // Arrange: a trigger makes the errors-log insert fail after the events went in.
-    let (store, _dir) = store().await;
-    sqlx::query(
-        "CREATE TRIGGER fail_errors BEFORE INSERT ON errors \
-         BEGIN SELECT RAISE(ABORT, 'boom'); END",
-    )
-    .execute(&store.writer)
-    .await
-    .unwrap();
+    store
+        .exec(
+            "CREATE TRIGGER fail_errors BEFORE INSERT ON errors \
+             BEGIN SELECT RAISE(ABORT, 'boom'); END",
+            "CREATE FUNCTION boom() RETURNS trigger LANGUAGE plpgsql AS \
+             $$ BEGIN RAISE EXCEPTION 'boom'; END $$",
+        )
+        .await;
+    if store.dialect() == Dialect::Postgres {
+        store
+            .exec(
+                "",
+                "CREATE TRIGGER fail_errors BEFORE INSERT ON errors \
+                 FOR EACH ROW EXECUTE FUNCTION boom()",
+            )
+            .await;
+    }
     let batch = [
         view("s1", 0),
         click("s1", 1),
@@ -90,9 +106,7 @@ async fn batch_is_atomic_when_a_later_statement_fails() {
     assert_eq!(ok.inserted, 2);
 }
 
-#[tokio::test]
-async fn batch_larger_than_one_insert_statement_is_written_whole() {
-    let (store, _dir) = store().await;
+async fn batch_larger_than_one_insert_statement_is_written_whole(store: TestDb) {
     let batch: Vec<Message> = (0..1001).map(|i| view(&format!("s{}", i % 7), i)).collect();
     let outcome = store.write_batch(&batch).await.unwrap();
     assert_eq!(outcome.inserted, 1001);
@@ -102,9 +116,7 @@ async fn batch_larger_than_one_insert_statement_is_written_whole() {
     assert_eq!(count, 1001);
 }
 
-#[tokio::test]
-async fn session_row_tracks_first_and_last_seen_count_and_applications() {
-    let (store, _dir) = store().await;
+async fn session_row_tracks_first_and_last_seen_count_and_applications(store: TestDb) {
     store
         .write_batch(&[view("s1", 50), submit("s1", 10, "crm")])
         .await
@@ -122,10 +134,8 @@ async fn session_row_tracks_first_and_last_seen_count_and_applications() {
     assert!(store.get_session("nobody").await.unwrap().is_none());
 }
 
-#[tokio::test]
-async fn concurrent_writers_keep_session_counts_exact() {
+async fn concurrent_writers_keep_session_counts_exact(store: TestDb) {
     // Arrange: 8 tasks each write 25 batches of 4 events of the same session.
-    let (store, _dir) = store().await;
     let mut tasks = Vec::new();
     for w in 0..8 {
         let store = store.clone();
@@ -153,23 +163,24 @@ async fn concurrent_writers_keep_session_counts_exact() {
     assert_eq!(count, 800);
 }
 
-#[tokio::test]
-async fn empty_batch_writes_nothing() {
-    let (store, _dir) = store().await;
+async fn empty_batch_writes_nothing(store: TestDb) {
     let outcome = store.write_batch(&[]).await.unwrap();
     assert_eq!(outcome, crate::store::WriteOutcome::default());
 }
 
-#[tokio::test]
-async fn reopening_a_store_keeps_its_data() {
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", dir.path().join("eye.db").display());
+async fn an_open_store_answers_ping_and_migrate_again(store: TestDb) {
+    store.ping().await.unwrap();
+    store.migrate().await.unwrap();
+    store.ping().await.unwrap();
+}
+
+async fn reopening_a_store_keeps_its_data(store: TestDb) {
     let m = view("s1", 0);
-    let store = Store::open(&url).await.unwrap();
     store.write_batch(std::slice::from_ref(&m)).await.unwrap();
     store.close().await;
-    let store = Store::open(&url).await.unwrap();
-    assert!(store.get_event(id_of(&m)).await.unwrap().is_some());
+    let reopened = Store::open(&store.url).await.unwrap();
+    assert!(reopened.get_event(id_of(&m)).await.unwrap().is_some());
+    reopened.close().await;
 }
 
 #[tokio::test]
@@ -180,14 +191,12 @@ async fn in_memory_store_reads_its_own_writes() {
     assert!(store.get_event(id_of(&m)).await.unwrap().is_some());
 }
 
-#[tokio::test]
-async fn two_stores_on_one_file_write_concurrently_without_losing_events() {
+async fn two_stores_on_one_database_write_concurrently_without_losing_events(store: TestDb) {
     // Arrange: as a server and a Redis worker (two processes) would, open the same
-    // file twice; BEGIN IMMEDIATE plus the busy timeout serialise their writers.
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", dir.path().join("eye.db").display());
-    let a = Store::open(&url).await.unwrap();
-    let b = Store::open(&url).await.unwrap();
+    // database twice. On SQLite, BEGIN IMMEDIATE plus the busy timeout serialise
+    // their writers; on Postgres they write at once.
+    let a = store.store.clone();
+    let b = Store::open(&store.url).await.unwrap();
     // Act
     let write = |store: Store, base: i64| {
         tokio::spawn(async move {
@@ -214,20 +223,24 @@ async fn two_stores_on_one_file_write_concurrently_without_losing_events() {
 #[tokio::test]
 async fn store_failures_are_transient_and_data_failures_are_not() {
     // Arrange
-    let (store, dir) = super::store().await;
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&format!("sqlite://{}", dir.path().join("eye.db").display()))
+        .await
+        .unwrap();
+    let pool = store.pool().unwrap();
     sqlx::query("CREATE TABLE t (x INTEGER UNIQUE)")
-        .execute(store.pool())
+        .execute(pool)
         .await
         .unwrap();
     sqlx::query("INSERT INTO t VALUES (1)")
-        .execute(store.pool())
+        .execute(pool)
         .await
         .unwrap();
     let missing_dir = dir.path().join("no-such-dir").join("eye.db");
 
     // Act
     let constraint: crate::store::StoreError = sqlx::query("INSERT INTO t VALUES (1)")
-        .execute(store.pool())
+        .execute(pool)
         .await
         .unwrap_err()
         .into();
@@ -250,12 +263,12 @@ async fn a_store_opened_with_synchronous_full_syncs_every_commit() {
         .await
         .unwrap();
     let (mode,): (i64,) = sqlx::query_as("PRAGMA synchronous")
-        .fetch_one(&store.writer)
+        .fetch_one(super::harness::sqlite_writer(&store))
         .await
         .unwrap();
     assert_eq!(mode, 2, "FULL");
     let (mode,): (i64,) = sqlx::query_as("PRAGMA synchronous")
-        .fetch_one(store.pool())
+        .fetch_one(store.pool().unwrap())
         .await
         .unwrap();
     assert_eq!(mode, 2, "FULL on readers too");

@@ -46,7 +46,7 @@ impl Activity {
     }
 }
 
-/// The background task; aborted when the last [`super::Store`] clone is dropped.
+/// The background task; aborted when the last [`crate::store::Store`] clone is dropped.
 #[derive(Debug)]
 pub(crate) struct IdleRelease(JoinHandle<()>);
 

@@ -1,14 +1,18 @@
-//! The write path: one transaction per batch of queue messages.
+//! SQLite's write path: one transaction per batch of queue messages.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
+use sqlx::sqlite::{Sqlite, SqliteArguments};
 use sqlx::{AssertSqlSafe, SqliteConnection};
 
-use super::events::{SqlQuery, WriteOutcome};
-use super::rows::{distinct_codes, hour_of, to_micros};
-use super::tree::{bucket_of, fine_widths};
-use super::{Store, StoreError};
+use super::SqliteStore;
 use crate::message::{AcceptedEvent, Message, RejectedEvent};
+use crate::store::StoreError;
+use crate::store::events::WriteOutcome;
+use crate::store::rows::{distinct_codes, hour_of, to_micros};
+use crate::store::tree::{bucket_of, fine_widths};
+
+type SqlQuery<'q> = sqlx::query::Query<'q, Sqlite, SqliteArguments>;
 
 /// Rows per multi-row `INSERT`: 8 columns each, far below SQLite's 32,766 variables,
 /// and large enough that statement overhead is small.
@@ -50,7 +54,7 @@ struct SessionDelta {
 /// Counter rows keyed by (application, category, name), optionally per hour.
 type CounterKey<'a> = (&'a str, &'static str, &'static str);
 
-impl Store {
+impl SqliteStore {
     /// Writes a batch of queue messages in one transaction: events are inserted once
     /// per id (a duplicate id is a no-op), the sessions of newly inserted events are
     /// updated in the same transaction, rejected events go to the errors log (once
@@ -58,7 +62,10 @@ impl Store {
     ///
     /// Runs on the single writer connection with `BEGIN IMMEDIATE`, so concurrent
     /// calls queue up rather than race: session counters stay exact.
-    pub async fn write_batch(&self, messages: &[Message]) -> Result<WriteOutcome, StoreError> {
+    pub(crate) async fn write_batch(
+        &self,
+        messages: &[Message],
+    ) -> Result<WriteOutcome, StoreError> {
         let mut events = Vec::new();
         let mut rejected = Vec::new();
         for m in messages {

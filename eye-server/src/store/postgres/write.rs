@@ -1,0 +1,368 @@
+//! PostgreSQL's write path: one transaction per batch, one statement per table, each
+//! a multi-row `INSERT ... SELECT * FROM UNNEST($1::uuid[], $2::text[], ...)` (one
+//! bind per column, never a round trip per event).
+//!
+//! Concurrency: any number of writers may write the same ids and sessions at once.
+//! - Events go in with `ON CONFLICT (id) DO NOTHING RETURNING id`; only the returned
+//!   (really inserted) events bump sessions and counters. A writer racing on an id
+//!   that another transaction inserted waits for it; if that commits, the id is a
+//!   duplicate here.
+//! - Every statement's rows are sorted by key, and the tables are written in one
+//!   fixed order (events, sessions, session_applications, event_counts,
+//!   event_hours, event_buckets, errors, error_hours, error_codes), so two writers
+//!   take row locks in the same global order: they may wait for each other, never
+//!   deadlock.
+//! - Counters are `ON CONFLICT DO UPDATE SET n = t.n + excluded.n`, which under READ
+//!   COMMITTED adds to the newest committed value: no lost update.
+
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+
+use sqlx::PgConnection;
+use uuid::Uuid;
+
+use super::PgStore;
+use crate::message::{AcceptedEvent, Message, RejectedEvent};
+use crate::store::StoreError;
+use crate::store::events::WriteOutcome;
+use crate::store::rows::{distinct_codes, hour_of, to_micros};
+use crate::store::tree::{bucket_of, fine_widths};
+
+/// An event ready to insert.
+struct NewEvent<'a> {
+    src: &'a AcceptedEvent,
+    category: &'static str,
+    name: &'static str,
+    data: String,
+    timestamp: i64,
+}
+
+impl<'a> NewEvent<'a> {
+    fn new(src: &'a AcceptedEvent) -> Result<Self, StoreError> {
+        let t = src.event.event_type();
+        let data = serde_json::to_string(src.event.payload())
+            .map_err(|e| StoreError::Corrupt(format!("event {}: data: {e}", src.id)))?;
+        Ok(Self {
+            src,
+            category: t.category(),
+            name: t.name(),
+            data,
+            timestamp: to_micros(src.event.timestamp()),
+        })
+    }
+
+    fn session(&self) -> &'a str {
+        self.src.event.session_id().as_str()
+    }
+
+    fn application(&self) -> &'a str {
+        self.src.application.as_str()
+    }
+}
+
+/// Counter rows keyed by (application, category, name).
+type CounterKey<'a> = (&'a str, &'static str, &'static str);
+
+impl PgStore {
+    /// Writes a batch of queue messages in one transaction; see
+    /// [`crate::store::Store::write_batch`] and this module's docs.
+    pub(crate) async fn write_batch(
+        &self,
+        messages: &[Message],
+    ) -> Result<WriteOutcome, StoreError> {
+        let mut events = Vec::new();
+        let mut rejected = Vec::new();
+        for m in messages {
+            match m {
+                Message::EventV1(e) => events.push(NewEvent::new(e)?),
+                Message::RejectedV1(r) => rejected.push(r),
+            }
+        }
+        if events.is_empty() && rejected.is_empty() {
+            return Ok(WriteOutcome::default());
+        }
+        let total_events = events.len() as u64;
+        // The first occurrence of an id in the batch is the one stored; then id order,
+        // the lock order every writer follows.
+        let mut seen = HashSet::new();
+        events.retain(|e| seen.insert(e.src.id));
+        events.sort_by_key(|e| e.src.id);
+        let mut seen = HashSet::new();
+        rejected.retain(|r| seen.insert(r.key));
+        rejected.sort_by_key(|r| r.key);
+
+        let started = std::time::Instant::now();
+        let mut tx = self.pool.begin().await?;
+        let inserted = insert_events(&mut tx, &events).await?;
+        update_aggregates(&mut tx, &inserted).await?;
+        let errors_logged = log_errors(&mut tx, &rejected).await?;
+        tx.commit().await?;
+        let inserted = inserted.len() as u64;
+        let duplicates = total_events - inserted;
+        crate::metrics::batch_committed(messages.len(), inserted, duplicates, started.elapsed());
+        crate::metrics::errors_logged(errors_logged);
+        Ok(WriteOutcome {
+            inserted,
+            duplicates,
+            errors_logged,
+        })
+    }
+}
+
+/// Inserts `events` (distinct ids, sorted), returning those that were not stored yet.
+async fn insert_events<'e, 'a>(
+    conn: &mut PgConnection,
+    events: &'e [NewEvent<'a>],
+) -> Result<Vec<&'e NewEvent<'a>>, StoreError> {
+    if events.is_empty() {
+        return Ok(Vec::new());
+    }
+    let ids: Vec<Uuid> = events.iter().map(|e| e.src.id).collect();
+    let applications: Vec<&str> = events.iter().map(NewEvent::application).collect();
+    let sessions: Vec<&str> = events.iter().map(NewEvent::session).collect();
+    let categories: Vec<&str> = events.iter().map(|e| e.category).collect();
+    let names: Vec<&str> = events.iter().map(|e| e.name).collect();
+    let data: Vec<&str> = events.iter().map(|e| e.data.as_str()).collect();
+    let timestamps: Vec<i64> = events.iter().map(|e| e.timestamp).collect();
+    let received: Vec<i64> = events
+        .iter()
+        .map(|e| to_micros(e.src.received_at))
+        .collect();
+    let new_ids: Vec<(Uuid,)> = sqlx::query_as(
+        "INSERT INTO events (id, application, session_id, category, name, data, timestamp, \
+         received_at) \
+         SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], \
+         $6::text[], $7::bigint[], $8::bigint[]) \
+         ON CONFLICT (id) DO NOTHING RETURNING id",
+    )
+    .bind(ids)
+    .bind(applications)
+    .bind(sessions)
+    .bind(categories)
+    .bind(names)
+    .bind(data)
+    .bind(timestamps)
+    .bind(received)
+    .fetch_all(&mut *conn)
+    .await?;
+    let new_ids: HashSet<Uuid> = new_ids.into_iter().map(|(id,)| id).collect();
+    Ok(events
+        .iter()
+        .filter(|e| new_ids.contains(&e.src.id))
+        .collect())
+}
+
+/// Running totals of one session within a batch.
+struct SessionDelta {
+    first: i64,
+    last: i64,
+    count: i64,
+}
+
+/// Updates sessions, their applications and the counters from newly inserted events,
+/// each table in one statement with its keys sorted.
+async fn update_aggregates(
+    conn: &mut PgConnection,
+    inserted: &[&NewEvent<'_>],
+) -> Result<(), StoreError> {
+    if inserted.is_empty() {
+        return Ok(());
+    }
+    let mut sessions: BTreeMap<&str, SessionDelta> = BTreeMap::new();
+    let mut session_apps: BTreeSet<(&str, &str)> = BTreeSet::new();
+    let mut totals: BTreeMap<CounterKey<'_>, i64> = BTreeMap::new();
+    let mut hours: BTreeMap<(i64, CounterKey<'_>), i64> = BTreeMap::new();
+    let mut buckets: BTreeMap<(i64, i64, CounterKey<'_>), i64> = BTreeMap::new();
+    for e in inserted {
+        let sid = e.session();
+        let app = e.application();
+        sessions
+            .entry(sid)
+            .and_modify(|d| {
+                d.first = d.first.min(e.timestamp);
+                d.last = d.last.max(e.timestamp);
+                d.count += 1;
+            })
+            .or_insert(SessionDelta {
+                first: e.timestamp,
+                last: e.timestamp,
+                count: 1,
+            });
+        session_apps.insert((sid, app));
+        let key = (app, e.category, e.name);
+        *totals.entry(key).or_default() += 1;
+        *hours.entry((hour_of(e.timestamp), key)).or_default() += 1;
+        for &width in fine_widths() {
+            *buckets
+                .entry((width, bucket_of(e.timestamp, width), key))
+                .or_default() += 1;
+        }
+    }
+
+    sqlx::query(
+        "INSERT INTO sessions (session_id, first_seen, last_seen, event_count) \
+         SELECT * FROM UNNEST($1::text[], $2::bigint[], $3::bigint[], $4::bigint[]) \
+         ON CONFLICT (session_id) DO UPDATE SET \
+         first_seen = least(sessions.first_seen, excluded.first_seen), \
+         last_seen = greatest(sessions.last_seen, excluded.last_seen), \
+         event_count = sessions.event_count + excluded.event_count",
+    )
+    .bind(sessions.keys().copied().collect::<Vec<_>>())
+    .bind(sessions.values().map(|d| d.first).collect::<Vec<_>>())
+    .bind(sessions.values().map(|d| d.last).collect::<Vec<_>>())
+    .bind(sessions.values().map(|d| d.count).collect::<Vec<_>>())
+    .execute(&mut *conn)
+    .await?;
+
+    sqlx::query(
+        "INSERT INTO session_applications (session_id, application) \
+         SELECT * FROM UNNEST($1::text[], $2::text[]) ON CONFLICT DO NOTHING",
+    )
+    .bind(session_apps.iter().map(|(s, _)| *s).collect::<Vec<_>>())
+    .bind(session_apps.iter().map(|(_, a)| *a).collect::<Vec<_>>())
+    .execute(&mut *conn)
+    .await?;
+
+    sqlx::query(
+        "INSERT INTO event_counts (application, category, name, events) \
+         SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::bigint[]) \
+         ON CONFLICT (application, category, name) DO UPDATE SET \
+         events = event_counts.events + excluded.events",
+    )
+    .bind(totals.keys().map(|k| k.0).collect::<Vec<_>>())
+    .bind(totals.keys().map(|k| k.1).collect::<Vec<_>>())
+    .bind(totals.keys().map(|k| k.2).collect::<Vec<_>>())
+    .bind(totals.values().copied().collect::<Vec<_>>())
+    .execute(&mut *conn)
+    .await?;
+
+    sqlx::query(
+        "INSERT INTO event_hours (hour, application, category, name, events) \
+         SELECT * FROM UNNEST($1::bigint[], $2::text[], $3::text[], $4::text[], $5::bigint[]) \
+         ON CONFLICT (hour, application, category, name) DO UPDATE SET \
+         events = event_hours.events + excluded.events",
+    )
+    .bind(hours.keys().map(|k| k.0).collect::<Vec<_>>())
+    .bind(hours.keys().map(|k| k.1.0).collect::<Vec<_>>())
+    .bind(hours.keys().map(|k| k.1.1).collect::<Vec<_>>())
+    .bind(hours.keys().map(|k| k.1.2).collect::<Vec<_>>())
+    .bind(hours.values().copied().collect::<Vec<_>>())
+    .execute(&mut *conn)
+    .await?;
+
+    sqlx::query(
+        "INSERT INTO event_buckets (width, bucket, application, category, name, events) \
+         SELECT * FROM UNNEST($1::bigint[], $2::bigint[], $3::text[], $4::text[], \
+         $5::text[], $6::bigint[]) \
+         ON CONFLICT (width, bucket, application, category, name) DO UPDATE SET \
+         events = event_buckets.events + excluded.events",
+    )
+    .bind(buckets.keys().map(|k| k.0).collect::<Vec<_>>())
+    .bind(buckets.keys().map(|k| k.1).collect::<Vec<_>>())
+    .bind(buckets.keys().map(|k| k.2.0).collect::<Vec<_>>())
+    .bind(buckets.keys().map(|k| k.2.1).collect::<Vec<_>>())
+    .bind(buckets.keys().map(|k| k.2.2).collect::<Vec<_>>())
+    .bind(buckets.values().copied().collect::<Vec<_>>())
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// Records rejected events (distinct keys, sorted) once per key, with their hourly
+/// counters and code index. Returns how many were new.
+async fn log_errors(
+    conn: &mut PgConnection,
+    rejected: &[&RejectedEvent],
+) -> Result<u64, StoreError> {
+    if rejected.is_empty() {
+        return Ok(0);
+    }
+    let mut codes = Vec::with_capacity(rejected.len());
+    let mut codes_json = Vec::with_capacity(rejected.len());
+    let mut errors_json = Vec::with_capacity(rejected.len());
+    for r in rejected {
+        let c = distinct_codes(&r.errors);
+        codes_json.push(
+            serde_json::to_string(&c)
+                .map_err(|e| StoreError::Corrupt(format!("error codes: {e}")))?,
+        );
+        errors_json.push(
+            serde_json::to_string(&r.errors)
+                .map_err(|e| StoreError::Corrupt(format!("errors: {e}")))?,
+        );
+        codes.push(c);
+    }
+    let new: Vec<(i64, Uuid)> = sqlx::query_as(
+        "INSERT INTO errors (key, application, received_at, codes, errors, payload) \
+         SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::bigint[], $4::text[], $5::text[], \
+         $6::text[]) ON CONFLICT (key) DO NOTHING RETURNING id, key",
+    )
+    .bind(rejected.iter().map(|r| r.key).collect::<Vec<_>>())
+    .bind(
+        rejected
+            .iter()
+            .map(|r| r.application.as_str())
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        rejected
+            .iter()
+            .map(|r| to_micros(r.received_at))
+            .collect::<Vec<_>>(),
+    )
+    .bind(codes_json)
+    .bind(errors_json)
+    .bind(
+        rejected
+            .iter()
+            .map(|r| r.payload.as_str())
+            .collect::<Vec<_>>(),
+    )
+    .fetch_all(&mut *conn)
+    .await?;
+    if new.is_empty() {
+        return Ok(0);
+    }
+    let new: BTreeMap<Uuid, i64> = new.into_iter().map(|(id, key)| (key, id)).collect();
+    // The entry counts once under code '' and once under each of its codes.
+    let mut hours: BTreeMap<(i64, &str, &str), i64> = BTreeMap::new();
+    let mut code_rows: BTreeSet<(&str, i64, i64)> = BTreeSet::new();
+    for (r, codes) in rejected.iter().zip(&codes) {
+        let Some(&id) = new.get(&r.key) else {
+            continue;
+        };
+        let received_at = to_micros(r.received_at);
+        let hour = hour_of(received_at);
+        for code in std::iter::once("").chain(codes.iter().map(String::as_str)) {
+            *hours
+                .entry((hour, r.application.as_str(), code))
+                .or_default() += 1;
+        }
+        for code in codes {
+            code_rows.insert((code.as_str(), received_at, id));
+        }
+    }
+    sqlx::query(
+        "INSERT INTO error_hours (hour, application, code, errors) \
+         SELECT * FROM UNNEST($1::bigint[], $2::text[], $3::text[], $4::bigint[]) \
+         ON CONFLICT (hour, application, code) DO UPDATE SET \
+         errors = error_hours.errors + excluded.errors",
+    )
+    .bind(hours.keys().map(|k| k.0).collect::<Vec<_>>())
+    .bind(hours.keys().map(|k| k.1).collect::<Vec<_>>())
+    .bind(hours.keys().map(|k| k.2).collect::<Vec<_>>())
+    .bind(hours.values().copied().collect::<Vec<_>>())
+    .execute(&mut *conn)
+    .await?;
+    if !code_rows.is_empty() {
+        sqlx::query(
+            "INSERT INTO error_codes (code, received_at, error_id) \
+             SELECT * FROM UNNEST($1::text[], $2::bigint[], $3::bigint[])",
+        )
+        .bind(code_rows.iter().map(|k| k.0).collect::<Vec<_>>())
+        .bind(code_rows.iter().map(|k| k.1).collect::<Vec<_>>())
+        .bind(code_rows.iter().map(|k| k.2).collect::<Vec<_>>())
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(new.len() as u64)
+}
