@@ -167,7 +167,7 @@ impl ApiError {
     fn message_and_details(&self) -> (String, Value) {
         match self {
             Self::Validation(errors) => (
-                format!("the event has {} problem(s)", errors.errors().len()),
+                format!("the event has {} problem(s)", errors.found()),
                 json!({ "errors": errors }),
             ),
             Self::MalformedJson(why) => (format!("request body is not valid JSON: {why}"), Value::Null),
