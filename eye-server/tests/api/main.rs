@@ -7,6 +7,7 @@
 mod adversarial;
 mod auth;
 mod binary;
+mod cross_site;
 mod error_bounds;
 mod failures;
 mod helpers;
