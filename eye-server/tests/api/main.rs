@@ -7,6 +7,7 @@
 mod adversarial;
 mod auth;
 mod binary;
+mod connections;
 mod cross_site;
 mod error_bounds;
 mod failures;
