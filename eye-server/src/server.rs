@@ -81,7 +81,10 @@ where
     builder
         .timer(TokioTimer::new())
         .header_read_timeout(HEADER_READ_TIMEOUT)
-        .max_buf_size(MAX_HEADER_BUFFER);
+        // The buffer bounds memory; a head can still land whole in one read a little
+        // past it, so the head's own limit makes the 431 exact.
+        .max_buf_size(MAX_HEADER_BUFFER)
+        .max_header_size(MAX_HEADER_BUFFER);
     let cap = |n: u32| usize::try_from(n).unwrap_or(usize::MAX);
     let admission = Admission::new(cap(http.max_connections), cap(http.max_connections_per_ip));
     let mut shutdown = pin!(shutdown);

@@ -96,3 +96,25 @@ async fn flood_of_unfinished_headers_from_one_address_is_capped_and_health_still
     );
     app.stop().await;
 }
+
+#[tokio::test]
+async fn headers_over_64_kib_are_refused_with_431() {
+    let app = spawn_app().await;
+    let addr: SocketAddr = app.base.trim_start_matches("http://").parse().unwrap();
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    let big = "a".repeat(70 * 1024);
+    let request = format!("GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: {big}\r\n\r\n");
+
+    // The server may close before reading it all: a failed write is fine.
+    let _ = stream.write_all(request.as_bytes()).await;
+
+    let answer = read_until_closed(&mut stream, Duration::from_secs(8))
+        .await
+        .expect("answered and closed");
+    assert!(
+        answer.starts_with(b"HTTP/1.1 431"),
+        "{}",
+        String::from_utf8_lossy(&answer)
+    );
+    app.stop().await;
+}
