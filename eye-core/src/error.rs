@@ -45,6 +45,10 @@ pub enum ErrorCode {
     /// A queued message could not be decoded, or could not be stored after repeated
     /// deliveries; it was moved to the dead-letter stream (Redis queue).
     DeadLettered,
+    /// Not a problem of its own: the event had more than
+    /// [`MAX_ERRORS_PER_EVENT`] problems and this entry stands for the rest
+    /// ([`FieldError::omitted`] says how many).
+    TooManyErrors,
 }
 
 impl ErrorCode {
@@ -70,6 +74,7 @@ impl ErrorCode {
             Self::TimestampInFuture => "timestamp_in_future",
             Self::EventTooLarge => "event_too_large",
             Self::DeadLettered => "dead_lettered",
+            Self::TooManyErrors => "too_many_errors",
         }
     }
 }
@@ -104,6 +109,10 @@ pub struct FieldError {
     /// `category/name` pair the sender probably meant.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub suggestion: Option<String>,
+    /// Only on the [`ErrorCode::TooManyErrors`] entry: how many problems were found
+    /// but not listed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub omitted: Option<u64>,
 }
 
 impl FieldError {
@@ -114,6 +123,31 @@ impl FieldError {
             code,
             message: message.into(),
             suggestion: None,
+            omitted: None,
+        }
+    }
+
+    /// The entry that ends a capped list: `omitted` more problems were found. Its path
+    /// is the whole event (`""`).
+    ///
+    /// ```
+    /// use eye_core::{ErrorCode, FieldError};
+    /// let e = FieldError::too_many(9_980);
+    /// assert_eq!(e.code, ErrorCode::TooManyErrors);
+    /// assert_eq!(e.omitted, Some(9_980));
+    /// assert_eq!(e.path, "");
+    /// ```
+    pub fn too_many(omitted: u64) -> Self {
+        Self {
+            omitted: Some(omitted),
+            ..Self::new(
+                "",
+                ErrorCode::TooManyErrors,
+                format!(
+                    "{omitted} more problem(s) not listed: only the first \
+                     {MAX_ERRORS_PER_EVENT} of an event are reported"
+                ),
+            )
         }
     }
 }
@@ -129,7 +163,45 @@ impl fmt::Display for FieldError {
     }
 }
 
-/// Every problem found while parsing one event. Never empty.
+/// Most problems listed for one event; the rest are counted in one
+/// [`ErrorCode::TooManyErrors`] entry, so an answer (and an errors-log row) stays a
+/// few kilobytes whatever the event holds: one unknown key costs about 8 bytes to
+/// send and a hundred to report.
+pub const MAX_ERRORS_PER_EVENT: usize = 20;
+
+/// Caps a list of problems at [`MAX_ERRORS_PER_EVENT`], then one
+/// [`FieldError::too_many`] entry counting the rest (those it replaces, plus
+/// `already_omitted` found and never collected). Idempotent: a capped list comes back
+/// unchanged.
+///
+/// ```
+/// use eye_core::{ErrorCode, FieldError, MAX_ERRORS_PER_EVENT, cap_errors};
+/// let many = vec![FieldError::new("/x", ErrorCode::UnknownField, "unknown"); 50];
+/// let capped = cap_errors(many, 0);
+/// assert_eq!(capped.len(), MAX_ERRORS_PER_EVENT + 1);
+/// assert_eq!(capped[MAX_ERRORS_PER_EVENT].omitted, Some(30));
+/// assert_eq!(cap_errors(capped.clone(), 0), capped);
+/// ```
+pub fn cap_errors(mut errors: Vec<FieldError>, already_omitted: u64) -> Vec<FieldError> {
+    let mut omitted = already_omitted;
+    if let Some(last) = errors.last()
+        && last.code == ErrorCode::TooManyErrors
+    {
+        omitted += last.omitted.unwrap_or(0);
+        errors.pop();
+    }
+    if errors.len() > MAX_ERRORS_PER_EVENT {
+        omitted += (errors.len() - MAX_ERRORS_PER_EVENT) as u64;
+        errors.truncate(MAX_ERRORS_PER_EVENT);
+    }
+    if omitted > 0 {
+        errors.push(FieldError::too_many(omitted));
+    }
+    errors
+}
+
+/// Every problem found while parsing one event (at most [`MAX_ERRORS_PER_EVENT`] of
+/// them listed, then a count of the rest). Never empty.
 ///
 /// Serialises as a plain list of [`FieldError`]s; displays as `path: message (code)`
 /// joined by `; `, which is what logs and CLI output show.
@@ -149,10 +221,16 @@ impl fmt::Display for FieldError {
 pub struct ValidationErrors(Vec<FieldError>);
 
 impl ValidationErrors {
-    /// Wraps a list of errors; returns `None` when the list is empty, so a
-    /// `ValidationErrors` value always carries at least one error.
+    /// Wraps a list of errors, capped by [`cap_errors`]; returns `None` when the list
+    /// is empty, so a `ValidationErrors` value always carries at least one error.
     pub fn from_vec(errors: Vec<FieldError>) -> Option<Self> {
-        (!errors.is_empty()).then_some(Self(errors))
+        Self::capped(errors, 0)
+    }
+
+    /// [`Self::from_vec`] for a collector that stopped collecting at the cap and
+    /// counted `omitted` further problems.
+    pub(crate) fn capped(errors: Vec<FieldError>, omitted: u64) -> Option<Self> {
+        (!errors.is_empty()).then(|| Self(cap_errors(errors, omitted)))
     }
 
     /// A single error.
@@ -160,9 +238,28 @@ impl ValidationErrors {
         Self(vec![error])
     }
 
-    /// The errors, in the order they were found.
+    /// The errors, in the order they were found (the last one may be the
+    /// [`ErrorCode::TooManyErrors`] summary).
     pub fn errors(&self) -> &[FieldError] {
         &self.0
+    }
+
+    /// How many problems were found, the unlisted ones included.
+    ///
+    /// ```
+    /// use eye_core::{ErrorCode, FieldError, ValidationErrors};
+    /// let many = vec![FieldError::new("/x", ErrorCode::UnknownField, "unknown"); 50];
+    /// let errors = ValidationErrors::from_vec(many).unwrap();
+    /// assert_eq!((errors.errors().len(), errors.found()), (21, 50));
+    /// ```
+    pub fn found(&self) -> u64 {
+        self.0
+            .iter()
+            .map(|e| match e.code {
+                ErrorCode::TooManyErrors => e.omitted.unwrap_or(0),
+                _ => 1,
+            })
+            .sum()
     }
 
     /// Consumes self, returning the errors.

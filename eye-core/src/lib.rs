@@ -28,7 +28,8 @@
 //!
 //! # Layout
 //!
-//! - `error`: [`ErrorCode`], [`FieldError`], [`ValidationErrors`].
+//! - `error`: [`ErrorCode`], [`FieldError`], [`ValidationErrors`] (capped at
+//!   [`MAX_ERRORS_PER_EVENT`] listed problems per event).
 //! - `fields`: validated strings ([`SessionId`], [`Host`], [`UrlPath`], [`Element`]), each
 //!   declaring its own JSON Schema from the constants its parser checks.
 //! - `timestamp`: the accepted timestamp formats ([`parse_timestamp`],
@@ -51,7 +52,7 @@ mod records;
 mod schema;
 mod timestamp;
 
-pub use error::{ErrorCode, FieldError, ValidationErrors};
+pub use error::{ErrorCode, FieldError, MAX_ERRORS_PER_EVENT, ValidationErrors, cap_errors};
 pub use event::{
     CtaClick, Event, EventType, Form, FormSubmit, MAX_EVENT_BYTES, MAX_FORM_DEPTH, PageView,
     Payload,

@@ -4,7 +4,7 @@ use chrono::{DateTime, Duration, Utc};
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
-use crate::error::{ErrorCode, FieldError, ValidationErrors};
+use crate::error::{ErrorCode, FieldError, MAX_ERRORS_PER_EVENT, ValidationErrors};
 use crate::event::{
     CtaClick, Event, EventType, Form, FormSubmit, MAX_EVENT_BYTES, PageView, Payload, json_type,
 };
@@ -227,7 +227,7 @@ fn validate_without_form(
             Some(t) => Some(t),
         });
 
-    if let Some(errors) = ValidationErrors::from_vec(c.0) {
+    if let Some(errors) = c.finish() {
         return Err(errors);
     }
     match (session_id, payload, timestamp) {
@@ -255,7 +255,7 @@ impl Payload {
             (_, Value::Object(_)) => None,
             (_, other) => c.wrong_type("/data", "an object", other),
         };
-        match (ValidationErrors::from_vec(c.0), payload) {
+        match (c.finish(), payload) {
             (Some(errors), _) => Err(errors),
             (None, Some(mut p)) => {
                 fill_form(&mut p, || {
@@ -305,13 +305,35 @@ fn pointer_token(key: &str) -> String {
 }
 
 /// Accumulates errors. Each helper records its problem and returns `None` on failure so
-/// parsing continues and every problem is reported.
+/// parsing continues and every problem is found. Past [`MAX_ERRORS_PER_EVENT`] it only
+/// counts them: an event of 10,000 unknown keys costs a counter, not 10,000 messages.
 #[derive(Default)]
-struct Collector(Vec<FieldError>);
+struct Collector {
+    errors: Vec<FieldError>,
+    omitted: u64,
+}
 
 impl Collector {
+    fn is_full(&self) -> bool {
+        self.errors.len() >= MAX_ERRORS_PER_EVENT
+    }
+
+    /// Records one problem, built only while there is room for it.
+    fn record(&mut self, error: impl FnOnce() -> FieldError) {
+        if self.is_full() {
+            self.omitted += 1;
+        } else {
+            self.errors.push(error());
+        }
+    }
+
+    /// The problems found, if any.
+    fn finish(self) -> Option<ValidationErrors> {
+        ValidationErrors::capped(self.errors, self.omitted)
+    }
+
     fn push<T>(&mut self, path: &str, code: ErrorCode, message: String) -> Option<T> {
-        self.0.push(FieldError::new(path, code, message));
+        self.record(|| FieldError::new(path, code, message));
         None
     }
 
@@ -342,15 +364,17 @@ impl Collector {
 
     fn unknown_fields(&mut self, parent: &str, obj: &Map<String, Value>, allowed: &[&str]) {
         for key in obj.keys().filter(|k| !allowed.contains(&k.as_str())) {
-            self.0.push(FieldError::new(
-                format!("{parent}/{}", pointer_token(key)),
-                ErrorCode::UnknownField,
-                format!(
-                    "unknown field `{}`; allowed: {}",
-                    truncate_for_message(key),
-                    allowed.join(", ")
-                ),
-            ));
+            self.record(|| {
+                FieldError::new(
+                    format!("{parent}/{}", pointer_token(key)),
+                    ErrorCode::UnknownField,
+                    format!(
+                        "unknown field `{}`; allowed: {}",
+                        truncate_for_message(key),
+                        allowed.join(", ")
+                    ),
+                )
+            });
         }
     }
 
@@ -389,9 +413,10 @@ impl Collector {
                 s.name()
             ));
         }
-        let mut error = FieldError::new(path, ErrorCode::UnknownEventType, message);
-        error.suggestion = suggestion.map(|s| s.as_str().to_owned());
-        self.0.push(error);
+        self.record(|| FieldError {
+            suggestion: suggestion.map(|s| s.as_str().to_owned()),
+            ..FieldError::new(path, ErrorCode::UnknownEventType, message)
+        });
         None
     }
 

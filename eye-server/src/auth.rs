@@ -13,7 +13,8 @@
 //!
 //! Handlers ask for a caller with an extractor, [`IngestCaller`] or [`QueryCaller`],
 //! which answers 401 (missing or unknown key, with `WWW-Authenticate`) or 403 (the key
-//! lacks the scope) before the handler runs:
+//! lacks the scope, or Basic credentials came with a cross-site request) before the
+//! handler runs:
 //!
 //! ```no_run
 //! use eye_server::auth::QueryCaller;
@@ -29,7 +30,7 @@ use std::time::{Duration, Instant};
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, header};
+use axum::http::{HeaderMap, Method, header};
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use sha2::{Digest, Sha256};
@@ -49,6 +50,76 @@ pub const ANONYMOUS: &str = "anonymous";
 
 /// Prefix of every key, so a leaked key is recognisable (secret scanners, logs).
 pub const KEY_PREFIX: &str = "eye_";
+
+/// True when the request says it was made by a page of another site: its
+/// `Sec-Fetch-Site` is `cross-site` or `same-site` (another origin of the same site,
+/// e.g. a sibling subdomain), or, from a browser too old to send that header, its
+/// `Origin` is `null` or neither the request's `Host` nor `public_url`'s origin.
+/// A request with neither header (curl, SDKs, a link typed by the user) is not.
+///
+/// ```
+/// use axum::http::{HeaderMap, HeaderValue};
+/// use eye_server::auth::is_cross_site;
+/// let mut h = HeaderMap::new();
+/// h.insert("host", HeaderValue::from_static("eye.example.com"));
+/// assert!(!is_cross_site(&h, None));
+/// h.insert("origin", HeaderValue::from_static("https://eye.example.com"));
+/// assert!(!is_cross_site(&h, None));
+/// h.insert("origin", HeaderValue::from_static("https://evil.example"));
+/// assert!(is_cross_site(&h, None));
+/// h.insert("sec-fetch-site", HeaderValue::from_static("same-origin"));
+/// assert!(!is_cross_site(&h, None), "fetch metadata wins");
+/// ```
+pub fn is_cross_site(headers: &HeaderMap, public_url: Option<&str>) -> bool {
+    if let Some(site) = headers.get("sec-fetch-site") {
+        return !matches!(site.to_str(), Ok("same-origin" | "none"));
+    }
+    let Some(origin) = headers.get(header::ORIGIN) else {
+        return false;
+    };
+    let Ok(origin) = origin.to_str() else {
+        return true;
+    };
+    if origin == "null" {
+        return true;
+    }
+    let own_public = public_url.is_some_and(|url| {
+        let url = url.trim_end_matches('/');
+        // The origin of `https://host/prefix` is `https://host`.
+        let end = url
+            .find("://")
+            .and_then(|i| url[i + 3..].find('/').map(|j| i + 3 + j))
+            .unwrap_or(url.len());
+        url[..end].eq_ignore_ascii_case(origin)
+    });
+    let authority = origin.split_once("://").map_or(origin, |(_, rest)| rest);
+    let own_host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .is_some_and(|host| host.eq_ignore_ascii_case(authority));
+    !(own_public || own_host)
+}
+
+/// True when the request carries `Authorization: Basic`: the credentials a browser
+/// caches and then attaches to every request to this origin, whoever asks for it.
+fn carries_basic(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().split_once(' '))
+        .is_some_and(|(scheme, _)| scheme.eq_ignore_ascii_case("basic"))
+}
+
+/// A person following a link from another site to a page: a `GET` (or `HEAD`)
+/// top-level navigation. It changes nothing and its answer goes to the user's own
+/// tab, never to the other site, so links to The Eye's pages from chat or another
+/// tool keep working.
+fn is_navigation(method: &Method, headers: &HeaderMap) -> bool {
+    (method == Method::GET || method == Method::HEAD)
+        && headers
+            .get("sec-fetch-mode")
+            .is_some_and(|mode| mode == "navigate")
+}
 
 /// Who sent a request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -144,6 +215,7 @@ struct Cached {
 pub struct Authenticator {
     store: Store,
     disabled: bool,
+    public_url: Option<String>,
     cache: Arc<Mutex<HashMap<[u8; 32], Cached>>>,
 }
 
@@ -155,8 +227,17 @@ impl Authenticator {
         Self {
             store,
             disabled,
+            public_url: None,
             cache: Arc::new(Mutex::new(HashMap::new())),
         }
+    }
+
+    /// Also takes `Origin`s equal to `--public-url`'s origin as this server's own
+    /// (behind a proxy the `Host` header may name the proxy's upstream instead).
+    #[must_use]
+    pub fn with_public_url(mut self, public_url: Option<&str>) -> Self {
+        self.public_url = public_url.map(str::to_owned);
+        self
     }
 
     /// True when authentication is disabled.
@@ -165,12 +246,23 @@ impl Authenticator {
     }
 
     /// The caller named by the request's credentials, if it may use `scope`:
-    /// 401 when the key is missing or unknown, 403 when it lacks the scope.
+    /// 401 when the key is missing or unknown, 403 when it lacks the scope, and 403
+    /// `cross_site_request` when Basic credentials come with a request made by another
+    /// site ([`is_cross_site`]), whatever its route and content type (a
+    /// `sendBeacon`, a `no-cors` `fetch`, a form), unless it is a `GET` navigation.
+    /// Bearer keys are checked as usual: a browser never attaches them on its own.
     pub async fn authenticate(
         &self,
+        method: &Method,
         headers: &HeaderMap,
         scope: Scope,
     ) -> Result<Caller, ApiError> {
+        if carries_basic(headers)
+            && is_cross_site(headers, self.public_url.as_deref())
+            && !is_navigation(method, headers)
+        {
+            return Err(ApiError::CrossSiteRequest);
+        }
         let found = match credential(headers) {
             Some(key) => self.lookup(&key).await?,
             None => None,
@@ -254,7 +346,7 @@ macro_rules! scoped_caller {
             ) -> Result<Self, Self::Rejection> {
                 let caller = state
                     .authenticator()
-                    .authenticate(&parts.headers, $scope)
+                    .authenticate(&parts.method, &parts.headers, $scope)
                     .await?;
                 record_application(&caller);
                 Ok($name(caller))
@@ -306,6 +398,43 @@ mod tests {
         assert_eq!(credential(&with_auth("Token eye_k")), None);
         assert_eq!(credential(&with_auth("Bearer ")), None);
         assert_eq!(credential(&with_auth("Basic !!!")), None);
+    }
+
+    #[test]
+    fn origins_other_than_the_servers_own_are_cross_site() {
+        let mut h = with_auth("Basic ZXllX2s6");
+        h.insert(header::HOST, HeaderValue::from_static("127.0.0.1:8000"));
+        h.insert(
+            header::ORIGIN,
+            HeaderValue::from_static("http://127.0.0.1:8000"),
+        );
+        assert!(!is_cross_site(&h, None));
+        h.insert(header::ORIGIN, HeaderValue::from_static("null"));
+        assert!(is_cross_site(&h, None));
+        // Behind a proxy: the Host is the upstream, the Origin the public URL.
+        h.insert(
+            header::ORIGIN,
+            HeaderValue::from_static("https://eye.example.com"),
+        );
+        assert!(is_cross_site(&h, None));
+        assert!(!is_cross_site(&h, Some("https://eye.example.com/eye/")));
+        assert!(is_cross_site(&h, Some("https://other.example.com")));
+        for (site, cross) in [
+            ("same-origin", false),
+            ("none", false),
+            ("same-site", true),
+            ("cross-site", true),
+        ] {
+            h.insert("sec-fetch-site", HeaderValue::from_static(site));
+            assert_eq!(is_cross_site(&h, None), cross, "{site}");
+        }
+    }
+
+    #[test]
+    fn only_basic_credentials_are_ambient() {
+        assert!(carries_basic(&with_auth("basic ZXllX2s6")));
+        assert!(!carries_basic(&with_auth("Bearer eye_k")));
+        assert!(!carries_basic(&HeaderMap::new()));
     }
 
     #[test]

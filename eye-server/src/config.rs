@@ -50,6 +50,17 @@ pub struct HttpConfig {
     /// Requests taking longer are answered 408.
     #[arg(long, env = "EYE_REQUEST_TIMEOUT_SECS", default_value_t = 30)]
     pub request_timeout_secs: u64,
+    /// Most connections served at once; one more is closed as soon as it is accepted
+    /// (after a `503` when it can be written at once).
+    #[arg(long, env = "EYE_MAX_CONNECTIONS", default_value_t = 1024,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections: u32,
+    /// Most connections one client address (an IPv6 /64) may hold at once, so a
+    /// single client cannot take every slot. Behind a reverse proxy every connection
+    /// comes from the proxy: raise it to `--max-connections`.
+    #[arg(long, env = "EYE_MAX_CONNECTIONS_PER_IP", default_value_t = 64,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections_per_ip: u32,
     /// DANGER: accept requests without an API key (local demos only). Logs a warning at
     /// every start; events are recorded as application `anonymous`.
     #[arg(long, env = "EYE_INSECURE_NO_AUTH")]

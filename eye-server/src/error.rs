@@ -76,6 +76,10 @@ pub enum ApiError {
     /// The key lacks the scope (403 `forbidden`).
     #[error("forbidden: needs scope {0:?}")]
     Forbidden(Scope),
+    /// Basic credentials on a request another site made the browser send (403
+    /// `cross_site_request`): the browser attached its cached key on its own.
+    #[error("cross-site request with Basic credentials")]
+    CrossSiteRequest,
     /// The queue cannot take events now, or the store is busy or unreachable (503 with
     /// `Retry-After`): retry later.
     #[error("unavailable: {0}")]
@@ -134,7 +138,7 @@ impl ApiError {
             }
             Self::InvalidPage | Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
-            Self::Forbidden(_) => StatusCode::FORBIDDEN,
+            Self::Forbidden(_) | Self::CrossSiteRequest => StatusCode::FORBIDDEN,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -159,6 +163,7 @@ impl ApiError {
             Self::NotFound(_) => "not_found",
             Self::Unauthorized => "unauthorized",
             Self::Forbidden(_) => "forbidden",
+            Self::CrossSiteRequest => "cross_site_request",
             Self::Unavailable(_) => "unavailable",
             Self::Internal(_) => "internal",
         }
@@ -167,7 +172,7 @@ impl ApiError {
     fn message_and_details(&self) -> (String, Value) {
         match self {
             Self::Validation(errors) => (
-                format!("the event has {} problem(s)", errors.errors().len()),
+                format!("the event has {} problem(s)", errors.found()),
                 json!({ "errors": errors }),
             ),
             Self::MalformedJson(why) => (format!("request body is not valid JSON: {why}"), Value::Null),
@@ -214,6 +219,12 @@ impl ApiError {
                     Scope::Ingest => "ingest",
                     Scope::Query => "query",
                 }),
+                Value::Null,
+            ),
+            Self::CrossSiteRequest => (
+                "a request from another site may not use the browser's Basic credentials; \
+                 send an `Authorization: Bearer` key"
+                    .into(),
                 Value::Null,
             ),
             Self::Unavailable(_) => (

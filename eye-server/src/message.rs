@@ -35,7 +35,8 @@ pub struct RejectedEvent {
     /// When ingest received it.
     #[serde(with = "eye_core::serde_micros")]
     pub received_at: DateTime<Utc>,
-    /// Every problem found.
+    /// The problems found: at most [`eye_core::MAX_ERRORS_PER_EVENT`], then one
+    /// `too_many_errors` entry counting the rest (see [`RejectedEvent::new`]).
     pub errors: Vec<FieldError>,
     /// The raw payload, truncated to [`MAX_LOGGED_PAYLOAD`] bytes.
     pub payload: String,
@@ -43,6 +44,45 @@ pub struct RejectedEvent {
 
 /// How much of a rejected payload the errors log keeps.
 pub const MAX_LOGGED_PAYLOAD: usize = 4096;
+
+impl RejectedEvent {
+    /// A record for the errors log that stays a few kilobytes whatever was sent: the
+    /// errors capped by [`eye_core::cap_errors`] (a list built elsewhere than
+    /// eye-core's validation may be longer), the payload cut to
+    /// [`MAX_LOGGED_PAYLOAD`] bytes on a character boundary.
+    ///
+    /// ```
+    /// use eye_core::{ErrorCode, FieldError};
+    /// use eye_server::message::{MAX_LOGGED_PAYLOAD, RejectedEvent};
+    /// let errors = vec![FieldError::new("/x", ErrorCode::UnknownField, "unknown"); 100];
+    /// let r = RejectedEvent::new("shop".into(), chrono::Utc::now(), errors, &"é".repeat(5000));
+    /// assert_eq!(r.errors.len(), 21);
+    /// assert!(r.payload.len() <= MAX_LOGGED_PAYLOAD);
+    /// ```
+    pub fn new(
+        application: String,
+        received_at: DateTime<Utc>,
+        errors: Vec<FieldError>,
+        payload: &str,
+    ) -> Self {
+        Self {
+            key: Uuid::now_v7(),
+            application,
+            received_at,
+            errors: eye_core::cap_errors(errors, 0),
+            payload: truncate_payload(payload).to_owned(),
+        }
+    }
+}
+
+/// At most [`MAX_LOGGED_PAYLOAD`] bytes of `payload`, on a character boundary.
+fn truncate_payload(payload: &str) -> &str {
+    let mut end = payload.len().min(MAX_LOGGED_PAYLOAD);
+    while !payload.is_char_boundary(end) {
+        end -= 1;
+    }
+    &payload[..end]
+}
 
 /// One message on the queue, tagged with its type and version (`"type": "event.v1"`).
 /// Change a format by adding a new variant (`event.v2`), never by editing one, so a
@@ -56,4 +96,18 @@ pub enum Message {
     /// A rejected event to record in the errors log.
     #[serde(rename = "rejected.v1")]
     RejectedV1(RejectedEvent),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn truncation_keeps_a_character_boundary() {
+        let s = "é".repeat(MAX_LOGGED_PAYLOAD);
+        let t = truncate_payload(&s);
+        assert!(t.len() <= MAX_LOGGED_PAYLOAD);
+        assert!(t.chars().all(|c| c == 'é'));
+        assert_eq!(truncate_payload("short"), "short");
+    }
 }

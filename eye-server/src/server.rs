@@ -1,5 +1,12 @@
 //! Running the HTTP server: a bound listener and a shutdown future in, so tests bind
 //! port 0 and stop the server when they like.
+//!
+//! Each connection costs a file descriptor, a task and hyper's read buffer, so the
+//! accept loop admits at most `--max-connections` at once and `--max-connections-per-ip`
+//! from one client (`admission.rs`). A connection past either cap is accepted and
+//! closed at once, after a best-effort `503` (so the kernel's backlog never fills and
+//! a real client learns why); hyper reads at most [`MAX_HEADER_BUFFER`] of headers and
+//! closes a connection that has not sent them within [`HEADER_READ_TIMEOUT`].
 
 use std::future::Future;
 use std::pin::pin;
@@ -12,17 +19,34 @@ use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tower::ServiceExt;
 
+use crate::config::HttpConfig;
+use crate::metrics::names;
 use crate::routes::router;
 use crate::state::AppState;
 
+mod admission;
+
+use admission::Admission;
+
 /// Longest a client may take to send a request's headers, and longest an idle
 /// keep-alive connection is kept. Past it hyper closes the connection, so a client
-/// trickling headers (slowloris) or idling cannot hold connections forever; the
+/// trickling headers (slowloris) or idling cannot hold a connection for long; the
 /// request timeout (408) covers the body and the handler.
-pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Largest read buffer hyper keeps per connection, so the headers of a request can be
+/// at most this large (431 past it). Hyper's default is about 400 KB, which 200
+/// connections sending unfinished headers turned into 50-75 MB.
+pub const MAX_HEADER_BUFFER: usize = 64 * 1024;
+
+/// What a connection past the caps is told before it is closed.
+const REFUSED: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\n\
+content-type: application/json\r\nretry-after: 1\r\nconnection: close\r\n\
+content-length: 92\r\n\r\n\
+{\"error\":{\"code\":\"too_many_connections\",\"message\":\"too many open connections; retry later\"}}";
 
 /// Serves the API on `listener` until `shutdown` completes, then stops accepting,
 /// lets in-flight requests finish and drains the queue (in embedded mode every
@@ -33,7 +57,7 @@ where
     F: Future<Output = ()> + Send + 'static,
 {
     let app = router(state.clone());
-    let served = serve(listener, app, shutdown).await;
+    let served = serve(listener, app, &state.config.http, shutdown).await;
     tracing::info!("HTTP server stopped; draining the queue");
     state.queue.close().await;
     served
@@ -41,8 +65,14 @@ where
 
 /// `axum::serve` with graceful shutdown, plus a timer so that hyper enforces
 /// [`HEADER_READ_TIMEOUT`] (`axum::serve` sets none, so a connection that never
-/// finishes its headers was held forever).
-async fn serve<F>(listener: TcpListener, app: Router, shutdown: F) -> std::io::Result<()>
+/// finishes its headers was held forever), a bounded read buffer and the connection
+/// caps of `http`.
+async fn serve<F>(
+    listener: TcpListener,
+    app: Router,
+    http: &HttpConfig,
+    shutdown: F,
+) -> std::io::Result<()>
 where
     F: Future<Output = ()> + Send + 'static,
 {
@@ -50,12 +80,18 @@ where
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
         .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT);
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        // The buffer bounds memory; a head can still land whole in one read a little
+        // past it, so the head's own limit makes the 431 exact.
+        .max_buf_size(MAX_HEADER_BUFFER)
+        .max_header_size(MAX_HEADER_BUFFER);
+    let cap = |n: u32| usize::try_from(n).unwrap_or(usize::MAX);
+    let admission = Admission::new(cap(http.max_connections), cap(http.max_connections_per_ip));
     let mut shutdown = pin!(shutdown);
     loop {
-        let stream = tokio::select! {
+        let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
+                Ok(accepted) => accepted,
                 // A client that gave up before the accept: nothing to wait for.
                 Err(e) if is_connection_error(&e) => continue,
                 Err(e) => {
@@ -67,6 +103,16 @@ where
             },
             () = &mut shutdown => break,
         };
+        let slot = match admission.admit(peer.ip()) {
+            Ok(slot) => slot,
+            Err(refusal) => {
+                refuse(&stream);
+                metrics::counter!(names::HTTP_CONNECTIONS_REFUSED, "reason" => refusal.label())
+                    .increment(1);
+                tracing::debug!(%peer, reason = refusal.label(), "connection refused");
+                continue;
+            }
+        };
         let service = app
             .clone()
             .map_request(|request: Request<Incoming>| request.map(Body::new));
@@ -77,11 +123,18 @@ where
             if let Err(e) = connection.await {
                 tracing::debug!(error = %e, "connection ended with an error");
             }
+            drop(slot);
         });
     }
     drop(listener);
     graceful.shutdown().await;
     Ok(())
+}
+
+/// Tells a refused connection why, if its send buffer takes the answer at once (it
+/// always has room on a new connection); never waits. Dropping the stream closes it.
+fn refuse(stream: &TcpStream) {
+    let _ = stream.try_write(REFUSED);
 }
 
 fn is_connection_error(e: &std::io::Error) -> bool {
@@ -133,5 +186,20 @@ pub fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
             std::future::pending::<()>().await;
         }
         tracing::info!("Ctrl-C received, shutting down");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refusal_is_a_complete_json_503() {
+        let text = std::str::from_utf8(REFUSED).unwrap();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap();
+        assert!(head.starts_with("HTTP/1.1 503"));
+        assert!(head.contains(&format!("content-length: {}", body.len())));
+        let body: serde_json::Value = serde_json::from_str(body).unwrap();
+        assert_eq!(body["error"]["code"], "too_many_connections");
     }
 }

@@ -70,7 +70,8 @@ impl Node {
         };
         let state = AppState::new(Services {
             queue,
-            auth: Authenticator::new(store.clone(), config.http.insecure_no_auth),
+            auth: Authenticator::new(store.clone(), config.http.insecure_no_auth)
+                .with_public_url(config.http.public_url.as_deref()),
             store,
             clock,
             config: Arc::new(config),

@@ -118,3 +118,35 @@ fn validation_errors_serialise_as_a_plain_list() {
 fn validation_errors_are_never_empty() {
     assert!(ValidationErrors::from_vec(Vec::new()).is_none());
 }
+
+#[test]
+fn problems_past_twenty_are_counted_in_one_too_many_errors_entry() {
+    let mut v = json!({
+        "session_id": "s",
+        "category": "page_interaction",
+        "name": "page_view",
+        "data": {"host": "bad host", "path": "/"},
+        "timestamp": "2022-01-01T00:00:00Z",
+    });
+    for i in 0..10_000 {
+        v[format!("k{i}")] = json!(0);
+    }
+
+    let errors = Event::parse_value(&v, &ctx()).unwrap_err();
+
+    let listed = errors.errors();
+    assert_eq!(listed.len(), eye_core::MAX_ERRORS_PER_EVENT + 1);
+    assert!(
+        listed[..20]
+            .iter()
+            .all(|e| e.code == ErrorCode::UnknownField)
+    );
+    let summary = &listed[20];
+    assert_eq!(
+        (summary.path.as_str(), summary.code),
+        ("", ErrorCode::TooManyErrors)
+    );
+    // 10,000 unknown keys and the host: 20 listed, the rest counted.
+    assert_eq!(summary.omitted, Some(10_001 - 20));
+    assert_eq!(errors.found(), 10_001);
+}

@@ -232,6 +232,7 @@ fn every_error_code_serialises_as_its_stable_snake_case_name() {
         (ErrorCode::TimestampInFuture, "timestamp_in_future"),
         (ErrorCode::EventTooLarge, "event_too_large"),
         (ErrorCode::DeadLettered, "dead_lettered"),
+        (ErrorCode::TooManyErrors, "too_many_errors"),
     ];
     for (code, wire) in codes {
         assert_eq!(serde_json::to_value(code).unwrap(), json!(wire));

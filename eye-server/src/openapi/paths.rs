@@ -43,7 +43,12 @@ fn auth_errors(responses: &mut serde_json::Map<String, Value>) {
     );
     responses.insert(
         "403".into(),
-        error("The key lacks the scope this route needs."),
+        error(
+            "`forbidden`: the key lacks the scope this route needs. `cross_site_request`: \
+             Basic credentials on a request another site made the browser send \
+             (`Sec-Fetch-Site: cross-site` or `same-site`, or a foreign `Origin`); \
+             Bearer keys are not affected.",
+        ),
     );
 }
 

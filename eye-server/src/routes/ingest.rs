@@ -31,7 +31,7 @@ use uuid::Uuid;
 
 use crate::auth::{Caller, IngestCaller};
 use crate::error::ApiError;
-use crate::message::{AcceptedEvent, MAX_LOGGED_PAYLOAD, Message, RejectedEvent};
+use crate::message::{AcceptedEvent, Message, RejectedEvent};
 use crate::state::AppState;
 
 /// `POST /events` and `POST /events/`.
@@ -127,13 +127,12 @@ impl Edge<'_> {
     }
 
     fn rejected(&self, errors: ValidationErrors, payload: &str) -> RejectedEvent {
-        RejectedEvent {
-            key: Uuid::now_v7(),
-            application: self.caller.application.clone(),
-            received_at: self.now,
-            errors: errors.into_vec(),
-            payload: truncate_payload(payload),
-        }
+        RejectedEvent::new(
+            self.caller.application.clone(),
+            self.now,
+            errors.into_vec(),
+            payload,
+        )
     }
 }
 
@@ -271,18 +270,6 @@ fn count(accepted: usize, rejected: usize) {
     }
 }
 
-/// Cuts a payload to at most [`MAX_LOGGED_PAYLOAD`] bytes, on a character boundary.
-fn truncate_payload(payload: &str) -> String {
-    if payload.len() <= MAX_LOGGED_PAYLOAD {
-        return payload.to_owned();
-    }
-    let mut end = MAX_LOGGED_PAYLOAD;
-    while !payload.is_char_boundary(end) {
-        end -= 1;
-    }
-    payload[..end].to_owned()
-}
-
 /// Accepts `application/json` and `application/*+json`, with any parameters, and a
 /// missing `Content-Type`.
 fn check_content_type(headers: &HeaderMap) -> Result<(), ApiError> {
@@ -359,14 +346,6 @@ fn body_error(error: axum::Error, limit: usize) -> ApiError {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn truncation_keeps_a_character_boundary() {
-        let s = "é".repeat(MAX_LOGGED_PAYLOAD);
-        let t = truncate_payload(&s);
-        assert!(t.len() <= MAX_LOGGED_PAYLOAD);
-        assert!(t.chars().all(|c| c == 'é'));
-    }
 
     #[test]
     fn json_content_types_are_accepted_others_refused() {

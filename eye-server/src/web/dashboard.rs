@@ -4,7 +4,7 @@
 //! Needs a key with the `query` scope, like the data it summarises.
 
 use axum::extract::{Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Duration, DurationRound, Utc};
 use eye_core::{
@@ -115,13 +115,18 @@ pub(super) struct DashboardParams {
 pub(super) async fn dashboard(
     State(state): State<AppState>,
     Query(params): Query<DashboardParams>,
+    method: Method,
     headers: HeaderMap,
 ) -> Response {
     let refresh = params
         .refresh
         .and_then(|r| r.parse::<u32>().ok())
         .map(|r| r.clamp(5, 3600));
-    match state.auth.authenticate(&headers, Scope::Query).await {
+    match state
+        .auth
+        .authenticate(&method, &headers, Scope::Query)
+        .await
+    {
         Ok(caller) => crate::auth::record_application(&caller),
         Err(e) => return error_as_html(e.into_response()).await,
     }

@@ -6,11 +6,12 @@
 //!
 //! A form post is a "simple" cross-site request and the browser attaches its cached
 //! Basic credentials to it, so posts from another site are refused (403) by their
-//! `Sec-Fetch-Site` or `Origin` header.
+//! `Sec-Fetch-Site` or `Origin` header ([`crate::auth::is_cross_site`]; authentication
+//! refuses any other cross-site request carrying Basic credentials too).
 
 use axum::body::{Body, to_bytes};
 use axum::extract::Request;
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
@@ -29,23 +30,6 @@ pub(super) fn is_form(request: &Request) -> bool {
         })
 }
 
-/// True when the browser says the form came from another site.
-fn cross_site(headers: &HeaderMap) -> bool {
-    if let Some(site) = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok()) {
-        return !matches!(site, "same-origin" | "none");
-    }
-    let origin = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok());
-    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
-    match (origin, host) {
-        (Some("null"), _) => true,
-        (Some(origin), Some(host)) => {
-            let origin_host = origin.split_once("://").map_or(origin, |(_, rest)| rest);
-            origin_host != host
-        }
-        _ => false,
-    }
-}
-
 fn problem(status: StatusCode, code: &str, message: &str) -> Response {
     let body = json!({"error": {"code": code, "message": message}});
     html_response(status, pages::error_page(status, &body))
@@ -61,7 +45,7 @@ fn content_field(body: &[u8]) -> Option<String> {
 }
 
 pub(super) async fn post(state: &AppState, request: Request, next: Next) -> Response {
-    if cross_site(request.headers()) {
+    if crate::auth::is_cross_site(request.headers(), state.config.http.public_url.as_deref()) {
         return problem(
             StatusCode::FORBIDDEN,
             "cross_site_form",
@@ -128,23 +112,5 @@ mod tests {
             Some(r#"{"a": 1}"#)
         );
         assert_eq!(content_field(b"x=1"), None);
-    }
-
-    #[test]
-    fn posts_from_another_site_are_cross_site() {
-        let mut h = HeaderMap::new();
-        h.insert(header::HOST, HeaderValue::from_static("127.0.0.1:8000"));
-        h.insert(
-            header::ORIGIN,
-            HeaderValue::from_static("http://127.0.0.1:8000"),
-        );
-        assert!(!cross_site(&h));
-        h.insert(
-            header::ORIGIN,
-            HeaderValue::from_static("https://evil.example"),
-        );
-        assert!(cross_site(&h));
-        h.insert("sec-fetch-site", HeaderValue::from_static("same-origin"));
-        assert!(!cross_site(&h));
     }
 }

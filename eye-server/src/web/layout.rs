@@ -1,6 +1,10 @@
-//! The page shell every HTML answer shares, and its stylesheet.
+//! The page shell every HTML answer shares, its stylesheet, and the bounded JSON
+//! blocks pages show.
 
-use maud::{DOCTYPE, Markup, html};
+use std::io;
+
+use maud::{DOCTYPE, Markup, PreEscaped, html};
+use serde::Serialize;
 
 /// Where the stylesheet is served. Pages load no script at all.
 pub const CSS_PATH: &str = "/assets/eye.css";
@@ -107,7 +111,137 @@ pub fn encode(s: &str) -> String {
     out
 }
 
-/// Pretty JSON for a `<pre>` block (maud escapes it).
-pub fn pretty<T: serde::Serialize>(value: &T) -> String {
+/// Pretty JSON for a `<pre>` block (maud escapes it). For small, fixed values only
+/// (the post form's example): answers go through [`json_block`].
+pub fn pretty<T: Serialize>(value: &T) -> String {
     serde_json::to_string_pretty(value).unwrap_or_default()
+}
+
+/// Largest pretty-printed block, in bytes of HTML. Pretty printing indents every
+/// line by its depth: a form nested 30 levels deep came out about 36 times its JSON,
+/// so only a block that stays this small is pretty; any other is compact.
+pub const PRETTY_MAX_BYTES: usize = 8 * 1024;
+
+/// Largest JSON block on a page, in bytes of HTML; past it the block is cut and links
+/// to the whole JSON. Holds any default-size event (32 KiB) even if every character
+/// needs escaping; a page of many large events is cut.
+pub const JSON_BLOCK_MAX_BYTES: usize = 128 * 1024;
+
+/// `value`'s JSON in a `<pre>`, bounded whatever it holds: pretty when that fits in
+/// [`PRETTY_MAX_BYTES`], compact otherwise, and cut at [`JSON_BLOCK_MAX_BYTES`] with
+/// a link to `whole` (the same URL with `format=json`) when there is one. So a page is
+/// at most a few times the JSON it shows, plus a constant.
+///
+/// ```
+/// use eye_server::web::layout::{JSON_BLOCK_MAX_BYTES, json_block};
+/// let small = json_block(&serde_json::json!({"a": "<b>"}), Some("?format=json")).into_string();
+/// assert!(small.contains("&lt;b&gt;") && small.contains("\n"), "escaped, pretty");
+/// let big = serde_json::json!({"a": "&".repeat(100_000)});
+/// let html = json_block(&big, Some("?format=json")).into_string();
+/// assert!(html.len() < JSON_BLOCK_MAX_BYTES + 1024);
+/// assert!(html.contains(r#"href="?format=json""#));
+/// ```
+pub fn json_block<T: Serialize>(value: &T, whole: Option<&str>) -> Markup {
+    let pretty = escaped_json(value, PRETTY_MAX_BYTES, true);
+    let (text, cut) = match pretty {
+        (text, false) => (text, false),
+        (_, true) => escaped_json(value, JSON_BLOCK_MAX_BYTES, false),
+    };
+    html! {
+        pre { (PreEscaped(text)) }
+        @if cut {
+            p.muted {
+                "Cut at " (JSON_BLOCK_MAX_BYTES / 1024) " KiB. "
+                @if let Some(whole) = whole { a href=(whole) { "The whole JSON" } }
+            }
+        }
+    }
+}
+
+/// The JSON of `value` escaped for HTML text, at most `budget` bytes, and whether it
+/// was cut. Written straight into the bounded buffer: a large value never exists as
+/// a whole string.
+fn escaped_json<T: Serialize>(value: &T, budget: usize, pretty: bool) -> (String, bool) {
+    let mut out = HtmlText {
+        bytes: Vec::new(),
+        budget,
+        cut: false,
+    };
+    let result = if pretty {
+        serde_json::to_writer_pretty(&mut out, value)
+    } else {
+        serde_json::to_writer(&mut out, value)
+    };
+    if result.is_err() && !out.cut {
+        tracing::error!("cannot show a JSON answer");
+    }
+    (whole_chars(out.bytes), out.cut)
+}
+
+/// The text of `bytes`, cut where a cut may have split a character: the whole
+/// characters only (the bytes come from a JSON serialiser, so they are UTF-8 up to
+/// the cut).
+fn whole_chars(bytes: Vec<u8>) -> String {
+    match String::from_utf8(bytes) {
+        Ok(text) => text,
+        Err(e) => {
+            let valid = e.utf8_error().valid_up_to();
+            let mut bytes = e.into_bytes();
+            bytes.truncate(valid);
+            String::from_utf8(bytes).unwrap_or_default()
+        }
+    }
+}
+
+/// Escapes what is written to it for HTML text (`&`, `<`, `>`; quotes need no
+/// escaping outside attributes) and refuses to grow past its budget.
+struct HtmlText {
+    bytes: Vec<u8>,
+    budget: usize,
+    cut: bool,
+}
+
+impl io::Write for HtmlText {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        for byte in buf {
+            let piece: &[u8] = match byte {
+                b'&' => b"&amp;",
+                b'<' => b"&lt;",
+                b'>' => b"&gt;",
+                other => std::slice::from_ref(other),
+            };
+            if self.bytes.len() + piece.len() > self.budget {
+                self.cut = true;
+                return Err(io::Error::other("the JSON block is full"));
+            }
+            self.bytes.extend_from_slice(piece);
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The start of `value`'s compact JSON, at most `max` bytes (unescaped: for maud to
+/// escape), for a table cell. Stops serialising once it has enough.
+pub fn json_prefix<T: Serialize>(value: &T, max: usize) -> String {
+    struct Prefix(Vec<u8>, usize);
+    impl io::Write for Prefix {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            let room = self.1.saturating_sub(self.0.len());
+            self.0.extend_from_slice(&buf[..buf.len().min(room)]);
+            if buf.len() > room {
+                return Err(io::Error::other("enough"));
+            }
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut out = Prefix(Vec::new(), max);
+    let _ = serde_json::to_writer(&mut out, value);
+    whole_chars(out.0)
 }

@@ -61,6 +61,11 @@ pub const PAGE_CSP: &str = "default-src 'none'; style-src 'self'; img-src 'self'
 /// Largest JSON answer rendered as a page (1000 events of 32 KiB fit with room).
 const MAX_RENDERED_BYTES: usize = 64 * 1024 * 1024;
 
+/// Most rows of a list page as HTML: a larger `page_size` (or a larger configured
+/// default) is lowered to this for a browser, so a page's table stays bounded. The
+/// JSON of the same URL is not affected.
+pub const MAX_HTML_PAGE_SIZE: u32 = 100;
+
 /// True when the request's `Accept` ranks `text/html` above `application/json`
 /// (browsers do; `curl`, SDKs and `*/*` get JSON). `?format=json` and `?format=html`
 /// override it, as in DRF.
@@ -202,6 +207,10 @@ pub async fn negotiate(State(state): State<AppState>, request: Request, next: Ne
             .append(header::VARY, HeaderValue::from_static("Accept"));
         return answer;
     }
+    let mut request = request;
+    if matches!(view, View::Events | View::SessionEvents(_) | View::Errors) {
+        cap_page_size(&mut request, state.config.query.default_page_size);
+    }
     let ctx = ListContext {
         query: query_pairs(request.uri().query()),
         now: Some(state.clock.now()),
@@ -217,6 +226,43 @@ pub async fn negotiate(State(state): State<AppState>, request: Request, next: Ne
         View::Errors => render::<Page<ErrorRecord>>(status, body, |p| pages::errors_page(&p, &ctx)),
     })
     .await
+}
+
+/// Lowers the request's `page_size` (or the default, when it names none) to
+/// [`MAX_HTML_PAGE_SIZE`]. A `page_size` that is not a number is left for the
+/// handler to refuse.
+fn cap_page_size(request: &mut Request, default_page_size: u32) {
+    let mut pairs = query_pairs(request.uri().query());
+    let mut capped = false;
+    let mut named = false;
+    for (key, value) in &mut pairs {
+        if key == "page_size" {
+            named = true;
+            if value
+                .parse::<u64>()
+                .is_ok_and(|n| n > u64::from(MAX_HTML_PAGE_SIZE))
+            {
+                *value = MAX_HTML_PAGE_SIZE.to_string();
+                capped = true;
+            }
+        }
+    }
+    if !named && default_page_size > MAX_HTML_PAGE_SIZE {
+        pairs.push(("page_size".into(), MAX_HTML_PAGE_SIZE.to_string()));
+        capped = true;
+    }
+    if !capped {
+        return;
+    }
+    let query: Vec<String> = pairs
+        .iter()
+        .map(|(k, v)| format!("{}={}", layout::encode(k), layout::encode(v)))
+        .collect();
+    let uri = format!("{}?{}", request.uri().path(), query.join("&"));
+    match uri.parse() {
+        Ok(uri) => *request.uri_mut() = uri,
+        Err(e) => tracing::error!(error = %e, "cannot lower the page size of a page"),
+    }
 }
 
 /// The request as the JSON handler should see it: asking for JSON, uncompressed (an
@@ -350,6 +396,25 @@ mod tests {
             Some(View::SessionEvents("a b".into()))
         );
         assert_eq!(View::of("/metrics", "/metrics"), None);
+    }
+
+    #[test]
+    fn html_pages_hold_at_most_a_hundred_rows() {
+        let capped = |uri: &str, default: u32| {
+            let mut request = Request::get(uri).body(Body::empty()).unwrap();
+            cap_page_size(&mut request, default);
+            request.uri().to_string()
+        };
+        assert_eq!(
+            capped("/events?page_size=1000&name=a+b", 10),
+            "/events?page_size=100&name=a%20b"
+        );
+        assert_eq!(capped("/events?page_size=20", 10), "/events?page_size=20");
+        assert_eq!(
+            capped("/events?page=2", 500),
+            "/events?page=2&page_size=100"
+        );
+        assert_eq!(capped("/events?page_size=x", 10), "/events?page_size=x");
     }
 
     #[test]

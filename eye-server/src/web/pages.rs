@@ -1,15 +1,20 @@
 //! The browsable API's pages: each renders the very JSON answer the API gives (a
-//! table of the results, the pretty JSON, a filter form and pagination links).
+//! table of the results, the JSON, a filter form and pagination links).
 //! Every value from an event is untrusted; maud escapes all of it, and no value ever
 //! becomes a link target except through [`encode`].
+//!
+//! A page stays a small multiple of the JSON it shows, whatever the events hold: the
+//! JSON block is bounded ([`json_block`]: pretty only when small, cut with a link to
+//! the whole JSON when large), table cells show at most a few hundred characters, and
+//! a list page holds at most [`super::MAX_HTML_PAGE_SIZE`] rows.
 
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
-use eye_core::{ErrorRecord, EventType, Page, Session, StoredEvent, format_timestamp};
+use eye_core::{ErrorRecord, EventType, Page, Payload, Session, StoredEvent, format_timestamp};
 use maud::{Markup, html};
 use serde_json::Value;
 
-use super::layout::{encode, page, pretty};
+use super::layout::{encode, json_block, json_prefix, page, pretty};
 
 /// What a list page needs besides the answer: the request's query pairs (to fill the
 /// filter form and tell the page number) and the current time (for the post form's
@@ -33,7 +38,26 @@ impl ListContext {
     fn number(&self, key: &str, default: u64) -> u64 {
         self.get(key).parse().unwrap_or(default)
     }
+
+    /// This page's URL as JSON: the same query, plus `format=json`.
+    fn json_link(&self) -> String {
+        let mut query: Vec<String> = self
+            .query
+            .iter()
+            .filter(|(k, _)| k != "format")
+            .map(|(k, v)| format!("{}={}", encode(k), encode(v)))
+            .collect();
+        query.push("format=json".to_owned());
+        format!("?{}", query.join("&"))
+    }
 }
+
+/// The link to an event's or a session's whole JSON.
+const JSON_LINK: &str = "?format=json";
+
+/// Most characters of a path or a form shown in a table cell (the event's page has
+/// the rest).
+const CELL_CHARS: usize = 160;
 
 /// Only `http(s)` or same-site links from an answer become `href`s.
 fn safe_link(url: &Option<String>) -> Option<&str> {
@@ -109,7 +133,7 @@ fn events_table(events: &[StoredEvent]) -> Markup {
                         td { (type_badge(e.event_type())) }
                         td { (session_link(e.session_id.as_str())) }
                         td { (e.payload.host().as_str()) }
-                        td.mono.wrap { (e.payload.path().as_str()) }
+                        td.mono.wrap { (truncate(e.payload.path().as_str(), CELL_CHARS)) }
                         td.wrap { (detail(&e.payload)) }
                         td { (e.application) }
                         td.mono { a href={ "/events/" (e.id) } { (e.id.to_string()[..8]) "…" } }
@@ -121,16 +145,14 @@ fn events_table(events: &[StoredEvent]) -> Markup {
     }
 }
 
-/// What sets an event apart beyond host and path: a CTA's element, a form's fields.
-fn detail(payload: &eye_core::Payload) -> String {
-    let value = payload.to_value();
-    if let Some(element) = value.get("element").and_then(Value::as_str) {
-        return element.to_owned();
+/// What sets an event apart beyond host and path: a CTA's element, a form's fields
+/// (the start of them: a form may be 32 KiB).
+fn detail(payload: &Payload) -> String {
+    match payload {
+        Payload::CtaClick(c) => c.element.as_str().to_owned(),
+        Payload::FormSubmit(f) => truncate(&json_prefix(f.form.as_map(), 4 * 120), 120),
+        _ => String::new(),
     }
-    value
-        .get("form")
-        .map(|form| truncate(&form.to_string(), 120))
-        .unwrap_or_default()
 }
 
 fn example_event(now: DateTime<Utc>) -> String {
@@ -170,7 +192,7 @@ pub fn events_page(answer: &Page<StoredEvent>, ctx: &ListContext) -> Markup {
         (pager(answer.count, &answer.next, &answer.previous, ctx))
         (events_table(&answer.results))
         (pager(answer.count, &answer.next, &answer.previous, ctx))
-        details { summary { "JSON" } pre { (pretty(answer)) } }
+        details { summary { "JSON" } (json_block(answer, Some(&ctx.json_link()))) }
         h2 { "Post an event" }
         (post_form(&example_event(ctx.now.unwrap_or_else(Utc::now))))
     };
@@ -197,7 +219,7 @@ pub fn rejected_post_page(status: StatusCode, body: &Value, content: &str) -> Ma
     let body = html! {
         h1.error { (title) }
         p { (message) " " a href="/events" { "Back to the events" } }
-        pre { (pretty(body)) }
+        (json_block(body, None))
         h2 { "Post an event" }
         (post_form(content))
     };
@@ -216,7 +238,7 @@ pub fn event_page(event: &StoredEvent) -> Markup {
             tr { th { "application" } td { (event.application) } }
         }
         h2 { "JSON" }
-        pre { (pretty(event)) }
+        (json_block(event, Some(JSON_LINK)))
     };
     page("Event", body)
 }
@@ -234,7 +256,7 @@ pub fn session_page(session: &Session) -> Markup {
         }
         p { a href=(timeline) { "Open the timeline →" } }
         h2 { "JSON" }
-        pre { (pretty(session)) }
+        (json_block(session, Some(JSON_LINK)))
     };
     page("Session", body)
 }
@@ -250,7 +272,7 @@ pub fn session_events_page(
         form.filters method="get" { (page_size_and_submit(ctx)) }
         (pager(answer.count, &answer.next, &answer.previous, ctx))
         (events_table(&answer.results))
-        details { summary { "JSON" } pre { (pretty(answer)) } }
+        details { summary { "JSON" } (json_block(answer, Some(&ctx.json_link()))) }
     };
     page("Session timeline", body)
 }
@@ -270,7 +292,7 @@ pub fn errors_page(answer: &Page<ErrorRecord>, ctx: &ListContext) -> Markup {
         }
         (pager(answer.count, &answer.next, &answer.previous, ctx))
         (errors_table(&answer.results, false))
-        details { summary { "JSON" } pre { (pretty(answer)) } }
+        details { summary { "JSON" } (json_block(answer, Some(&ctx.json_link()))) }
     };
     page("Errors", body)
 }
@@ -316,7 +338,7 @@ pub fn errors_table(errors: &[ErrorRecord], compact: bool) -> Markup {
                         td.mono { (short_time(&e.received_at)) }
                         @if !compact { td { (e.application) } }
                         td.mono.error { (e.codes.join(", ")) }
-                        td { @for f in &e.errors { div { code { (f.path) } " " (f.message) } } }
+                        td { @for f in &e.errors { div { code { (truncate(&f.path, CELL_CHARS)) } " " (f.message) } } }
                         @if !compact { td.mono.wrap { (truncate(&e.payload, 160)) } }
                     }
                 }
@@ -355,7 +377,7 @@ pub fn error_page(status: StatusCode, body: &Value) -> Markup {
         @if status == StatusCode::UNAUTHORIZED {
             p.muted { "Sign in with any user name and an API key with the " code { "query" } " scope as the password." }
         }
-        @if !body.is_null() { pre { (pretty(body)) } }
+        @if !body.is_null() { (json_block(body, None)) }
     };
     page(&title, body)
 }

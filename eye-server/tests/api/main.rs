@@ -7,6 +7,9 @@
 mod adversarial;
 mod auth;
 mod binary;
+mod connections;
+mod cross_site;
+mod error_bounds;
 mod failures;
 mod helpers;
 mod ingest;

@@ -11,3 +11,4 @@ mod helpers;
 mod html;
 mod openapi;
 mod real;
+mod size;
