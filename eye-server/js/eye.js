@@ -155,7 +155,7 @@
     const url = () => `${x.api}/events?key=${encodeURIComponent(x.key)}&sent_at=${iso(x.now())}`;
     const not = (q, b) => q.filter((e) => !b.some((s) => s.id == e.id));
     const drop = (b) => set(QK, not(queue(), b));
-    let timer, busy, fails = 0, last;
+    let timer, busy, fails = 0, last, gone = [];
     const later = (ms) => timer || (timer = x.timer(flush, ms) || 1);
 
     function session() {
@@ -207,11 +207,13 @@
       if (queue().length) later(0);
     }
 
-    /** The page goes away: beacon what no request carries. While the server fails, the
-     * events also stay stored for the next page (their ids make the resend harmless). */
+    /** The page goes away: beacon what no request or beacon of this page carries yet
+     * (pagehide often follows visibilitychange). While the server fails, the events
+     * also stay stored for the next page (their ids make the resend harmless). */
     function hide() {
-      for (const b of on() ? split(not(queue(), busy || [])) : []) {
+      for (const b of on() ? split(not(queue(), gone.concat(busy || []))) : []) {
         if (!x.beacon(url(), JSON.stringify(b))) break;
+        gone = gone.concat(b);
         fails || drop(b);
       }
     }

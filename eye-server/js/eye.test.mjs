@@ -419,6 +419,17 @@ for (const [label, file] of [['source', SOURCE], ['build', BUILD]]) {
       assert.equal(stored(x).length, 1);
     });
 
+    test('hiding twice (visibilitychange, then pagehide) beacons each event once', async () => {
+      const x = surroundings({ replies: [{ status: 503 }] });
+      const t = eye.eye(x);
+      t.track('page_interaction', 'page_view');
+      await t.flush();
+      t.hide();
+      t.track('page_interaction', 'cta_click', { element: 'buy' });
+      t.hide();
+      assert.deepEqual(x.beacons.map((b) => b.events.map((e) => e.name)), [['page_view'], ['cta_click']]);
+    });
+
     test('a refused beacon leaves the events stored', () => {
       const x = surroundings({ beaconAccepts: false });
       const t = eye.eye(x);
