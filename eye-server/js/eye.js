@@ -99,13 +99,13 @@
   /** Splits events into request bodies of at most max bytes and BATCH events. */
   function split(q, max = BODY) {
     const out = [];
-    let cur = [], size = 2;
+    let cur = [], size = 1; // "[" + (event + "," or "]") per event
     for (const e of q) {
       const n = bytes(JSON.stringify(e)) + 1;
       if (cur.length && (size + n > max || cur.length >= BATCH)) {
         out.push(cur);
         cur = [];
-        size = 2;
+        size = 1;
       }
       cur.push(e);
       size += n;
@@ -155,7 +155,7 @@
     const url = () => `${x.api}/events?key=${encodeURIComponent(x.key)}&sent_at=${iso(x.now())}`;
     const not = (q, b) => q.filter((e) => !b.some((s) => s.id == e.id));
     const drop = (b) => set(QK, not(queue(), b));
-    let timer, busy, fails = 0, last, gone = [];
+    let timer, busy, fails = 0, last, gone = [], lim = BODY;
     const later = (ms) => timer || (timer = x.timer(flush, ms) || 1);
 
     function session() {
@@ -191,7 +191,7 @@
     /** Sends the oldest batch. One request at a time keeps within keepalive's quota. */
     async function flush() {
       timer = 0;
-      const b = !busy && on() && split(queue())[0];
+      const b = !busy && on() && split(queue(), lim)[0];
       if (!b) return;
       busy = b;
       let status = 0, ra;
@@ -201,6 +201,8 @@
         ra = r.headers.get('retry-after');
       } catch (e) {}
       busy = 0;
+      // 413: the server takes smaller bodies than ours; halve them down to one event.
+      if (status == 413 && b[1]) return later(0, (lim = bytes(JSON.stringify(b)) / 2 + 1));
       if (retryable(status)) return later(backoff(fails++, x.rand(), retryAfter(ra)));
       fails = 0; // accepted, or refused for good: done either way
       drop(b);
@@ -211,7 +213,7 @@
      * (pagehide often follows visibilitychange). While the server fails, the events
      * also stay stored for the next page (their ids make the resend harmless). */
     function hide() {
-      for (const b of on() ? split(not(queue(), gone.concat(busy || []))) : []) {
+      for (const b of on() ? split(not(queue(), gone.concat(busy || [])), lim) : []) {
         if (!x.beacon(url(), JSON.stringify(b))) break;
         gone = gone.concat(b);
         fails || drop(b);

@@ -309,6 +309,19 @@ for (const [label, file] of [['source', SOURCE], ['build', BUILD]]) {
       }
     });
 
+    test('a 413 halves the refused body until one event; a single event refused is dropped', async () => {
+      const x = surroundings({ replies: [{ status: 413 }, { status: 413 }, { status: 413 }, { status: 413 }] });
+      const t = eye.eye(x);
+      for (let i = 0; i < 8; i++) t.track('page_interaction', 'page_view', { path: `/${i}` });
+      for (let i = 0; i < 20 && stored(x).length; i++) await t.flush();
+      const sizes = x.requests.map((r) => r.init.body.length);
+      assert.deepEqual(x.requests.map((r) => r.events.length).slice(0, 4), [8, 4, 2, 1]);
+      for (let i = 1; i < 4; i++) assert.ok(sizes[i] <= sizes[i - 1] / 2 + 1, `${sizes}`);
+      assert.deepEqual(stored(x), []);
+      const delivered = x.requests.slice(4).flatMap((r) => r.events.map((e) => e.data.path));
+      assert.deepEqual(delivered, ['/1', '/2', '/3', '/4', '/5', '/6', '/7'], 'only /0 was refused alone and dropped');
+    });
+
     test('Retry-After is honoured and backoff doubles, with jitter of at most half', async () => {
       const x = surroundings({ replies: [{ status: 503, retryAfter: '7' }, { status: 503 }, { status: 503 }] });
       const t = eye.eye(x);
@@ -341,6 +354,9 @@ for (const [label, file] of [['source', SOURCE], ['build', BUILD]]) {
       for (const b of batches) assert.ok(Buffer.byteLength(JSON.stringify(b)) <= eye.BODY);
       assert.ok(eye.BODY <= 65536);
       assert.deepEqual(batches.flat(), events);
+      const two = Buffer.byteLength(JSON.stringify(events.slice(0, 2)));
+      assert.deepEqual(eye.split(events.slice(0, 2), two).map((b) => b.length), [2], 'a body may fill the limit exactly');
+      assert.deepEqual(eye.split(events.slice(0, 2), two - 1).map((b) => b.length), [1, 1]);
       const tiny = Array.from({ length: 2500 }, (_, i) => ({ i }));
       assert.deepEqual(eye.split(tiny).map((b) => b.length), [1000, 1000, 500]);
     });
