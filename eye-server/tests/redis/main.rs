@@ -5,6 +5,7 @@
 
 mod e2e;
 mod harness;
+mod multinode;
 mod pipeline;
 mod process;
 mod queue;

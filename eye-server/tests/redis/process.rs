@@ -123,6 +123,16 @@ pub struct Proc {
 }
 
 impl Proc {
+    /// Spawns `cmd` (a `serve`) and waits until it listens.
+    pub fn spawn_listening(cmd: Command) -> Self {
+        Self::start(cmd, Wait::Listening)
+    }
+
+    /// Spawns `cmd` (a `worker`) and waits until its worker started.
+    pub fn spawn_worker(cmd: Command) -> Self {
+        Self::start(cmd, Wait::WorkerStarted)
+    }
+
     fn start(mut cmd: Command, wait: Wait) -> Self {
         let mut child = cmd
             .stdout(Stdio::null())
