@@ -71,12 +71,15 @@ pub enum Command {
 /// `apps --database-url X create shop` and `apps create shop --database-url X` work.
 #[derive(Debug, Clone, Args)]
 pub struct AppsStore {
-    /// SQLite database URL; the file is created when missing.
+    /// Database URL: `sqlite://path.db` (the default; the file is created when
+    /// missing) or `postgres://user@host:5432/db` (the database must exist; several
+    /// machines may share it). May hold a password: never shown or logged.
     #[arg(
         long,
         env = "EYE_DATABASE_URL",
         default_value = "sqlite://eye.db",
-        global = true
+        global = true,
+        hide_env_values = true
     )]
     pub database_url: String,
 }
@@ -131,7 +134,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Some(Command::ReplayDeadLetters(config)) => wiring::replay_dead_letters(*config).await,
         Some(Command::Migrate(store)) => {
             wiring::open_store_url(&store.database_url).await?;
-            eprintln!("migrations applied to {}", store.database_url);
+            eprintln!(
+                "migrations applied to {}",
+                wiring::redact(&store.database_url)
+            );
             Ok(())
         }
         Some(Command::Apps { store, command }) => apps(&store, command).await,

@@ -78,8 +78,15 @@ impl HttpConfig {
 #[derive(Debug, Clone, Args)]
 #[command(next_help_heading = "Store")]
 pub struct StoreConfig {
-    /// SQLite database URL; the file is created when missing.
-    #[arg(long, env = "EYE_DATABASE_URL", default_value = "sqlite://eye.db")]
+    /// Database URL: `sqlite://path.db` (the default; the file is created when
+    /// missing) or `postgres://user@host:5432/db` (the database must exist; several
+    /// machines may share it). May hold a password: never shown or logged.
+    #[arg(
+        long,
+        env = "EYE_DATABASE_URL",
+        default_value = "sqlite://eye.db",
+        hide_env_values = true
+    )]
     pub database_url: String,
     /// SQLite `PRAGMA synchronous`: `full` fsyncs every commit, `normal` only at
     /// checkpoints (a power loss can undo the last commits). Default: `full` with a

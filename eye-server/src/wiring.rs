@@ -113,7 +113,7 @@ pub async fn open_store(config: &ServeConfig) -> anyhow::Result<Store> {
     create_private_database(url)?;
     Store::open_with(url, config.sqlite_synchronous())
         .await
-        .with_context(|| format!("opening the store at {url}"))
+        .with_context(|| format!("opening the store at {}", redact(url)))
 }
 
 /// Opens the store at `url` with default settings (the `apps` and `migrate`
@@ -122,7 +122,29 @@ pub async fn open_store_url(url: &str) -> anyhow::Result<Store> {
     create_private_database(url)?;
     Store::open(url)
         .await
-        .with_context(|| format!("opening the store at {url}"))
+        .with_context(|| format!("opening the store at {}", redact(url)))
+}
+
+/// A database URL fit for logs and error messages: any password replaced by `***`.
+///
+/// ```
+/// use eye_server::wiring::redact;
+/// assert_eq!(redact("postgres://eye:s3cret@db:5432/eye"), "postgres://eye:***@db:5432/eye");
+/// assert_eq!(redact("postgres://eye@db/eye"), "postgres://eye@db/eye");
+/// assert_eq!(redact("sqlite://eye.db"), "sqlite://eye.db");
+/// ```
+pub fn redact(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) => match userinfo.split_once(':') {
+            Some((user, _)) => format!("{scheme}://{user}:***@{host}{path}"),
+            None => url.to_owned(),
+        },
+        None => url.to_owned(),
+    }
 }
 
 /// Events carry form contents: a new SQLite database file is created readable by its

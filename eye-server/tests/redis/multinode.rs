@@ -70,7 +70,10 @@ impl Drop for PgDatabase {
         let _ = Command::new("psql")
             .arg(admin_url())
             .args(["-qc"])
-            .arg(format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name))
+            .arg(format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                self.name
+            ))
             .status();
     }
 }

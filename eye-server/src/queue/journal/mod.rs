@@ -218,7 +218,8 @@ impl JournalQueue {
     }
 
     /// The journal directory for a database URL: `<database file>.journal`, or
-    /// `None` for an in-memory database.
+    /// `None` for an in-memory or PostgreSQL database (set `--journal-dir` to use a
+    /// journal with PostgreSQL; without one, events are acknowledged once stored).
     ///
     /// ```
     /// use eye_server::queue::journal::JournalQueue;
@@ -228,7 +229,7 @@ impl JournalQueue {
     /// ```
     pub fn default_dir(database_url: &str) -> Option<PathBuf> {
         use std::str::FromStr;
-        if crate::store::is_in_memory(database_url) {
+        if crate::store::is_in_memory(database_url) || crate::store::is_postgres(database_url) {
             return None;
         }
         let options = sqlx::sqlite::SqliteConnectOptions::from_str(database_url).ok()?;
