@@ -147,8 +147,8 @@ fn event(id: Uuid, session: &str, i: u64) -> Value {
         "id": id,
         "session_id": session,
         "category": "page_interaction",
-        "name": if i % 3 == 0 { "cta_click" } else { "page_view" },
-        "data": if i % 3 == 0 {
+        "name": if i.is_multiple_of(3) { "cta_click" } else { "page_view" },
+        "data": if i.is_multiple_of(3) {
             json!({"host": "shop.example", "path": "/", "element": "buy"})
         } else {
             json!({"host": "shop.example", "path": format!("/p/{i}")})
