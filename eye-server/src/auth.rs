@@ -128,6 +128,8 @@ pub struct Caller {
     pub application: String,
     /// What its key may do.
     pub scopes: Scopes,
+    /// Its rate limit in events per second, if it has one.
+    pub rate_limit: Option<u32>,
 }
 
 /// A new random API key: `eye_` and 43 base64url characters (256 bits).
@@ -273,6 +275,7 @@ impl Authenticator {
                 return Ok(Caller {
                     application: ANONYMOUS.to_owned(),
                     scopes: Scopes::ALL,
+                    rate_limit: None,
                 });
             }
             None => return Err(ApiError::Unauthorized),
@@ -296,6 +299,7 @@ impl Authenticator {
         let caller = Caller {
             application: app.name,
             scopes: app.scopes,
+            rate_limit: app.rate_limit,
         };
         self.remember(hash, caller.clone());
         Ok(Some(caller))

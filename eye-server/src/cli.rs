@@ -94,14 +94,45 @@ pub enum AppsCommand {
         /// What the key may do.
         #[arg(long, value_enum, default_value_t = ScopeArg::Ingest)]
         scope: ScopeArg,
+        /// Most events per second it may send (a burst of one second's worth); past
+        /// it, ingest answers 429 with `Retry-After`. Default: no limit.
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+        rate_limit: Option<u32>,
     },
-    /// List applications.
+    /// List applications: name, scopes, state, rate limit.
     List,
+    /// Set or remove an application's rate limit (API nodes apply it within 5 s).
+    SetRateLimit {
+        /// The application's name.
+        name: String,
+        /// Events per second, or `none` to remove the limit.
+        limit: RateLimitArg,
+    },
     /// Revoke an application's key (its events stay).
     Revoke {
         /// The application's name.
         name: String,
     },
+}
+
+/// A rate limit on the command line: events per second, or `none`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimitArg(pub Option<u32>);
+
+impl std::str::FromStr for RateLimitArg {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        if s.eq_ignore_ascii_case("none") {
+            return Ok(Self(None));
+        }
+        match s.parse::<u32>() {
+            Ok(n) if n > 0 => Ok(Self(Some(n))),
+            _ => Err(format!(
+                "`{s}` is not a positive number of events per second or `none`"
+            )),
+        }
+    }
 }
 
 /// Scopes as the CLI names them.
@@ -155,8 +186,15 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
 async fn apps(store: &AppsStore, command: AppsCommand) -> anyhow::Result<()> {
     let store = wiring::open_store_url(&store.database_url).await?;
     match command {
-        AppsCommand::Create { name, scope } => {
+        AppsCommand::Create {
+            name,
+            scope,
+            rate_limit,
+        } => {
             let key = create_app_with_key(&store, &name, scope.into()).await?;
+            if rate_limit.is_some() {
+                store.set_rate_limit(&name, rate_limit).await?;
+            }
             eprintln!(
                 "created application `{name}` ({}); its key is shown once:",
                 Scopes::from(scope).to_db()
@@ -169,7 +207,17 @@ async fn apps(store: &AppsStore, command: AppsCommand) -> anyhow::Result<()> {
                     Some(t) => format!("revoked {}", eye_core::format_timestamp(&t)),
                     None => "active".into(),
                 };
-                println!("{}\t{}\t{}", app.name, app.scopes.to_db(), state);
+                let rate = app
+                    .rate_limit
+                    .map_or_else(|| "unlimited".to_owned(), |n| format!("{n}/s"));
+                println!("{}\t{}\t{}\t{rate}", app.name, app.scopes.to_db(), state);
+            }
+        }
+        AppsCommand::SetRateLimit { name, limit } => {
+            store.set_rate_limit(&name, limit.0).await?;
+            match limit.0 {
+                Some(n) => eprintln!("`{name}` may send {n} events per second"),
+                None => eprintln!("`{name}` has no rate limit"),
             }
         }
         AppsCommand::Revoke { name } => {

@@ -84,6 +84,13 @@ pub enum ApiError {
     /// `Retry-After`): retry later.
     #[error("unavailable: {0}")]
     Unavailable(String),
+    /// The application's rate limit refused the request (429 `rate_limited` with
+    /// `Retry-After`); nothing of it was stored.
+    #[error("rate limited")]
+    RateLimited {
+        /// How long until the request would fit.
+        retry_after: std::time::Duration,
+    },
     /// Anything else (500, opaque body, cause logged).
     #[error("internal error: {0}")]
     Internal(String),
@@ -140,6 +147,7 @@ impl ApiError {
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
             Self::Forbidden(_) | Self::CrossSiteRequest => StatusCode::FORBIDDEN,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -165,6 +173,7 @@ impl ApiError {
             Self::Forbidden(_) => "forbidden",
             Self::CrossSiteRequest => "cross_site_request",
             Self::Unavailable(_) => "unavailable",
+            Self::RateLimited { .. } => "rate_limited",
             Self::Internal(_) => "internal",
         }
     }
@@ -231,6 +240,12 @@ impl ApiError {
                 "The Eye cannot take events right now; nothing was accepted, retry later".into(),
                 Value::Null,
             ),
+            Self::RateLimited { retry_after } => (
+                "this application's rate limit is reached; nothing was accepted, retry after \
+                 `Retry-After` seconds with the same event ids"
+                    .into(),
+                json!({ "retry_after_ms": u64::try_from(retry_after.as_millis()).unwrap_or(u64::MAX) }),
+            ),
             Self::Internal(_) => ("internal error".into(), Value::Null),
         }
     }
@@ -272,6 +287,10 @@ impl IntoResponse for ApiError {
             }
             Self::Unavailable(_) => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
+            }
+            Self::RateLimited { retry_after } => {
+                let secs = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
+                headers.insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
             }
             _ => {}
         }

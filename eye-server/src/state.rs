@@ -25,6 +25,8 @@ pub struct Services {
     pub clock: SharedClock,
     /// API-key checks.
     pub auth: Authenticator,
+    /// Per-application rate limits (local, or shared through Redis).
+    pub limiter: crate::ratelimit::Limiter,
     /// The configuration the server started with.
     pub config: Arc<ServeConfig>,
 }

@@ -29,6 +29,7 @@ use crate::queue::embedded::{EmbeddedConfig, EmbeddedQueue};
 use crate::queue::journal::{JournalConfig, JournalQueue};
 use crate::queue::metered::MeteredQueue;
 use crate::queue::redis::{RedisQueue, RedisQueueConfig};
+use crate::ratelimit::Limiter;
 use crate::state::{AppState, Services};
 use crate::store::{Scopes, Store};
 use crate::streams::{Keys, connect};
@@ -68,7 +69,15 @@ impl Node {
             }
             None
         };
+        let limiter = match config.queue.redis.url.as_deref() {
+            Some(url) => Limiter::redis(
+                connect(url, std::time::Duration::from_secs(2)).context("invalid Redis URL")?,
+                &config.queue.redis.prefix,
+            ),
+            None => Limiter::local(),
+        };
         let state = AppState::new(Services {
+            limiter,
             queue,
             auth: Authenticator::new(store.clone(), config.http.insecure_no_auth)
                 .with_public_url(config.http.public_url.as_deref()),

@@ -75,6 +75,18 @@ async fn create_events(
             return Err(error);
         }
     };
+    if let Some(rate) = caller.rate_limit {
+        let events = match &parsed {
+            Parsed::Single(_) => 1,
+            Parsed::Batch(outcomes) => outcomes.len() as u64,
+        };
+        // Past the limit nothing of the request is queued, rejections included.
+        if let Err(refused) = state.limiter.check(&caller.application, rate, events).await {
+            return Err(ApiError::RateLimited {
+                retry_after: refused.retry_after,
+            });
+        }
+    }
     respond(&state, parsed).await
 }
 

@@ -87,6 +87,8 @@ pub struct AppRecord {
     pub created_at: DateTime<Utc>,
     /// When its key was revoked, if it was.
     pub revoked_at: Option<DateTime<Utc>>,
+    /// Most events per second it may send (a burst of one second's worth), if limited.
+    pub rate_limit: Option<u32>,
 }
 
 /// An application to register. Only the key's SHA-256 is stored.
@@ -108,6 +110,7 @@ struct AppRow {
     scopes: String,
     created_at: i64,
     revoked_at: Option<i64>,
+    rate_limit: Option<i64>,
 }
 
 impl TryFrom<AppRow> for AppRecord {
@@ -120,11 +123,13 @@ impl TryFrom<AppRow> for AppRecord {
             scopes: Scopes::from_db(&r.scopes),
             created_at: from_micros(r.created_at)?,
             revoked_at: r.revoked_at.map(from_micros).transpose()?,
+            rate_limit: r.rate_limit.and_then(|n| u32::try_from(n).ok()),
         })
     }
 }
 
-const APP_COLUMNS: &str = "SELECT id, name, scopes, created_at, revoked_at FROM applications";
+const APP_COLUMNS: &str =
+    "SELECT id, name, scopes, created_at, revoked_at, rate_limit FROM applications";
 
 impl Store {
     /// Registers an application. Fails with [`StoreError::AppExists`] on a taken name.
@@ -152,6 +157,7 @@ impl Store {
                 scopes: app.scopes,
                 created_at,
                 revoked_at: None,
+                rate_limit: None,
             }),
             Err(StoreError::Database(sqlx::Error::Database(db)))
                 if db.is_unique_violation()
@@ -211,6 +217,31 @@ impl Store {
                  RETURNING id",
                 &[Arg::Int(now), Arg::Text(name.to_owned())],
             )
+            .await?;
+        match found {
+            Some(_) => Ok(()),
+            None => Err(StoreError::AppNotFound(name.to_owned())),
+        }
+    }
+
+    /// Sets (or, with `None`, removes) an application's rate limit in events per
+    /// second. API nodes see the change within their key cache's lifetime.
+    pub async fn set_rate_limit(&self, name: &str, limit: Option<u32>) -> Result<(), StoreError> {
+        let (sql, args) = match limit {
+            Some(n) => (
+                "UPDATE applications SET rate_limit = ? WHERE name = ? RETURNING id",
+                vec![Arg::Int(i64::from(n)), Arg::Text(name.to_owned())],
+            ),
+            None => (
+                "UPDATE applications SET rate_limit = NULL WHERE name = ? RETURNING id",
+                vec![Arg::Text(name.to_owned())],
+            ),
+        };
+        let found: Option<(i64,)> = self
+            .small_writer()
+            .await?
+            .conn()
+            .fetch_optional(sql, &args)
             .await?;
         match found {
             Some(_) => Ok(()),

@@ -17,4 +17,5 @@ mod journal_faults;
 mod limits;
 mod probes;
 mod query;
+mod rate_limits;
 mod seed;

@@ -52,6 +52,8 @@ impl Deployment {
             .env("EYE_REDIS_PREFIX", &self.prefix)
             .env("EYE_CLAIM_IDLE_MS", "1000")
             .env("EYE_REDIS_BLOCK_MS", "200")
+            // Every test client connects from 127.0.0.1: lift the per-address share.
+            .env("EYE_MAX_CONNECTIONS_PER_IP", "1024")
             .env("EYE_LOG_FORMAT", "json")
             .env("EYE_LOG", "info");
         cmd

@@ -135,3 +135,28 @@ async fn an_append_whose_reply_is_lost_is_retried_and_acknowledged_and_stored_on
     assert_eq!(stats.stored, 2, "the warm-up event and this one, once each");
     assert_eq!(stats.duplicates, copies - 1);
 }
+
+/// Two API nodes (two limiters) share one application's bucket in Redis: what one
+/// node let through counts against the other.
+#[tokio::test]
+async fn a_rate_limit_holds_across_api_nodes() {
+    let redis = crate::harness::RedisServer::start();
+    let prefix = crate::harness::unique_prefix("ratelimit");
+    let node = |url: String| {
+        eye_server::ratelimit::Limiter::redis(
+            eye_server::streams::connect(&url, std::time::Duration::from_secs(2)).unwrap(),
+            &prefix,
+        )
+    };
+    let (a, b) = (node(redis.url()), node(redis.url()));
+    // 100 events at 1 per second into a full bucket: allowed, leaving a 99 s debt.
+    assert!(a.check("shop", 1, 100).await.is_ok());
+    // The other node sees the debt.
+    let refused = b.check("shop", 1, 1).await.unwrap_err();
+    assert!(
+        refused.retry_after > std::time::Duration::from_secs(90),
+        "{refused:?}"
+    );
+    // Another application is not held back.
+    assert!(b.check("blog", 1, 1).await.is_ok());
+}

@@ -41,6 +41,7 @@ impl Queue for NullQueue {
 pub async fn state() -> AppState {
     let store = Store::open("sqlite::memory:").await.unwrap();
     AppState::new(Services {
+        limiter: eye_server::ratelimit::Limiter::local(),
         queue: Arc::new(NullQueue),
         auth: Authenticator::new(store.clone(), true),
         store,
