@@ -64,7 +64,9 @@ pub use records::{
     ErrorBody, ErrorDetail, ErrorRecord, EventResult, IngestResponse, Session, StoredEvent,
 };
 pub use schema::{RULES_OUTSIDE_SCHEMA, event_schema, event_schema_json};
-pub use timestamp::{format_timestamp, parse_timestamp, serde_micros, truncate_to_micros};
+pub use timestamp::{
+    QUERY_TIME_PATTERN, format_timestamp, parse_timestamp, serde_micros, truncate_to_micros,
+};
 
 /// The largest batch `POST /events` accepts.
 pub const MAX_BATCH_EVENTS: usize = 1000;

@@ -2,11 +2,11 @@
 //! shape answers come in. One model drives the SQL, the HTTP parameters, the SDK's
 //! query builder and the OpenAPI document.
 
-use chrono::{DateTime, NaiveTime, TimeZone, Utc};
+use chrono::{DateTime, NaiveDate, NaiveTime, TimeZone, Utc};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::timestamp::{parse_date, parse_timestamp};
+use crate::timestamp::{parse_date, parse_instant};
 
 /// Page-size bounds, configured by the server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,7 +42,9 @@ pub struct QueryError {
     /// The offending parameter.
     pub parameter: String,
     /// Stable machine code: `invalid_page` (answered 404 as DRF does),
-    /// `invalid_page_size`, `invalid_time`, `invalid_time_range`, `invalid_filter`.
+    /// `invalid_page_size`, `invalid_time`, `invalid_time_range`, `invalid_filter`,
+    /// `repeated_parameter` (a parameter given twice). The server answers each with
+    /// 400 `invalid_query` (404 for `invalid_page`) and this code in `details`.
     pub code: String,
     /// Human explanation.
     pub message: String,
@@ -145,16 +147,28 @@ pub struct ErrorQuery {
 }
 
 /// Parses the parameters every query shares; the rest go to `extra`.
+///
+/// A parameter the query knows (`known`, or one of the shared ones) given twice is
+/// refused with `repeated_parameter`: `name=a&name=b` has no meaning the caller can rely
+/// on, and silently keeping the last one hides a client bug.
 struct Common<'a> {
     time: TimeRange,
     pagination: Pagination,
     extra: Vec<(&'a str, &'a str)>,
 }
 
-fn parse_common<'a, I>(pairs: I, limits: &PageLimits) -> Result<Common<'a>, QueryError>
+/// The parameters [`parse_common`] reads itself.
+const COMMON_PARAMETERS: [&str; 4] = ["start_time", "end_time", "page", "page_size"];
+
+fn parse_common<'a, I>(
+    pairs: I,
+    limits: &PageLimits,
+    known: &[&str],
+) -> Result<Common<'a>, QueryError>
 where
     I: IntoIterator<Item = (&'a str, &'a str)>,
 {
+    let mut seen: Vec<&str> = Vec::new();
     let mut time = TimeRange::default();
     let mut pagination = Pagination {
         page: 1,
@@ -162,6 +176,16 @@ where
     };
     let mut extra = Vec::new();
     for (key, value) in pairs {
+        if COMMON_PARAMETERS.contains(&key) || known.contains(&key) {
+            if seen.contains(&key) {
+                return Err(QueryError::new(
+                    key,
+                    "repeated_parameter",
+                    format!("{key} is given more than once; give each parameter at most once"),
+                ));
+            }
+            seen.push(key);
+        }
         // Empty values mean "no filter", as django-filter treats them.
         if value.is_empty() {
             continue;
@@ -225,17 +249,33 @@ fn parse_bound(key: &str, value: &str, bound: Bound) -> Result<DateTime<Utc>, Qu
         };
         return Ok(Utc.from_utc_datetime(&date.and_time(time)));
     }
-    parse_timestamp(value).ok_or_else(|| {
-        QueryError::new(
-            key,
-            "invalid_time",
-            format!(
-                "{key} must be a date (2022-01-01) or a date-time (2022-01-01T10:00:00Z, \
+    // An offset may move the instant outside the years 0000 to 9999; no event lies
+    // there, so the bound is clamped to that range and filters exactly as written.
+    let earliest = NaiveDate::from_ymd_opt(0, 1, 1).and_then(|d| d.and_hms_micro_opt(0, 0, 0, 0));
+    let latest = NaiveDate::from_ymd_opt(9999, 12, 31)
+        .and_then(|d| d.and_hms_micro_opt(23, 59, 59, 999_999));
+    parse_instant(value)
+        .map(|t| match (earliest, latest) {
+            (Some(lo), Some(hi)) => t.clamp(Utc.from_utc_datetime(&lo), Utc.from_utc_datetime(&hi)),
+            _ => t,
+        })
+        .ok_or_else(|| {
+            QueryError::new(
+                key,
+                "invalid_time",
+                format!(
+                    "{key} must be a date (2022-01-01) or a date-time (2022-01-01T10:00:00Z, \
                  2022-01-01 10:00:00.000000)"
-            ),
-        )
-    })
+                ),
+            )
+        })
 }
+
+/// The filters of `GET /events`, besides the shared parameters.
+const EVENT_FILTERS: [&str; 4] = ["session_id", "category", "name", "application"];
+
+/// The filters of `GET /errors`, besides the shared parameters.
+const ERROR_FILTERS: [&str; 2] = ["application", "code"];
 
 fn filter_value(key: &str, value: &str) -> Result<String, QueryError> {
     const MAX: usize = 256;
@@ -261,7 +301,7 @@ impl EventQuery {
     where
         I: IntoIterator<Item = (&'a str, &'a str)>,
     {
-        let common = parse_common(pairs, limits)?;
+        let common = parse_common(pairs, limits, &EVENT_FILTERS)?;
         let mut q = EventQuery {
             time: common.time,
             pagination: common.pagination,
@@ -383,7 +423,7 @@ impl ErrorQuery {
     where
         I: IntoIterator<Item = (&'a str, &'a str)>,
     {
-        let common = parse_common(pairs, limits)?;
+        let common = parse_common(pairs, limits, &ERROR_FILTERS)?;
         let mut q = ErrorQuery {
             time: common.time,
             pagination: common.pagination,
@@ -422,7 +462,7 @@ impl Pagination {
         let pairs = pairs
             .into_iter()
             .filter(|(k, _)| *k == "page" || *k == "page_size");
-        Ok(parse_common(pairs, limits)?.pagination)
+        Ok(parse_common(pairs, limits, &[])?.pagination)
     }
 }
 

@@ -13,7 +13,7 @@ use crate::timestamp::TIMESTAMP_PATTERN;
 /// else the parser checks, the schema checks too, and the reverse; a test proves it.
 pub const RULES_OUTSIDE_SCHEMA: [&str; 4] = [
     "timestamp_in_future: a timestamp later than now plus the allowed clock skew (needs a clock)",
-    "invalid_timestamp: a date that matches the pattern but is not in the calendar, such as 2022-02-30, or whose UTC instant falls outside the years 0000 to 9999",
+    "invalid_timestamp: a timestamp whose UTC instant falls outside the years 0000 to 9999, such as 0000-01-01T00:00:00+01:00 (the pattern checks the calendar, not offsets)",
     "event_too_large: more than 32 KiB of JSON (a schema sees values, not bytes)",
     "form_too_deep: data.form nested more than 32 levels",
 ];

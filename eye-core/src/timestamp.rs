@@ -5,9 +5,46 @@ use chrono::{
     Utc,
 };
 
-/// The JSON Schema pattern of an accepted timestamp. The calendar (no 30 February) is
-/// checked by the parser only: a regular expression cannot express it.
-pub(crate) const TIMESTAMP_PATTERN: &str = "^[0-9]{4}-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12][0-9]|3[01])[Tt ](?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](?:\\.[0-9]{1,9})?(?:[Zz]|[+-](?:[01][0-9]|2[0-3]):[0-5][0-9])?$";
+/// A calendar date `YYYY-MM-DD` as a pattern: month lengths and the leap years of the
+/// proleptic Gregorian calendar (year 0000 included) spelt out, so that a schema
+/// allows exactly the dates the parser accepts.
+macro_rules! date_pattern {
+    () => {
+        concat!(
+            "(?:[0-9]{4}-(?:(?:0[13578]|1[02])-(?:0[1-9]|[12][0-9]|3[01])|(?:0[469]|11)-(?:0[1-9]|[12][0-9]|30)|02-(?:0[1-9]|1[0-9]|2[0-8]))",
+            "|(?:[0-9]{2}(?:0[48]|[2468][048]|[13579][26])|(?:[02468][048]|[13579][26])00)-02-29)"
+        )
+    };
+}
+
+/// The time of day, fraction and offset of an accepted timestamp, as a pattern.
+macro_rules! time_pattern {
+    () => {
+        "[Tt ](?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](?:\\.[0-9]{1,9})?(?:[Zz]|[+-](?:[01][0-9]|2[0-3]):[0-5][0-9])?"
+    };
+}
+
+/// The JSON Schema pattern of an accepted timestamp, calendar included. The one rule
+/// it leaves to the parser: the UTC instant must fall in the years 0000 to 9999 (an
+/// offset can move `0000-01-01T00:00:00+01:00` out), listed in
+/// [`crate::RULES_OUTSIDE_SCHEMA`].
+pub(crate) const TIMESTAMP_PATTERN: &str = concat!("^", date_pattern!(), time_pattern!(), "$");
+
+/// The pattern of `start_time` and `end_time` in the query API: a date, or a date and
+/// a time in any accepted timestamp format, or empty (no bound, as an empty value
+/// means no filter). With the calendar spelt out, the OpenAPI document allows exactly
+/// what [`crate::EventQuery::from_pairs`] accepts: a client that follows it (or
+/// schemathesis) never meets a 400 for a bound alone.
+///
+/// ```
+/// let ok = |s: &str| {
+///     eye_core::EventQuery::from_pairs([("start_time", s)], &Default::default()).is_ok()
+/// };
+/// assert!(ok("2024-02-29") && !ok("2023-02-29") && !ok("2022-04-31"));
+/// assert!(eye_core::QUERY_TIME_PATTERN.starts_with('^'));
+/// ```
+pub const QUERY_TIME_PATTERN: &str =
+    concat!("^(?:", date_pattern!(), "(?:", time_pattern!(), ")?)?$");
 
 /// Parses a timestamp in one of the accepted formats and returns it in UTC, truncated to
 /// microseconds:
@@ -30,6 +67,13 @@ pub(crate) const TIMESTAMP_PATTERN: &str = "^[0-9]{4}-(?:0[1-9]|1[0-2])-(?:0[1-9
 /// assert!(parse_timestamp("2022-02-30 00:00:00").is_none());
 /// ```
 pub fn parse_timestamp(s: &str) -> Option<DateTime<Utc>> {
+    parse_instant(s).filter(|utc| (0..=9999).contains(&utc.year()))
+}
+
+/// [`parse_timestamp`] without the range check: the instant an offset moves outside
+/// the years 0000 to 9999 (`0000-01-01T00:00:00+01:00`) is still an instant, and a
+/// query bound may name it.
+pub(crate) fn parse_instant(s: &str) -> Option<DateTime<Utc>> {
     let b = s.as_bytes();
     if b.len() < 19 {
         return None;
@@ -78,7 +122,7 @@ pub fn parse_timestamp(s: &str) -> Option<DateTime<Utc>> {
         .from_local_datetime(&naive)
         .single()?
         .with_timezone(&Utc);
-    (0..=9999).contains(&utc.year()).then_some(utc)
+    Some(utc)
 }
 
 /// Parses `YYYY-MM-DD` into a calendar date.

@@ -365,3 +365,87 @@ proptest::proptest! {
         proptest::prop_assert_eq!(back, Ok(query));
     }
 }
+
+#[test]
+fn a_parameter_given_twice_is_repeated_parameter_naming_it() {
+    for (pairs, repeated) in [
+        (vec![("name", "page_view"), ("name", "cta_click")], "name"),
+        (vec![("page", "1"), ("page", "1")], "page"),
+        (
+            vec![("start_time", "2022-01-01"), ("start_time", "")],
+            "start_time",
+        ),
+    ] {
+        let err = q(&pairs).unwrap_err();
+
+        assert_eq!(
+            (err.parameter.as_str(), err.code.as_str()),
+            (repeated, "repeated_parameter"),
+            "{pairs:?}"
+        );
+    }
+    let err = ErrorQuery::from_pairs([("code", "a"), ("code", "b")], &PageLimits::default());
+    assert_eq!(err.unwrap_err().code, "repeated_parameter");
+    let err = Pagination::from_pairs(
+        [("page_size", "5"), ("page_size", "5")],
+        &PageLimits::default(),
+    );
+    assert_eq!(err.unwrap_err().code, "repeated_parameter");
+    // What an endpoint does not read may repeat, as unknown parameters are ignored.
+    assert!(q(&[("format", "json"), ("format", "html")]).is_ok());
+    assert!(Pagination::from_pairs([("name", "a"), ("name", "b")], &PageLimits::default()).is_ok());
+}
+
+/// An offset that moves a bound outside the years 0000 to 9999 was refused although
+/// the OpenAPI pattern allows it. No event lies out there, so the bound is clamped and
+/// filters as written.
+#[test]
+fn a_bound_an_offset_moves_outside_the_year_range_is_clamped() {
+    let query = q(&[
+        ("start_time", "0000-01-01T00:00:00+01:00"),
+        ("end_time", "9999-12-31T23:30:00-01:00"),
+    ])
+    .unwrap();
+
+    assert_eq!(
+        ts(query.time.start).as_deref(),
+        Some("0000-01-01T00:00:00.000000Z")
+    );
+    assert_eq!(
+        ts(query.time.end).as_deref(),
+        Some("9999-12-31T23:59:59.999999Z")
+    );
+}
+
+/// The OpenAPI document gives `start_time` and `end_time` this pattern; it must allow
+/// exactly what the parser accepts, so a client that follows it never meets a 400.
+#[test]
+fn query_time_pattern_allows_exactly_what_the_parser_accepts() {
+    let schema = json!({"type": "string", "pattern": eye_core::QUERY_TIME_PATTERN});
+    let validator = jsonschema::validator_for(&schema).unwrap();
+    let cases = [
+        "",
+        "2022-01-01",
+        "2024-02-29",
+        "2000-02-29",
+        "0000-02-29",
+        "1900-02-29",
+        "2023-02-29",
+        "2022-04-31",
+        "2022-12-31 23:59:59.123456789",
+        "2022-01-01T00:00:00Z",
+        "2022-01-01t00:00:00z",
+        "2022-01-01T00:00:00+23:59",
+        "2022-01-01T00:00:00+24:00",
+        "2022-01-01T00:00",
+        "2022-01-01T00:00:60",
+        "2022-1-01",
+        "20222-01-01",
+        "2022-01-01 ",
+    ];
+    for s in cases {
+        let parsed = q(&[("end_time", s)]).is_ok();
+
+        assert_eq!(parsed, validator.is_valid(&json!(s)), "{s:?}");
+    }
+}

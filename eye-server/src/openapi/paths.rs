@@ -11,8 +11,10 @@ fn schema_ref(name: &str) -> Value {
     json!({ "$ref": format!("{}{name}", super::COMPONENTS) })
 }
 
+/// A query parameter. Each may be given once (a second `name=` is refused with 400
+/// `invalid_query`, `repeated_parameter`); an empty value means no filter.
 fn query_param(name: &str, description: &str, schema: Value) -> Value {
-    json!({"name": name, "in": "query", "required": false, "description": description, "schema": schema})
+    json!({"name": name, "in": "query", "required": false, "description": format!("{description} Give it at most once; empty means not given."), "schema": schema})
 }
 
 fn path_param(name: &str, description: &str, schema: Value) -> Value {
@@ -70,7 +72,13 @@ fn security() -> Value {
 }
 
 fn time_params() -> [Value; 2] {
-    let time = json!({"type": "string", "examples": ["2022-01-01", "2022-01-01T00:00:00Z"]});
+    // The pattern is exactly what the parser accepts, calendar included, so a value
+    // the document allows is never refused.
+    let time = json!({
+        "type": "string",
+        "pattern": eye_core::QUERY_TIME_PATTERN,
+        "examples": ["2022-01-01", "2022-01-01T00:00:00Z"]
+    });
     [
         query_param(
             "start_time",
@@ -100,6 +108,12 @@ fn page_params() -> [Value; 2] {
     ]
 }
 
+/// A filter: any string up to 256 characters (longer is 400 `invalid_filter`). A value
+/// no event has is not an error: it matches nothing.
+fn filter(examples: &[&str]) -> Value {
+    json!({"type": "string", "maxLength": 256, "examples": examples})
+}
+
 fn event_query_params() -> Vec<Value> {
     let categories: Vec<&str> = {
         let mut c: Vec<&str> = EventType::ALL.iter().map(|t| t.category()).collect();
@@ -111,22 +125,22 @@ fn event_query_params() -> Vec<Value> {
         query_param(
             "session_id",
             "Only this session's events.",
-            json!({"type": "string"}),
+            filter(&["abc123"]),
         ),
         query_param(
             "category",
-            "Only this category.",
-            json!({"type": "string", "enum": categories}),
+            &format!("Only this category ({}).", categories.join(", ")),
+            filter(&categories),
         ),
         query_param(
             "name",
-            "Only this event name.",
-            json!({"type": "string", "enum": names}),
+            &format!("Only this event name ({}).", names.join(", ")),
+            filter(&names),
         ),
         query_param(
             "application",
             "Only events sent by this application.",
-            json!({"type": "string"}),
+            filter(&["shop"]),
         ),
     ];
     params.extend(time_params());
@@ -139,12 +153,12 @@ fn error_query_params() -> Vec<Value> {
         query_param(
             "application",
             "Only errors from this application.",
-            json!({"type": "string"}),
+            filter(&["shop"]),
         ),
         query_param(
             "code",
             "Only errors carrying this code, e.g. `timestamp_in_future`.",
-            json!({"type": "string"}),
+            filter(&["timestamp_in_future"]),
         ),
     ];
     params.extend(time_params());
@@ -188,7 +202,7 @@ fn post_events() -> Value {
         "responses": responses(vec![
             ("201", {
                 let mut created = json_body("Accepted: the single event, or at least one event of the batch (each has its own result).", schema_ref("IngestResponse"));
-                created["headers"] = json!({"Location": {"description": "`/events/{id}` of a single accepted event.", "schema": {"type": "string"}}});
+                created["headers"] = json!({"Location": {"description": "`/events/{id}` of a single accepted event. It answers once the event is stored: at once with `--ack-after store`, a few milliseconds later with the default `--ack-after journal` (404 until then).", "schema": {"type": "string"}}});
                 created
             }),
             ("400", json_body("The event is invalid (every problem listed), no event of the batch was valid, or the JSON is malformed.", json!({"oneOf": [schema_ref("ErrorBody"), schema_ref("IngestResponse")]}))),
@@ -210,11 +224,14 @@ fn get_events() -> Value {
         "parameters": event_query_params(),
         "responses": responses(vec![
             ("200", browsable("One page of events.", schema_ref("EventPage"))),
-            ("400", error("A malformed filter (the parameter is named).")),
+            ("400", error(MALFORMED_QUERY)),
             ("404", error("A page past the end, or not a page number: `{\"detail\": \"Invalid page.\"}`.")),
         ], true)
     })
 }
+
+/// The 400 of a listing.
+const MALFORMED_QUERY: &str = "`invalid_query`: a malformed parameter, a parameter given twice (`details.code` `repeated_parameter`), or `start_time` later than `end_time` (`invalid_time_range`, which no schema can express); `details.parameter` names it.";
 
 /// The 400 of a route with a path parameter.
 const NOT_UTF8: &str = "A path segment that is not UTF-8 once percent-decoded (`bad_request`).";
@@ -267,7 +284,7 @@ fn get_session_events() -> Value {
         "parameters": params,
         "responses": responses(vec![
             ("200", browsable("One page of the session's events in the order they occurred.", schema_ref("EventPage"))),
-            ("400", error("A malformed `page_size`, or a path segment that is not UTF-8 once percent-decoded (`bad_request`).")),
+            ("400", error("A malformed `page_size`, `page` or `page_size` given twice (`invalid_query`), or a path segment that is not UTF-8 once percent-decoded (`bad_request`).")),
             ("404", error("No such session, or a page past the end.")),
         ], true)
     })
@@ -283,7 +300,7 @@ fn get_errors() -> Value {
         "parameters": error_query_params(),
         "responses": responses(vec![
             ("200", browsable("One page of the errors log.", schema_ref("ErrorPage"))),
-            ("400", error("A malformed filter.")),
+            ("400", error(MALFORMED_QUERY)),
             ("404", error("A page past the end.")),
         ], true)
     })
