@@ -199,6 +199,110 @@ pub fn message_dropped(reason: &'static str, n: u64) {
     counter!(names::QUEUE_DROPPED, "reason" => reason).increment(n);
 }
 
+/// At most two labels, all static; unused places are `("", "")`.
+type StaticLabels = [(&'static str, &'static str); 2];
+
+fn static_labels(labels: &[(&'static str, &'static str)]) -> StaticLabels {
+    debug_assert!(labels.len() <= 2, "the per-thread caches key on two labels");
+    let mut key = [("", ""); 2];
+    for (slot, label) in key.iter_mut().zip(labels) {
+        *slot = *label;
+    }
+    key
+}
+
+thread_local! {
+    static COUNTERS: std::cell::RefCell<std::collections::HashMap<(&'static str, StaticLabels), metrics::Counter>> =
+        std::cell::RefCell::new(std::collections::HashMap::new());
+    static HISTOGRAMS: std::cell::RefCell<std::collections::HashMap<(&'static str, StaticLabels), metrics::Histogram>> =
+        std::cell::RefCell::new(std::collections::HashMap::new());
+}
+
+/// The counter `name{labels}` (at most two labels, static strings), from a
+/// per-thread cache: `counter!` builds the metric's key and looks it up in the
+/// recorder at every call, several allocations and a hash of every label, which on
+/// the ingest path cost more than the work it counts (issue 18). Installs the
+/// recorder first, so a handle is never taken from the no-op one.
+pub fn static_counter(
+    name: &'static str,
+    labels: &[(&'static str, &'static str)],
+) -> metrics::Counter {
+    let key = (name, static_labels(labels));
+    COUNTERS.with(|cache| {
+        cache
+            .borrow_mut()
+            .entry(key)
+            .or_insert_with(|| {
+                install();
+                counter!(name, labels)
+            })
+            .clone()
+    })
+}
+
+/// The histogram `name{labels}`, from a per-thread cache, like [`static_counter`].
+pub fn static_histogram(
+    name: &'static str,
+    labels: &[(&'static str, &'static str)],
+) -> metrics::Histogram {
+    let key = (name, static_labels(labels));
+    HISTOGRAMS.with(|cache| {
+        cache
+            .borrow_mut()
+            .entry(key)
+            .or_insert_with(|| {
+                install();
+                histogram!(name, labels)
+            })
+            .clone()
+    })
+}
+
+/// The counter and histogram of one `(method, route, status)`.
+#[derive(Clone)]
+struct HttpSeries {
+    requests: metrics::Counter,
+    duration: metrics::Histogram,
+}
+
+thread_local! {
+    /// Handles by route, then `(method, status)`: looking a series up in the
+    /// recorder builds its key (three label strings) and hashes it, which cost more
+    /// than the rest of this middleware (issue 18). The set is bounded: matched routes
+    /// (or `unmatched`), eight method values, the status codes answered.
+    static HTTP_SERIES: std::cell::RefCell<SeriesByRoute> =
+        std::cell::RefCell::new(std::collections::HashMap::new());
+}
+
+/// Per matched route, the handles of each `(method, status)` seen.
+type SeriesByRoute = std::collections::HashMap<String, Vec<(&'static str, u16, HttpSeries)>>;
+
+fn http_series(method: &'static str, route: &str, status: u16) -> HttpSeries {
+    HTTP_SERIES.with(|cache| {
+        let mut cache = cache.borrow_mut();
+        if let Some(found) = cache
+            .get(route)
+            .and_then(|v| v.iter().find(|(m, s, _)| *m == method && *s == status))
+        {
+            return found.2.clone();
+        }
+        let labels = [
+            ("method", method.to_owned()),
+            ("route", route.to_owned()),
+            ("status", status.to_string()),
+        ];
+        let series = HttpSeries {
+            requests: counter!(names::HTTP_REQUESTS, &labels),
+            duration: histogram!(names::HTTP_DURATION, &labels),
+        };
+        cache
+            .entry(route.to_owned())
+            .or_default()
+            .push((method, status, series.clone()));
+        series
+    })
+}
+
 /// Middleware: counts every request and its latency by method, matched route and
 /// status. Add it with `Router::layer(axum::middleware::from_fn(track_http))` so the
 /// matched route is known.
@@ -206,18 +310,20 @@ pub async fn track_http(request: Request, next: Next) -> Response {
     let start = Instant::now();
     // Methods are open-ended (any token is valid HTTP): bound the label's values.
     let method = match request.method().as_str() {
-        m @ ("GET" | "POST" | "PUT" | "PATCH" | "DELETE" | "HEAD" | "OPTIONS") => m,
+        "GET" => "GET",
+        "POST" => "POST",
+        "PUT" => "PUT",
+        "PATCH" => "PATCH",
+        "DELETE" => "DELETE",
+        "HEAD" => "HEAD",
+        "OPTIONS" => "OPTIONS",
         _ => "other",
-    }
-    .to_owned();
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    };
+    let route = request.extensions().get::<MatchedPath>().cloned();
     let response = next.run(request).await;
-    let status = response.status().as_u16().to_string();
-    let labels = [("method", method), ("route", route), ("status", status)];
-    counter!(names::HTTP_REQUESTS, &labels).increment(1);
-    histogram!(names::HTTP_DURATION, &labels).record(start.elapsed().as_secs_f64());
+    let route = route.as_ref().map_or("unmatched", MatchedPath::as_str);
+    let series = http_series(method, route, response.status().as_u16());
+    series.requests.increment(1);
+    series.duration.record(start.elapsed().as_secs_f64());
     response
 }

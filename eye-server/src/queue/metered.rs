@@ -3,12 +3,10 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use async_trait::async_trait;
-use metrics::{counter, histogram};
-
 use super::{Queue, QueueError};
 use crate::message::Message;
-use crate::metrics::{message_dropped, names};
+use crate::metrics::{message_dropped, names, static_counter, static_histogram};
+use async_trait::async_trait;
 
 /// What an enqueue carries, by metric label: taken before the messages move into the
 /// queue, counted once the queue took them.
@@ -37,12 +35,15 @@ fn count(tallies: Vec<Tally>) {
     for t in tallies {
         match t {
             Tally::Accepted(t) => {
-                counter!(names::EVENTS_ACCEPTED, "category" => t.category(), "name" => t.name())
-                    .increment(1);
+                static_counter(
+                    names::EVENTS_ACCEPTED,
+                    &[("category", t.category()), ("name", t.name())],
+                )
+                .increment(1);
             }
             Tally::Rejected(codes) => {
                 for code in codes {
-                    counter!(names::EVENTS_REJECTED, "code" => code).increment(1);
+                    static_counter(names::EVENTS_REJECTED, &[("code", code)]).increment(1);
                 }
             }
         }
@@ -88,8 +89,8 @@ impl Queue for MeteredQueue {
         if outcome != "ok" {
             message_dropped(outcome, n as u64);
         }
-        histogram!(names::ENQUEUE_BATCH_SIZE).record(n as f64);
-        histogram!(names::ENQUEUE_DURATION, "outcome" => outcome)
+        static_histogram(names::ENQUEUE_BATCH_SIZE, &[]).record(n as f64);
+        static_histogram(names::ENQUEUE_DURATION, &[("outcome", outcome)])
             .record(start.elapsed().as_secs_f64());
         result
     }

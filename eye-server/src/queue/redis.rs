@@ -192,8 +192,11 @@ impl Queue for RedisQueue {
             let attempt = tokio::time::timeout_at(deadline, self.append_once(&payloads, limit));
             let failure = match attempt.await {
                 Ok(Ok((true, _))) => {
-                    metrics::counter!(crate::metrics::names::QUEUE_ENQUEUED, "queue" => "redis")
-                        .increment(n);
+                    crate::metrics::static_counter(
+                        crate::metrics::names::QUEUE_ENQUEUED,
+                        &[("queue", "redis")],
+                    )
+                    .increment(n);
                     return Ok(());
                 }
                 Ok(Ok((false, backlog))) => {
