@@ -259,12 +259,15 @@ struct HttpSeries {
     duration: metrics::Histogram,
 }
 
+/// The series of one route, by method and status.
+type RouteSeries = Vec<(&'static str, u16, HttpSeries)>;
+
 thread_local! {
     /// Handles by route, then `(method, status)`: looking a series up in the
     /// recorder builds its key (three label strings) and hashes it, which cost more
     /// than the rest of this middleware (issue 18). The set is bounded: matched routes
     /// (or `unmatched`), eight method values, the status codes answered.
-    static HTTP_SERIES: std::cell::RefCell<std::collections::HashMap<String, Vec<(&'static str, u16, HttpSeries)>>> =
+    static HTTP_SERIES: std::cell::RefCell<std::collections::HashMap<String, RouteSeries>> =
         std::cell::RefCell::new(std::collections::HashMap::new());
 }
 
