@@ -125,12 +125,6 @@ pub mod names {
     pub const HTTP_REQUESTS: &str = "eye_http_requests_total";
     /// HTTP request latency by `method`, matched `route` and `status`.
     pub const HTTP_DURATION: &str = "eye_http_request_duration_seconds";
-    /// Connections closed as soon as accepted, by `reason`: `total`
-    /// (`--max-connections` reached) or `per_ip` (the client holds
-    /// `--max-connections-per-ip`).
-    pub const HTTP_CONNECTIONS_REFUSED: &str = "eye_http_connections_refused_total";
-    /// Connections being served.
-    pub const HTTP_CONNECTIONS_OPEN: &str = "eye_http_connections_open";
 }
 
 /// Latency buckets (seconds): from 100 µs to 10 s.
@@ -265,17 +259,17 @@ struct HttpSeries {
     duration: metrics::Histogram,
 }
 
+/// The series of one route, by method and status.
+type RouteSeries = Vec<(&'static str, u16, HttpSeries)>;
+
 thread_local! {
     /// Handles by route, then `(method, status)`: looking a series up in the
     /// recorder builds its key (three label strings) and hashes it, which cost more
     /// than the rest of this middleware (issue 18). The set is bounded: matched routes
     /// (or `unmatched`), eight method values, the status codes answered.
-    static HTTP_SERIES: std::cell::RefCell<SeriesByRoute> =
+    static HTTP_SERIES: std::cell::RefCell<std::collections::HashMap<String, RouteSeries>> =
         std::cell::RefCell::new(std::collections::HashMap::new());
 }
-
-/// Per matched route, the handles of each `(method, status)` seen.
-type SeriesByRoute = std::collections::HashMap<String, Vec<(&'static str, u16, HttpSeries)>>;
 
 fn http_series(method: &'static str, route: &str, status: u16) -> HttpSeries {
     HTTP_SERIES.with(|cache| {
