@@ -125,6 +125,12 @@ pub mod names {
     pub const HTTP_REQUESTS: &str = "eye_http_requests_total";
     /// HTTP request latency by `method`, matched `route` and `status`.
     pub const HTTP_DURATION: &str = "eye_http_request_duration_seconds";
+    /// Connections closed as soon as accepted, by `reason`: `total`
+    /// (`--max-connections` reached) or `per_ip` (the client holds
+    /// `--max-connections-per-ip`).
+    pub const HTTP_CONNECTIONS_REFUSED: &str = "eye_http_connections_refused_total";
+    /// Connections being served.
+    pub const HTTP_CONNECTIONS_OPEN: &str = "eye_http_connections_open";
 }
 
 /// Latency buckets (seconds): from 100 µs to 10 s.
