@@ -98,12 +98,13 @@ fn page_params() -> [Value; 2] {
         query_param(
             "page",
             "1-based page number. Past the end: 404 `Invalid page.`",
-            json!({"type": "integer", "minimum": 1, "default": 1}),
+            // Empty means not given (page 1), as for every parameter.
+            json!({"anyOf": [{"type": "integer", "minimum": 1}, {"const": ""}], "default": 1}),
         ),
         query_param(
             "page_size",
             "Results per page (server default 10, maximum 1000 unless configured otherwise).",
-            json!({"type": "integer", "minimum": 1, "maximum": 1000, "default": 10}),
+            json!({"anyOf": [{"type": "integer", "minimum": 1, "maximum": 1000}, {"const": ""}], "default": 10}),
         ),
     ]
 }
