@@ -353,6 +353,24 @@ mod tests {
                 EyeClientBuilder::new("http://a").api_key("bad\nkey"),
                 "api_key",
             ),
+            (
+                EyeClientBuilder::new("http://a")
+                    .outbox("unused")
+                    .outbox_max_bytes(1024),
+                "outbox_max_bytes",
+            ),
+            (
+                EyeClientBuilder::new("http://a")
+                    .outbox("unused")
+                    .outbox_sync_interval(Duration::ZERO),
+                "outbox_sync_interval",
+            ),
+            (
+                EyeClientBuilder::new("http://a")
+                    .outbox("unused")
+                    .outbox_max_age(Duration::ZERO),
+                "outbox_max_age",
+            ),
         ];
         for (builder, name) in cases {
             match builder.build() {

@@ -357,3 +357,116 @@ pub(crate) fn unix_ms(t: SystemTime) -> u64 {
 fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DAY_MS: u64 = 24 * 3600 * 1000;
+
+    fn open(dir: &Path, max_bytes: u64) -> Outbox {
+        Outbox::open(OutboxConfig {
+            dir: dir.to_owned(),
+            sync_interval: Duration::from_millis(100),
+            max_bytes,
+            max_age: Duration::from_secs(7 * 24 * 3600),
+        })
+        .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// Appends `n` events written at `now_ms`, as the worker would.
+    fn append(outbox: &mut Outbox, n: usize, now_ms: u64) {
+        let events: Vec<_> = (0..n)
+            .map(|i| {
+                eye_core::Event::page_view("s", "x.example", &format!("/{i}"))
+                    .unwrap_or_else(|e| panic!("{e}"))
+            })
+            .collect();
+        let writer = outbox.writer.as_mut().unwrap_or_else(|| unreachable!());
+        let a = writer
+            .append(&events, now_ms)
+            .unwrap_or_else(|e| panic!("{e}"));
+        outbox.appended(&a);
+    }
+
+    #[test]
+    fn the_age_bound_evicts_whole_segments_by_their_newest_record_at_the_given_now() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let mut outbox = open(dir.path(), 64 << 20);
+        let t0 = 1_000 * DAY_MS;
+        append(&mut outbox, 5, t0);
+        outbox
+            .writer
+            .as_mut()
+            .unwrap_or_else(|| unreachable!())
+            .seal();
+        append(&mut outbox, 3, t0 + DAY_MS);
+
+        let (at_7_days, _) = outbox.enforce_bounds(t0 + 7 * DAY_MS);
+        let (past_7_days, removed) = outbox.enforce_bounds(t0 + 7 * DAY_MS + 1);
+        let (past_8_days, _) = outbox.enforce_bounds(t0 + 8 * DAY_MS + 1);
+
+        assert_eq!(at_7_days.events, 0);
+        assert_eq!(past_7_days.events, 5);
+        assert_eq!(removed.len(), 1);
+        assert_eq!(past_8_days.events, 3);
+        assert_eq!(outbox.backlog(), 0);
+        assert_eq!(outbox.removals.len(), 2);
+    }
+
+    #[test]
+    fn the_byte_bound_evicts_the_oldest_segments_and_counts_only_unread_records() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let mut outbox = open(dir.path(), 16 << 10);
+        let now = 1_000 * DAY_MS;
+        for _ in 0..10 {
+            append(&mut outbox, 20, now);
+        }
+        let before: Vec<Segment> = outbox.segments.iter().cloned().collect();
+        let first = before[0].seq;
+        outbox.loaded(first, 20, before[0].bytes); // 20 of them are in memory
+
+        let (evicted, removed) = outbox.enforce_bounds(now);
+
+        assert!(outbox.bytes() <= 16 << 10, "{} bytes", outbox.bytes());
+        assert!(
+            before.len() > removed.len() && removed.len() >= 2,
+            "{removed:?}"
+        );
+        let expected: Vec<_> = before[..removed.len()]
+            .iter()
+            .map(|s| (s.seq, false))
+            .collect();
+        assert_eq!(removed, expected, "the oldest go first");
+        let records: u64 = before[..removed.len()].iter().map(|s| s.records).sum();
+        assert_eq!(evicted.events, records - 20);
+        assert_eq!(outbox.backlog() + records, 200);
+    }
+
+    #[test]
+    fn settled_segments_are_deleted_and_a_reopened_outbox_finds_only_the_rest() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let mut outbox = open(dir.path(), 64 << 20);
+        append(&mut outbox, 4, 1);
+        outbox
+            .writer
+            .as_mut()
+            .unwrap_or_else(|| unreachable!())
+            .seal();
+        append(&mut outbox, 6, 2);
+        let first = outbox.segments[0].seq;
+
+        outbox.loaded(first, 4, outbox.segments[0].bytes);
+        assert_eq!(outbox.settle(first, 4), Some(false));
+        outbox.collect_settled();
+        for path in std::mem::take(&mut outbox.removals) {
+            std::fs::remove_file(path).unwrap_or_else(|e| panic!("{e}"));
+        }
+        drop(outbox);
+        let reopened = open(dir.path(), 64 << 20);
+
+        assert_eq!(reopened.recovered(), 6);
+        assert_eq!(reopened.segments.len(), 1);
+        assert!(reopened.segments[0].recovered);
+    }
+}

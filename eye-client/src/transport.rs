@@ -84,7 +84,7 @@ impl Transport {
                     attempts,
                     last_error,
                 }) if self.keep_on_outage => {
-                    tracing::info!(events = batch.len(), attempts, %last_error, "server unreachable: the batch waits in the outbox");
+                    tracing::debug!(events = batch.len(), attempts, %last_error, "server unreachable: the batch waits in the outbox");
                     out.kept.extend(batch);
                 }
                 Sent::Failed(reason) => {
