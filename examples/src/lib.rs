@@ -9,12 +9,17 @@
 //!
 //! Each reads the server URL from `EYE_URL` (default `http://127.0.0.1:8000`) and the
 //! key from `EYE_API_KEY`, and exits non-zero when anything it sent was not delivered.
+//! `track` and `load` keep their events in an outbox on disk when `EYE_OUTBOX_DIR`
+//! names a directory: run one with the server down, then again with it up, and the
+//! second run delivers the first one's events too.
 //!
 //! # Layout
 //!
 //! - this file: [`Settings`], the environment every example reads, and
 //!   [`print_report`].
 //! - `src/bin/*.rs`: one example each.
+
+use std::path::PathBuf;
 
 use eye_client::{DeliveryReport, EyeClient, EyeClientBuilder};
 
@@ -28,6 +33,8 @@ pub struct Settings {
     pub url: String,
     /// `EYE_API_KEY`, if set.
     pub api_key: Option<String>,
+    /// `EYE_OUTBOX_DIR`, if set: where the sending examples keep their outbox.
+    pub outbox: Option<PathBuf>,
 }
 
 impl Settings {
@@ -43,7 +50,23 @@ impl Settings {
                 "note: EYE_API_KEY is not set; the server will answer 401 unless auth is off"
             );
         }
-        Self { url, api_key }
+        let outbox = std::env::var_os("EYE_OUTBOX_DIR")
+            .filter(|d| !d.is_empty())
+            .map(PathBuf::from);
+        Self {
+            url,
+            api_key,
+            outbox,
+        }
+    }
+
+    /// A builder for an example that sends events: [`Self::builder`], with the outbox
+    /// when `EYE_OUTBOX_DIR` is set.
+    pub fn sender(&self) -> EyeClientBuilder {
+        match &self.outbox {
+            Some(dir) => self.builder().outbox(dir),
+            None => self.builder(),
+        }
     }
 
     /// A client builder for these settings.

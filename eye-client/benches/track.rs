@@ -1,5 +1,6 @@
 //! The cost of `track()` on the caller's thread: id assignment plus a bounded-channel
-//! push. Run with `cargo bench -p eye-client --bench track`.
+//! push, without and with an outbox (whose worker writes to disk meanwhile). Run with
+//! `cargo bench -p eye-client --bench track`.
 
 use std::time::Duration;
 
@@ -43,6 +44,33 @@ fn track_new_event(bencher: Bencher) {
     bencher
         .with_inputs(|| e.clone())
         .bench_local_values(|e| client.track(e));
+}
+
+/// With an outbox: the same push, while the sender thread empties the buffer to disk
+/// (one write and one fdatasync per 100 ms) since the server is down.
+#[divan::bench(sample_count = 100, sample_size = 2000)]
+fn track_new_event_with_outbox(bencher: Bencher) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let client = EyeClient::builder("http://127.0.0.1:9")
+        .buffer_capacity(1 << 20)
+        .batch_size(1000)
+        .outbox(dir.path())
+        .outbox_max_bytes(1 << 30)
+        .retry_policy(RetryPolicy {
+            max_retries: u32::MAX,
+            initial_backoff: Duration::from_secs(3600),
+            max_backoff: Duration::from_secs(3600),
+            max_retry_after: Duration::from_secs(3600),
+        })
+        .drop_timeout(Duration::ZERO)
+        .build()
+        .expect("valid settings");
+    let e = event();
+    bencher
+        .with_inputs(|| e.clone())
+        .bench_local_values(|e| client.track(e));
+    let stats = client.stats();
+    assert_eq!(stats.dropped, 0, "the outbox kept up: {stats:?}");
 }
 
 /// The event already carries its id.

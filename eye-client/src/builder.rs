@@ -1,5 +1,6 @@
 //! [`EyeClientBuilder`]: every setting, checked once in `build`.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use reqwest::Url;
@@ -41,6 +42,10 @@ pub struct EyeClientBuilder {
     pub(crate) http_client: Option<reqwest::Client>,
     pub(crate) drop_timeout: Duration,
     pub(crate) report_detail_limit: usize,
+    pub(crate) outbox_dir: Option<PathBuf>,
+    pub(crate) outbox_sync_interval: Duration,
+    pub(crate) outbox_max_bytes: u64,
+    pub(crate) outbox_max_age: Duration,
 }
 
 impl EyeClientBuilder {
@@ -60,6 +65,10 @@ impl EyeClientBuilder {
             http_client: None,
             drop_timeout: Duration::from_secs(2),
             report_detail_limit: 256,
+            outbox_dir: None,
+            outbox_sync_interval: Duration::from_millis(100),
+            outbox_max_bytes: 64 << 20,
+            outbox_max_age: Duration::from_secs(7 * 24 * 3600),
         }
     }
 
@@ -151,8 +160,46 @@ impl EyeClientBuilder {
         self
     }
 
-    /// Checks the settings, builds the HTTP client and starts the background sender
-    /// thread.
+    /// Keep events on disk in `dir` until the server has them, so they survive the
+    /// application's restarts and crashes and the server's outages (off by default).
+    ///
+    /// An event `track` accepted is on disk within the [sync
+    /// interval](Self::outbox_sync_interval); the next client on the same directory
+    /// delivers what a previous one left. While the server is unreachable events wait
+    /// there, bounded by [bytes](Self::outbox_max_bytes) and
+    /// [age](Self::outbox_max_age), instead of being dropped or given up on. One client
+    /// owns a directory at a time: `build` fails with [`BuildError::OutboxLocked`] while
+    /// another holds it. See the [crate documentation](crate#the-outbox).
+    pub fn outbox(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.outbox_dir = Some(dir.into());
+        self
+    }
+
+    /// How often the outbox writes and syncs what `track` accepted (default 100 ms):
+    /// the most a crash of the application can lose. One write and one `fdatasync` per
+    /// interval, whatever the number of events.
+    pub fn outbox_sync_interval(mut self, interval: Duration) -> Self {
+        self.outbox_sync_interval = interval;
+        self
+    }
+
+    /// The outbox's size bound (default 64 MiB, at least 16 KiB): past it the oldest
+    /// events are dropped and counted as `evicted`.
+    pub fn outbox_max_bytes(mut self, bytes: u64) -> Self {
+        self.outbox_max_bytes = bytes;
+        self
+    }
+
+    /// The outbox's age bound (default 7 days): older events are dropped undelivered
+    /// and counted as `evicted`.
+    pub fn outbox_max_age(mut self, age: Duration) -> Self {
+        self.outbox_max_age = age;
+        self
+    }
+
+    /// Checks the settings, opens the outbox if there is one (taking its lock and
+    /// counting what a previous client left there), builds the HTTP client and starts
+    /// the background sender thread.
     pub fn build(self) -> Result<EyeClient, BuildError> {
         let base = parse_base_url(&self.base_url)?;
         let max = eye_core::MAX_BATCH_EVENTS;
@@ -186,6 +233,23 @@ impl EyeClientBuilder {
             !self.request_timeout.is_zero(),
             "must be positive".into(),
         )?;
+        if self.outbox_dir.is_some() {
+            check(
+                "outbox_sync_interval",
+                !self.outbox_sync_interval.is_zero(),
+                "must be positive".into(),
+            )?;
+            check(
+                "outbox_max_bytes",
+                self.outbox_max_bytes >= 16 << 10,
+                "must be at least 16 KiB".into(),
+            )?;
+            check(
+                "outbox_max_age",
+                !self.outbox_max_age.is_zero(),
+                "must be positive".into(),
+            )?;
+        }
         if let Some(key) = &self.api_key {
             check(
                 "api_key",
@@ -288,6 +352,24 @@ mod tests {
             (
                 EyeClientBuilder::new("http://a").api_key("bad\nkey"),
                 "api_key",
+            ),
+            (
+                EyeClientBuilder::new("http://a")
+                    .outbox("unused")
+                    .outbox_max_bytes(1024),
+                "outbox_max_bytes",
+            ),
+            (
+                EyeClientBuilder::new("http://a")
+                    .outbox("unused")
+                    .outbox_sync_interval(Duration::ZERO),
+                "outbox_sync_interval",
+            ),
+            (
+                EyeClientBuilder::new("http://a")
+                    .outbox("unused")
+                    .outbox_max_age(Duration::ZERO),
+                "outbox_max_age",
             ),
         ];
         for (builder, name) in cases {

@@ -11,6 +11,7 @@ use uuid::Uuid;
 
 use crate::builder::EyeClientBuilder;
 use crate::error::{BuildError, TrackError};
+use crate::outbox::{Outbox, OutboxConfig};
 use crate::report::{Counters, DeliveryReport, Stats};
 use crate::shared::Shared;
 use crate::transport::Transport;
@@ -55,7 +56,19 @@ pub(crate) fn start(
         url: b.base_url.clone(),
         reason: e.to_string(),
     })?;
+    let outbox = match &b.outbox_dir {
+        Some(dir) => Some(Outbox::open(OutboxConfig {
+            dir: dir.clone(),
+            sync_interval: b.outbox_sync_interval,
+            max_bytes: b.outbox_max_bytes,
+            max_age: b.outbox_max_age,
+        })?),
+        None => None,
+    };
     let shared = Arc::new(Shared::default());
+    if let Some(outbox) = &outbox {
+        Counters::add(&shared.counters.recovered, outbox.recovered());
+    }
     let (tx, rx) = mpsc::channel(b.buffer_capacity);
     let transport = Arc::new(Transport {
         http: send_http,
@@ -65,6 +78,7 @@ pub(crate) fn start(
         max_batch_bytes: b.max_batch_bytes,
         retry: b.retry,
         shared: shared.clone(),
+        keep_on_outage: outbox.is_some(),
     });
     let worker = Worker::new(
         rx,
@@ -75,7 +89,9 @@ pub(crate) fn start(
             flush_interval: b.flush_interval,
             max_in_flight: b.max_in_flight,
             detail_limit: b.report_detail_limit,
+            buffer_capacity: b.buffer_capacity,
         },
+        outbox,
     );
     let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
     let thread_shared = shared.clone();
@@ -132,7 +148,9 @@ impl EyeClient {
     /// The id is the event's own when it has one, otherwise a new UUIDv7; the server
     /// stores each id once, so retries never duplicate. When the buffer is full (the
     /// server is slow or down) or the client is shut down, the event is dropped, counted
-    /// in [`Stats::dropped`], and an error says why.
+    /// in [`Stats::dropped`], and an error says why. With an outbox the buffer empties
+    /// to disk whether or not the server answers, so it is full only when the disk
+    /// cannot keep up.
     ///
     /// ```
     /// let client = eye_client::EyeClient::builder("http://127.0.0.1:9").build().unwrap();

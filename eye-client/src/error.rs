@@ -41,6 +41,22 @@ pub enum BuildError {
     /// The background thread or its runtime could not be started.
     #[error("cannot start the background sender: {0}")]
     Worker(#[source] std::io::Error),
+    /// Another client (in this process or another) owns the outbox directory. Only
+    /// one may, so that two never deliver or delete the same segments.
+    #[error("the outbox `{}` is in use by another client", dir.display())]
+    OutboxLocked {
+        /// The directory.
+        dir: std::path::PathBuf,
+    },
+    /// The outbox directory cannot be created, locked or read.
+    #[error("cannot open the outbox `{}`: {source}", dir.display())]
+    Outbox {
+        /// The directory.
+        dir: std::path::PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// Why a query failed. A server answer carries the server's stable error code

@@ -6,7 +6,8 @@
 //! - `client`: [`EyeClient`], `track`, `flush`, `shutdown`, the sender thread and the
 //!   best-effort flush on drop.
 //! - `worker`: the background task that batches by size or age and keeps a bounded
-//!   number of requests in flight.
+//!   number of requests in flight; `worker::spool` is its loop with an outbox.
+//! - `outbox`: the outbox on disk: segment format, lock, bounds, the disk jobs.
 //! - `transport`: one batch to `POST /events`: gzip, retries, 413 splits, per-event
 //!   results.
 //! - `retry`: [`RetryPolicy`] and `Retry-After` parsing.
@@ -18,6 +19,7 @@
 mod builder;
 mod client;
 mod error;
+mod outbox;
 mod query;
 mod report;
 mod retry;

@@ -38,9 +38,9 @@ pub struct Failure {
 
 /// The fate of every event whose fate was settled since the previous report.
 ///
-/// Each event tracked is counted in exactly one report, in exactly one of
-/// `delivered`, `rejected`, `failed` or `pending`; `dropped` counts the events
-/// [`crate::EyeClient::track`] refused. `rejections` and `failures` hold the details of
+/// Each event tracked (or found in the outbox when the client started) is counted in
+/// exactly one report, in exactly one of `delivered`, `rejected`, `failed`, `evicted`
+/// or `pending`; `dropped` counts the events [`crate::EyeClient::track`] refused. `rejections` and `failures` hold the details of
 /// the first few (up to the builder's `report_detail_limit`); the counts are always
 /// exact.
 ///
@@ -64,8 +64,19 @@ pub struct DeliveryReport {
     /// Refused by `track` because the buffer was full or the client closed.
     pub dropped: u64,
     /// Neither delivered nor given up on when the report was made: a shutdown ran out
-    /// of time. Such an event may or may not have been stored.
+    /// of time. Such an event may or may not have been stored. With an outbox it stays
+    /// there, and the next client on the directory delivers it.
     pub pending: u64,
+    /// Dropped by the outbox's bounds (older than its age bound, or the oldest when it
+    /// was over its byte bound), or unreadable in it. Always 0 without an outbox.
+    pub evicted: u64,
+    /// Of the events above, how many a previous client left in the outbox (they were
+    /// not tracked by this one). Always 0 without an outbox.
+    pub from_outbox: u64,
+    /// Events waiting in the outbox when the report was made: after `flush` while the
+    /// server is unreachable, or left for the next client after `shutdown`. Not a fate:
+    /// a later report (or the next client's) counts each of them once settled.
+    pub in_outbox: u64,
     /// The first rejections, with reasons.
     pub rejections: Vec<Rejection>,
     /// The first failures, with reasons.
@@ -73,14 +84,15 @@ pub struct DeliveryReport {
 }
 
 impl DeliveryReport {
-    /// True when nothing was rejected, failed, dropped or left pending.
+    /// True when nothing was rejected, failed, dropped, evicted or left pending, and
+    /// nothing waits in the outbox.
     pub fn is_complete(&self) -> bool {
-        self.undelivered() == 0
+        self.undelivered() == 0 && self.in_outbox == 0
     }
 
     /// How many events were not (or not known to be) delivered.
     pub fn undelivered(&self) -> u64 {
-        self.rejected + self.failed + self.dropped + self.pending
+        self.rejected + self.failed + self.dropped + self.pending + self.evicted
     }
 
     /// Adds another report's outcomes to this one.
@@ -90,6 +102,10 @@ impl DeliveryReport {
         self.failed += other.failed;
         self.dropped += other.dropped;
         self.pending += other.pending;
+        self.evicted += other.evicted;
+        self.from_outbox += other.from_outbox;
+        // A snapshot, not a count: the later report's holds.
+        self.in_outbox = other.in_outbox;
         self.rejections.extend(other.rejections);
         self.failures.extend(other.failures);
     }
@@ -101,7 +117,16 @@ impl fmt::Display for DeliveryReport {
             f,
             "delivered {}, rejected {}, failed {}, dropped {}, pending {}",
             self.delivered, self.rejected, self.failed, self.dropped, self.pending
-        )
+        )?;
+        // Only with an outbox, so reports without one read as they always did.
+        if self.evicted + self.from_outbox + self.in_outbox > 0 {
+            write!(
+                f,
+                ", evicted {}, from outbox {}, in outbox {}",
+                self.evicted, self.from_outbox, self.in_outbox
+            )?;
+        }
+        Ok(())
     }
 }
 
@@ -123,14 +148,19 @@ pub struct Stats {
     pub retried: u64,
     /// HTTP requests made to `POST /events`.
     pub requests: u64,
+    /// Events a previous client left in the outbox, found when this one started.
+    pub recovered: u64,
+    /// Events the outbox's bounds dropped (see [`DeliveryReport::evicted`]).
+    pub evicted: u64,
 }
 
 impl Stats {
-    /// Events tracked whose fate is not settled: buffered, in flight, or given up on at
-    /// a shutdown deadline (reported once as `pending`; their fate stays unknown).
+    /// Events tracked (or recovered from the outbox) whose fate is not settled:
+    /// buffered, in the outbox, in flight, or given up on at a shutdown deadline
+    /// (reported once as `pending`).
     pub fn pending(&self) -> u64 {
-        self.tracked
-            .saturating_sub(self.delivered + self.rejected + self.failed)
+        (self.tracked + self.recovered)
+            .saturating_sub(self.delivered + self.rejected + self.failed + self.evicted)
     }
 }
 
@@ -144,6 +174,8 @@ pub(crate) struct Counters {
     pub dropped: AtomicU64,
     pub retried: AtomicU64,
     pub requests: AtomicU64,
+    pub recovered: AtomicU64,
+    pub evicted: AtomicU64,
 }
 
 impl Counters {
@@ -161,6 +193,8 @@ impl Counters {
             dropped: get(&self.dropped),
             retried: get(&self.retried),
             requests: get(&self.requests),
+            recovered: get(&self.recovered),
+            evicted: get(&self.evicted),
         }
     }
 }

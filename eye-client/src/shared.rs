@@ -49,12 +49,17 @@ impl Shared {
     pub fn closed_report(&self) -> DeliveryReport {
         let mut report = DeliveryReport::default();
         if self.sender_done.load(Ordering::Acquire) {
-            let reported = self.reported.lock().unwrap_or_else(PoisonError::into_inner);
-            let unsettled = self.counters.snapshot().pending();
-            report.pending = unsettled.saturating_sub(reported.pending);
+            report.pending = self.unsettled_unreported();
         }
         self.seal(&mut report);
         report
+    }
+
+    /// Events not settled and not yet reported as pending.
+    pub fn unsettled_unreported(&self) -> u64 {
+        let reported = self.reported.lock().unwrap_or_else(PoisonError::into_inner);
+        let unsettled = self.counters.snapshot().pending();
+        unsettled.saturating_sub(reported.pending)
     }
 
     /// Asks the sender to give up on anything not delivered by `at` (the earliest of

@@ -26,6 +26,9 @@ pub(crate) struct Transport {
     pub max_batch_bytes: usize,
     pub retry: RetryPolicy,
     pub shared: Arc<Shared>,
+    /// With an outbox: a batch whose retries ran out on a retryable failure is kept
+    /// (returned in [`Outcome::kept`]) instead of failed, to be tried again later.
+    pub keep_on_outage: bool,
 }
 
 /// What became of one dispatched batch.
@@ -36,6 +39,8 @@ pub(crate) struct Outcome {
     pub failures: Vec<Failure>,
     /// Not delivered when the stop deadline passed.
     pub abandoned: u64,
+    /// Retries ran out on a retryable failure and the outbox keeps them: not settled.
+    pub kept: Vec<Event>,
 }
 
 /// The final answer to one request (after retries).
@@ -75,6 +80,13 @@ impl Transport {
                     todo.push(first);
                 }
                 Sent::TooLarge => fail(batch, &FailureReason::TooLarge, &mut out),
+                Sent::Failed(FailureReason::RetriesExhausted {
+                    attempts,
+                    last_error,
+                }) if self.keep_on_outage => {
+                    tracing::debug!(events = batch.len(), attempts, %last_error, "server unreachable: the batch waits in the outbox");
+                    out.kept.extend(batch);
+                }
                 Sent::Failed(reason) => {
                     tracing::warn!(events = batch.len(), %reason, "giving up on a batch");
                     fail(batch, &reason, &mut out);

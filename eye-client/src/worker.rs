@@ -1,5 +1,9 @@
 //! The background sender: one task that owns the buffer's receiving end, batches
-//! events by size or age, and keeps up to `max_in_flight` batches in flight.
+//! events by size or age, and keeps up to `max_in_flight` batches in flight. With an
+//! outbox, its loop is the one in `spool`: events go to disk first and are delivered
+//! from there.
+
+mod spool;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -12,6 +16,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::{Id, JoinError, JoinSet};
 use tokio::time::Instant;
 
+use crate::outbox::Outbox;
 use crate::report::{Counters, DeliveryReport};
 use crate::shared::Shared;
 use crate::transport::{Outcome, Transport};
@@ -29,6 +34,9 @@ pub(crate) struct WorkerSettings {
     pub flush_interval: Duration,
     pub max_in_flight: usize,
     pub detail_limit: usize,
+    /// Events held in memory at most (with an outbox: not yet written, and read back
+    /// for delivery).
+    pub buffer_capacity: usize,
 }
 
 pub(crate) struct Worker {
@@ -44,6 +52,8 @@ pub(crate) struct Worker {
     in_flight_events: HashMap<Id, u64>,
     /// Outcomes since the last report.
     report: DeliveryReport,
+    /// The outbox, until `run` hands it to the spooled loop.
+    spool: Option<spool::Spool>,
 }
 
 impl Worker {
@@ -52,7 +62,9 @@ impl Worker {
         transport: Arc<Transport>,
         shared: Arc<Shared>,
         settings: WorkerSettings,
+        outbox: Option<Outbox>,
     ) -> Self {
+        let spool = outbox.map(|o| spool::Spool::new(o, settings.buffer_capacity));
         Self {
             rx,
             transport,
@@ -63,11 +75,15 @@ impl Worker {
             in_flight: JoinSet::new(),
             in_flight_events: HashMap::new(),
             report: DeliveryReport::default(),
+            spool,
         }
     }
 
     /// Runs until a shutdown command arrives or every handle is gone.
     pub async fn run(mut self) {
+        if let Some(sp) = self.spool.take() {
+            return self.run_spooled(sp).await;
+        }
         loop {
             if self.batch.len() >= self.settings.batch_size && self.can_send() {
                 self.dispatch();
@@ -130,16 +146,17 @@ impl Worker {
         );
         let events = batch.len() as u64;
         let delivery = self.transport.clone().deliver(batch);
-        self.spawn_delivery(events, delivery);
+        let _ = self.spawn_delivery(events, delivery);
     }
 
     fn spawn_delivery(
         &mut self,
         events: u64,
         delivery: impl Future<Output = Outcome> + Send + 'static,
-    ) {
+    ) -> Id {
         let task = self.in_flight.spawn(delivery);
         self.in_flight_events.insert(task.id(), events);
+        task.id()
     }
 
     /// Waits for a free slot, then dispatches the current batch.
@@ -202,6 +219,11 @@ impl Worker {
                 return;
             }
         };
+        self.record(outcome);
+    }
+
+    /// Adds a delivery's outcome to the report.
+    fn record(&mut self, outcome: Outcome) {
         let limit = self.settings.detail_limit;
         let r = &mut self.report;
         r.delivered += outcome.delivered;
@@ -240,6 +262,7 @@ mod tests {
             max_batch_bytes: 1 << 20,
             retry: RetryPolicy::none(),
             shared: shared.clone(),
+            keep_on_outage: false,
         });
         let (_tx, rx) = mpsc::channel(1);
         let mut worker = Worker::new(
@@ -251,12 +274,14 @@ mod tests {
                 flush_interval: Duration::from_secs(1),
                 max_in_flight: 2,
                 detail_limit: 10,
+                buffer_capacity: 10,
             },
+            None,
         );
         Counters::add(&shared.counters.tracked, 5);
 
-        worker.spawn_delivery(3, async { panic!("a bug in delivery") });
-        worker.spawn_delivery(2, async {
+        let _ = worker.spawn_delivery(3, async { panic!("a bug in delivery") });
+        let _ = worker.spawn_delivery(2, async {
             Outcome {
                 delivered: 2,
                 ..Outcome::default()

@@ -4,6 +4,8 @@
 //!
 //! ```sh
 //! EYE_API_KEY=... cargo run -p eye-examples --bin track
+//! # With an outbox: events survive a crash or an outage; the next run delivers them.
+//! EYE_OUTBOX_DIR=/tmp/eye-outbox EYE_API_KEY=... cargo run -p eye-examples --bin track
 //! ```
 
 use std::process::ExitCode;
@@ -15,8 +17,15 @@ use eye_examples::{Settings, print_report};
 #[tokio::main]
 async fn main() -> anyhow::Result<ExitCode> {
     let settings = Settings::from_env();
-    let client = settings.builder().build()?;
+    let client = settings.sender().build()?;
     println!("tracking to {}", settings.url);
+    if let Some(dir) = &settings.outbox {
+        let recovered = client.stats().recovered;
+        println!(
+            "outbox {} ({recovered} events left by a previous run)",
+            dir.display()
+        );
+    }
 
     let host = "www.consumeraffairs.com";
     let run = chrono::Utc::now().format("%H%M%S");
