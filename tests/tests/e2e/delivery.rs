@@ -1,16 +1,12 @@
 //! Delivery through the real server: exactly once, across restarts, with reasons.
 
-use std::collections::HashSet;
 use std::time::Duration;
 
 use eye_client::{FailureReason, TrackError};
-use eye_core::{ErrorCode, ErrorQuery, Event, EventQuery, StoredEvent};
-use futures_util::TryStreamExt;
+use eye_core::{ErrorCode, ErrorQuery, Event};
 use uuid::Uuid;
 
-use eye_server::config::AckAfter;
-
-use crate::helpers::Server;
+use crate::helpers::{Server, assert_stored_exactly_once, eventually};
 
 /// Event `i` of a mixed stream: page views, CTA clicks and form submits over 20
 /// sessions.
@@ -27,25 +23,6 @@ fn event(i: usize) -> Event {
         )
         .unwrap(),
     }
-}
-
-async fn all_stored(server: &Server) -> Vec<StoredEvent> {
-    let client = server.client().build().unwrap();
-    client
-        .events_stream(EventQuery::new().page_size(1000))
-        .try_collect()
-        .await
-        .unwrap()
-}
-
-fn assert_stored_exactly_once(stored: &[StoredEvent], tracked: &[Uuid]) {
-    let ids: HashSet<Uuid> = stored.iter().map(|e| e.id).collect();
-    assert_eq!(ids.len(), stored.len(), "an event was stored twice");
-    assert_eq!(stored.len(), tracked.len(), "stored count");
-    assert!(
-        tracked.iter().all(|id| ids.contains(id)),
-        "an event is missing"
-    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -80,7 +57,7 @@ async fn every_event_tracked_from_many_threads_is_stored_exactly_once() {
 
     assert!(report.is_complete(), "{report}");
     assert_eq!(report.delivered, 3000);
-    assert_stored_exactly_once(&all_stored(&server).await, &tracked);
+    assert_stored_exactly_once(&server, &tracked).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -89,27 +66,9 @@ async fn a_server_restarted_mid_stream_loses_nothing_reported_delivered() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn with_the_journal_a_server_restarted_mid_stream_loses_nothing_reported_delivered() {
-    let server = Server::start_with(|c| c.queue.ack_after = AckAfter::Journal).await;
-    restarted_mid_stream(server).await;
-}
-
-/// Events a server acknowledged from its journal are stored a little later: polls the
-/// count (bounded, 20 s) until at least `n` are, then reads them all. (Walking the
-/// pages while rows still arrive would see rows shift between pages.)
-async fn stored_eventually(server: &Server, n: usize) -> Vec<StoredEvent> {
-    let client = server.client().build().unwrap();
-    for _ in 0..200 {
-        let page = client
-            .events(&EventQuery::new().page_size(1))
-            .await
-            .unwrap();
-        if page.count >= n as u64 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    all_stored(server).await
+async fn acknowledging_after_the_store_a_server_restarted_mid_stream_loses_nothing_reported_delivered()
+ {
+    restarted_mid_stream(Server::start_with(&["--ack-after", "store"]).await).await;
 }
 
 async fn restarted_mid_stream(mut server: Server) {
@@ -128,9 +87,17 @@ async fn restarted_mid_stream(mut server: Server) {
         }
     });
 
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // Stop once some of the stream is through, and start again once the client has
+    // met the closed port: events before, during and after the outage.
+    eventually("200 events delivered", || async {
+        (client.stats().delivered >= 200).then_some(())
+    })
+    .await;
     server.stop().await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    eventually("the client to retry against the stopped server", || async {
+        (client.stats().retried > 0).then_some(())
+    })
+    .await;
     server.restart().await;
     let tracked = producer.await.unwrap();
     let report = client.shutdown(Duration::from_secs(30)).await;
@@ -138,7 +105,7 @@ async fn restarted_mid_stream(mut server: Server) {
     assert!(report.is_complete(), "{report}");
     assert_eq!(report.delivered, 2000);
     assert!(client.stats().retried > 0, "the restart was not noticed");
-    assert_stored_exactly_once(&stored_eventually(&server, tracked.len()).await, &tracked);
+    assert_stored_exactly_once(&server, &tracked).await;
 }
 
 #[tokio::test]
@@ -158,12 +125,17 @@ async fn a_rejected_event_is_reported_with_the_servers_reason_and_logged() {
             .errors
             .has_code(ErrorCode::TimestampInFuture)
     );
-    assert_eq!(client.event(good).await.unwrap().id, good);
+    assert_stored_exactly_once(&server, &[good]).await;
     let query = ErrorQuery {
         code: Some("timestamp_in_future".into()),
         ..ErrorQuery::default()
     };
-    let errors = client.errors(&query).await.unwrap();
+    // The rejection reaches the errors log through the journal too: shortly after.
+    let errors = eventually("the rejection in the errors log", || async {
+        let errors = client.errors(&query).await.unwrap();
+        (errors.count > 0).then_some(errors)
+    })
+    .await;
     assert_eq!(errors.count, 1);
     assert_eq!(errors.results[0].application, "e2e");
 }
@@ -188,15 +160,22 @@ async fn an_unknown_key_fails_the_batch_without_retrying() {
 async fn the_same_event_tracked_twice_is_stored_once() {
     let server = Server::start().await;
     let client = server.client().build().unwrap();
-    let e = event(0).with_id(Uuid::now_v7());
+    let id = Uuid::now_v7();
+    let e = event(0).with_id(id);
 
     client.track(e.clone()).unwrap();
     let _ = client.flush().await;
+    assert_stored_exactly_once(&server, &[id]).await;
     client.track(e.clone()).unwrap();
     let report = client.shutdown(Duration::from_secs(10)).await;
+    // Something after the repeat, so that once it is stored, the repeat (queued
+    // before it) has been through the store too.
+    let after = server.client().build().unwrap();
+    let marker = after.track(event(1)).unwrap();
+    assert!(after.shutdown(Duration::from_secs(10)).await.is_complete());
 
     assert!(report.is_complete(), "{report}");
-    assert_eq!(all_stored(&server).await.len(), 1);
+    assert_stored_exactly_once(&server, &[id, marker]).await;
 }
 
 #[tokio::test]
@@ -216,11 +195,8 @@ async fn a_batch_of_only_rejected_events_is_reported_not_retried() {
 
 #[tokio::test]
 async fn a_body_over_the_servers_limit_is_split_until_it_fits() {
-    let server = Server::start_with(|c| {
-        c.http.max_body_bytes = 8 * 1024;
-        c.ingest.max_event_bytes = 4 * 1024;
-    })
-    .await;
+    let server =
+        Server::start_with(&["--max-body-bytes", "8192", "--max-event-bytes", "4096"]).await;
     // The client's own limit is higher than the server's: only the 413 can save it.
     let client = server
         .client()
@@ -234,5 +210,5 @@ async fn a_body_over_the_servers_limit_is_split_until_it_fits() {
 
     assert!(report.is_complete(), "{report}");
     assert!(client.stats().requests > 1, "the batch was never split");
-    assert_stored_exactly_once(&all_stored(&server).await, &tracked);
+    assert_stored_exactly_once(&server, &tracked).await;
 }

@@ -3,10 +3,9 @@
 use std::time::Duration;
 
 use eye_core::{EventQuery, EventType, Pagination, StoredEvent};
-use eye_server::store::Scopes;
 use futures_util::TryStreamExt;
 
-use crate::helpers::{Server, create_key};
+use crate::helpers::{Server, eventually};
 
 /// Tracks `n` events of session `session`, alternating page views and CTA clicks,
 /// one millisecond apart, and waits for delivery.
@@ -24,6 +23,17 @@ async fn seed(server: &Server, session: &str, n: usize) {
     }
     let report = client.shutdown(Duration::from_secs(10)).await;
     assert!(report.is_complete(), "{report}");
+    // Delivered means journaled: wait until the session's events are readable.
+    let query = EventQuery::new().session(session).page_size(1);
+    eventually(&format!("{n} events of {session} stored"), || async {
+        let page = client_for(server).events(&query).await.ok()?;
+        (page.count == n as u64).then_some(())
+    })
+    .await;
+}
+
+fn client_for(server: &Server) -> eye_client::EyeClient {
+    server.client().build().unwrap()
 }
 
 #[tokio::test]
@@ -112,7 +122,7 @@ async fn query_errors_carry_the_servers_code() {
         .await
         .unwrap_err();
     let unknown = client.session("nobody").await.unwrap_err();
-    let ingest_only = create_key(server.store(), "shop", Scopes::from_db("ingest")).await;
+    let ingest_only = server.create_key("shop", "ingest");
     let forbidden = server
         .client()
         .api_key(ingest_only)
