@@ -210,6 +210,7 @@ fn post_events() -> Value {
             ("408", error("The request took longer than the configured timeout.")),
             ("413", error("Body or batch too large: split it.")),
             ("415", error("Not `application/json`.")),
+            ("429", error("The application's rate limit is reached (`rate_limited`); nothing was accepted. Retry after `Retry-After` seconds with the same ids.")),
             ("503", error("The queue cannot take events now; nothing was accepted. Retry after `Retry-After` seconds.")),
         ], true)
     })
