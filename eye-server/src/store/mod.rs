@@ -38,6 +38,7 @@
 //! - [`testing`] (tests and the `test-util` feature): a throwaway Postgres database.
 
 mod apps;
+mod batch;
 mod conn;
 mod count;
 mod events;

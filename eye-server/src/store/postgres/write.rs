@@ -21,46 +21,11 @@ use sqlx::PgConnection;
 use uuid::Uuid;
 
 use super::PgStore;
-use crate::message::{AcceptedEvent, Message, RejectedEvent};
+use crate::message::{Message, RejectedEvent};
 use crate::store::StoreError;
+use crate::store::batch::{Deltas, NewEvent};
 use crate::store::events::WriteOutcome;
 use crate::store::rows::{distinct_codes, hour_of, to_micros};
-use crate::store::tree::{bucket_of, fine_widths};
-
-/// An event ready to insert.
-struct NewEvent<'a> {
-    src: &'a AcceptedEvent,
-    category: &'static str,
-    name: &'static str,
-    data: String,
-    timestamp: i64,
-}
-
-impl<'a> NewEvent<'a> {
-    fn new(src: &'a AcceptedEvent) -> Result<Self, StoreError> {
-        let t = src.event.event_type();
-        let data = serde_json::to_string(src.event.payload())
-            .map_err(|e| StoreError::Corrupt(format!("event {}: data: {e}", src.id)))?;
-        Ok(Self {
-            src,
-            category: t.category(),
-            name: t.name(),
-            data,
-            timestamp: to_micros(src.event.timestamp()),
-        })
-    }
-
-    fn session(&self) -> &'a str {
-        self.src.event.session_id().as_str()
-    }
-
-    fn application(&self) -> &'a str {
-        self.src.application.as_str()
-    }
-}
-
-/// Counter rows keyed by (application, category, name).
-type CounterKey<'a> = (&'a str, &'static str, &'static str);
 
 impl PgStore {
     /// Writes a batch of queue messages in one transaction; see
@@ -151,13 +116,6 @@ async fn insert_events<'e, 'a>(
         .collect())
 }
 
-/// Running totals of one session within a batch.
-struct SessionDelta {
-    first: i64,
-    last: i64,
-    count: i64,
-}
-
 /// Updates sessions, their applications and the counters from newly inserted events,
 /// each table in one statement with its keys sorted.
 async fn update_aggregates(
@@ -167,36 +125,13 @@ async fn update_aggregates(
     if inserted.is_empty() {
         return Ok(());
     }
-    let mut sessions: BTreeMap<&str, SessionDelta> = BTreeMap::new();
-    let mut session_apps: BTreeSet<(&str, &str)> = BTreeSet::new();
-    let mut totals: BTreeMap<CounterKey<'_>, i64> = BTreeMap::new();
-    let mut hours: BTreeMap<(i64, CounterKey<'_>), i64> = BTreeMap::new();
-    let mut buckets: BTreeMap<(i64, i64, CounterKey<'_>), i64> = BTreeMap::new();
-    for e in inserted {
-        let sid = e.session();
-        let app = e.application();
-        sessions
-            .entry(sid)
-            .and_modify(|d| {
-                d.first = d.first.min(e.timestamp);
-                d.last = d.last.max(e.timestamp);
-                d.count += 1;
-            })
-            .or_insert(SessionDelta {
-                first: e.timestamp,
-                last: e.timestamp,
-                count: 1,
-            });
-        session_apps.insert((sid, app));
-        let key = (app, e.category, e.name);
-        *totals.entry(key).or_default() += 1;
-        *hours.entry((hour_of(e.timestamp), key)).or_default() += 1;
-        for &width in fine_widths() {
-            *buckets
-                .entry((width, bucket_of(e.timestamp, width), key))
-                .or_default() += 1;
-        }
-    }
+    let Deltas {
+        sessions,
+        session_apps,
+        totals,
+        hours,
+        buckets,
+    } = Deltas::of(inserted);
 
     sqlx::query(
         "INSERT INTO sessions (session_id, first_seen, last_seen, event_count) \

@@ -1,58 +1,20 @@
 //! SQLite's write path: one transaction per batch of queue messages.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
-
 use sqlx::sqlite::{Sqlite, SqliteArguments};
 use sqlx::{AssertSqlSafe, SqliteConnection};
 
 use super::SqliteStore;
-use crate::message::{AcceptedEvent, Message, RejectedEvent};
+use crate::message::{Message, RejectedEvent};
 use crate::store::StoreError;
+use crate::store::batch::{Deltas, NewEvent};
 use crate::store::events::WriteOutcome;
 use crate::store::rows::{distinct_codes, hour_of, to_micros};
-use crate::store::tree::{bucket_of, fine_widths};
 
 type SqlQuery<'q> = sqlx::query::Query<'q, Sqlite, SqliteArguments>;
 
 /// Rows per multi-row `INSERT`: 8 columns each, far below SQLite's 32,766 variables,
 /// and large enough that statement overhead is small.
 const ROWS_PER_INSERT: usize = 100;
-
-/// An event ready to insert.
-struct NewEvent<'a> {
-    id: [u8; 16],
-    src: &'a AcceptedEvent,
-    category: &'static str,
-    name: &'static str,
-    data: String,
-    timestamp: i64,
-}
-
-impl<'a> NewEvent<'a> {
-    fn new(src: &'a AcceptedEvent) -> Result<Self, StoreError> {
-        let t = src.event.event_type();
-        let data = serde_json::to_string(src.event.payload())
-            .map_err(|e| StoreError::Corrupt(format!("event {}: data: {e}", src.id)))?;
-        Ok(Self {
-            id: src.id.into_bytes(),
-            src,
-            category: t.category(),
-            name: t.name(),
-            data,
-            timestamp: to_micros(src.event.timestamp()),
-        })
-    }
-}
-
-/// Running totals of one session within a batch.
-struct SessionDelta {
-    first: i64,
-    last: i64,
-    count: i64,
-}
-
-/// Counter rows keyed by (application, category, name), optionally per hour.
-type CounterKey<'a> = (&'a str, &'static str, &'static str);
 
 impl SqliteStore {
     /// Writes a batch of queue messages in one transaction: events are inserted once
@@ -129,7 +91,7 @@ async fn insert_events<'a, 'e>(
         let mut q: SqlQuery<'_> = sqlx::query(AssertSqlSafe(insert_sql(chunk.len())));
         for e in chunk {
             q = q
-                .bind(e.id.as_slice())
+                .bind(e.src.id.as_bytes().as_slice())
                 .bind(e.src.application.as_str())
                 .bind(e.src.event.session_id().as_str())
                 .bind(e.category)
@@ -146,7 +108,7 @@ async fn insert_events<'a, 'e>(
     // The first occurrence of an id in the batch is the one SQLite inserted.
     Ok(events
         .iter()
-        .filter(|e| new_ids.remove(e.id.as_slice()))
+        .filter(|e| new_ids.remove(e.src.id.as_bytes().as_slice()))
         .collect())
 }
 
@@ -158,37 +120,13 @@ async fn update_aggregates(
     if inserted.is_empty() {
         return Ok(());
     }
-    let mut sessions: BTreeMap<&str, SessionDelta> = BTreeMap::new();
-    let mut session_apps: BTreeSet<(&str, &str)> = BTreeSet::new();
-    let mut totals: HashMap<CounterKey<'_>, i64> = HashMap::new();
-    let mut hours: BTreeMap<(i64, CounterKey<'_>), i64> = BTreeMap::new();
-    let mut buckets: BTreeMap<(i64, i64, CounterKey<'_>), i64> = BTreeMap::new();
-    for e in inserted {
-        let sid = e.src.event.session_id().as_str();
-        let app = e.src.application.as_str();
-        sessions
-            .entry(sid)
-            .and_modify(|d| {
-                d.first = d.first.min(e.timestamp);
-                d.last = d.last.max(e.timestamp);
-                d.count += 1;
-            })
-            .or_insert(SessionDelta {
-                first: e.timestamp,
-                last: e.timestamp,
-                count: 1,
-            });
-        session_apps.insert((sid, app));
-        let key = (app, e.category, e.name);
-        *totals.entry(key).or_default() += 1;
-        *hours.entry((hour_of(e.timestamp), key)).or_default() += 1;
-        for &width in fine_widths() {
-            *buckets
-                .entry((width, bucket_of(e.timestamp, width), key))
-                .or_default() += 1;
-        }
-    }
-
+    let Deltas {
+        sessions,
+        session_apps,
+        totals,
+        hours,
+        buckets,
+    } = Deltas::of(inserted);
     let sessions: Vec<_> = sessions.into_iter().collect();
     for chunk in sessions.chunks(ROWS_PER_INSERT) {
         let sql = multi_row(
