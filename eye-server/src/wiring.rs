@@ -119,7 +119,6 @@ impl Node {
 /// Opens the store the configuration names, applying migrations.
 pub async fn open_store(config: &ServeConfig) -> anyhow::Result<Store> {
     let url = &config.store.database_url;
-    create_private_database(url)?;
     Store::open_with(url, config.sqlite_synchronous())
         .await
         .with_context(|| format!("opening the store at {}", redact(url)))
@@ -128,7 +127,6 @@ pub async fn open_store(config: &ServeConfig) -> anyhow::Result<Store> {
 /// Opens the store at `url` with default settings (the `apps` and `migrate`
 /// commands), applying migrations.
 pub async fn open_store_url(url: &str) -> anyhow::Result<Store> {
-    create_private_database(url)?;
     Store::open(url)
         .await
         .with_context(|| format!("opening the store at {}", redact(url)))
@@ -154,34 +152,6 @@ pub fn redact(url: &str) -> String {
         },
         None => url.to_owned(),
     }
-}
-
-/// Events carry form contents: a new SQLite database file is created readable by its
-/// owner only (0600) before SQLite opens it, and SQLite gives its `-wal` and `-shm`
-/// files the database file's mode. An existing file keeps its mode.
-fn create_private_database(url: &str) -> anyhow::Result<()> {
-    use std::str::FromStr;
-    if !url.starts_with("sqlite:") || crate::store::is_in_memory(url) {
-        return Ok(());
-    }
-    let Ok(options) = sqlx::sqlite::SqliteConnectOptions::from_str(url) else {
-        return Ok(()); // Store::open reports the bad URL.
-    };
-    let path = options.get_filename();
-    if path.as_os_str().is_empty() || path.exists() {
-        return Ok(());
-    }
-    let mut file = std::fs::OpenOptions::new();
-    file.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        file.mode(0o600);
-    }
-    // A file created meanwhile, a missing directory and the like: SQLite opens it or
-    // reports the problem in its own words.
-    let _ = file.open(path);
-    Ok(())
 }
 
 /// Builds the queue the configuration asks for: Redis when a URL is set, else the

@@ -62,6 +62,25 @@ pub(crate) struct SqliteStore {
     _idle: Option<Arc<idle::IdleRelease>>,
 }
 
+/// Events carry form contents: a new database file is created readable by its owner
+/// only (0600) before SQLite opens it, and SQLite gives its `-wal` and `-shm` files the
+/// database file's mode. An existing file keeps its mode.
+fn create_private(path: &std::path::Path) {
+    if path.as_os_str().is_empty() || path.exists() {
+        return;
+    }
+    let mut file = std::fs::OpenOptions::new();
+    file.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        file.mode(0o600);
+    }
+    // A file created meanwhile, a missing directory and the like: SQLite opens it or
+    // reports the problem in its own words.
+    let _ = file.open(path);
+}
+
 impl SqliteStore {
     /// Opens (creating if needed) the SQLite database at `url` (`sqlite://path.db` or
     /// `sqlite::memory:`), sets WAL and the pragmas, and applies migrations.
@@ -74,6 +93,9 @@ impl SqliteStore {
             .foreign_keys(true)
             .pragma("temp_store", "memory");
         let in_memory = is_in_memory(url);
+        if !in_memory {
+            create_private(options.get_filename());
+        }
         let activity = Arc::new(idle::Activity::default());
         // Writers queue for the one connection; the embedded queue and the workers
         // each write from one task, so waiting long here means the disk is stuck.
