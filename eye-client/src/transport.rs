@@ -16,6 +16,9 @@ use crate::report::{Counters, Failure, Rejection};
 use crate::retry::{RetryPolicy, parse_retry_after};
 use crate::shared::Shared;
 
+/// The header that tells the server when a request was sent, by this machine's clock.
+pub(crate) const SENT_AT: &str = "eye-sent-at";
+
 /// Everything needed to send batches; shared by the in-flight requests.
 pub(crate) struct Transport {
     pub http: reqwest::Client,
@@ -158,11 +161,16 @@ impl Transport {
         gz.finish()
     }
 
+    /// One attempt. Each carries its own `Eye-Sent-At` (this machine's clock now), so
+    /// the server corrects the events' timestamps for this clock's error with the
+    /// attempt it receives: a retry an hour later, or a batch kept in the outbox
+    /// across a restart, is corrected as right as the first attempt would have been.
     async fn post(&self, body: Vec<u8>) -> reqwest::Result<reqwest::Response> {
         let mut req = self
             .http
             .post(self.events_url.clone())
             .header(CONTENT_TYPE, "application/json")
+            .header(SENT_AT, eye_core::format_timestamp(&chrono::Utc::now()))
             .body(body);
         if self.gzip {
             req = req.header(CONTENT_ENCODING, "gzip");

@@ -14,9 +14,10 @@ use crate::timestamp::parse_timestamp;
 /// The fields an event may have at the top level.
 pub const EVENT_FIELDS: [&str; 6] = ["id", "session_id", "category", "name", "data", "timestamp"];
 
-/// What validation depends on besides the input: the current time and how far in the
-/// future a timestamp may be (clock skew between the sender and The Eye). Injected so
-/// tests are deterministic.
+/// What validation depends on besides the input: the current time, how far in the
+/// future a timestamp may be (clock skew between the sender and The Eye), and the
+/// sender's clock offset when it said when it sent the request. Injected so tests are
+/// deterministic.
 ///
 /// ```
 /// use chrono::{TimeZone, Utc};
@@ -32,6 +33,7 @@ pub const EVENT_FIELDS: [&str; 6] = ["id", "session_id", "category", "name", "da
 pub struct ValidationContext {
     now: DateTime<Utc>,
     max_clock_skew: Duration,
+    clock_offset: Duration,
 }
 
 impl ValidationContext {
@@ -43,6 +45,7 @@ impl ValidationContext {
         Self {
             now,
             max_clock_skew: Self::DEFAULT_MAX_CLOCK_SKEW,
+            clock_offset: Duration::zero(),
         }
     }
 
@@ -56,6 +59,46 @@ impl ValidationContext {
     pub fn with_max_clock_skew(mut self, skew: Duration) -> Self {
         self.max_clock_skew = skew;
         self
+    }
+
+    /// Corrects the sender's clock: the request says it was sent at `sent_at` by the
+    /// sender's clock, and it is validated at [`Self::now`] by the server's, so every
+    /// timestamp is moved by `now - sent_at` before it is checked (as PostHog, Segment
+    /// and Snowplow do with their `sent_at`). A browser whose clock is an hour fast
+    /// then has its events stored at the server's time of the interaction instead of
+    /// rejected as `timestamp_in_future`. The sender's own timestamp is
+    /// [`Self::client_time`] of the corrected one.
+    ///
+    /// ```
+    /// use chrono::{Duration, TimeZone, Utc};
+    /// use eye_core::{Event, ValidationContext};
+    /// let now = Utc.with_ymd_and_hms(2022, 1, 1, 0, 0, 0).unwrap();
+    /// // The browser's clock is 2 hours fast: it sent at 02:00 by its clock.
+    /// let ctx = ValidationContext::at(now).with_sent_at(now + Duration::hours(2));
+    /// let json = br#"{"session_id": "s", "category": "page_interaction", "name": "page_view",
+    ///     "data": {"host": "a.com", "path": "/"}, "timestamp": "2022-01-01T01:59:59Z"}"#;
+    /// let event = Event::parse_json(json, &ctx).unwrap();
+    /// assert_eq!(event.timestamp(), Utc.with_ymd_and_hms(2021, 12, 31, 23, 59, 59).unwrap());
+    /// assert_eq!(ctx.client_time(event.timestamp()),
+    ///            Utc.with_ymd_and_hms(2022, 1, 1, 1, 59, 59).unwrap());
+    /// ```
+    #[must_use]
+    pub fn with_sent_at(mut self, sent_at: DateTime<Utc>) -> Self {
+        self.clock_offset = self.now.signed_duration_since(sent_at);
+        self
+    }
+
+    /// How much is added to every timestamp: the server's clock minus the sender's
+    /// (zero unless [`Self::with_sent_at`] was called).
+    pub fn clock_offset(&self) -> Duration {
+        self.clock_offset
+    }
+
+    /// The sender's own timestamp of an event whose timestamp was corrected here.
+    pub fn client_time(&self, corrected: DateTime<Utc>) -> DateTime<Utc> {
+        corrected
+            .checked_sub_signed(self.clock_offset)
+            .unwrap_or(corrected)
     }
 
     /// The instant validation runs at.
@@ -202,9 +245,10 @@ fn validate_without_form(
         (Some(t), Some(data)) => c.payload(t, data),
         _ => None,
     };
-    let timestamp = c
-        .string(obj, "", "timestamp")
-        .and_then(|s| match parse_timestamp(s) {
+    let timestamp =
+        c.string(obj, "", "timestamp")
+            .and_then(|s| {
+                match corrected(parse_timestamp(s), ctx) {
             None => c.push(
                 "/timestamp",
                 ErrorCode::InvalidTimestamp,
@@ -217,15 +261,27 @@ fn validate_without_form(
             Some(t) if t > ctx.latest_accepted() => c.push(
                 "/timestamp",
                 ErrorCode::TimestampInFuture,
-                format!(
-                    "timestamp {} is in the future (now {}, allowed clock skew {} s)",
-                    crate::format_timestamp(&t),
-                    crate::format_timestamp(&ctx.now()),
-                    ctx.max_clock_skew.num_seconds()
-                ),
+                if ctx.clock_offset.is_zero() {
+                    format!(
+                        "timestamp {} is in the future (now {}, allowed clock skew {} s)",
+                        crate::format_timestamp(&t),
+                        crate::format_timestamp(&ctx.now()),
+                        ctx.max_clock_skew.num_seconds()
+                    )
+                } else {
+                    format!(
+                        "timestamp {} is in the future (corrected by the request's sent_at to {}; \
+                         now {}, allowed clock skew {} s)",
+                        crate::format_timestamp(&ctx.client_time(t)),
+                        crate::format_timestamp(&t),
+                        crate::format_timestamp(&ctx.now()),
+                        ctx.max_clock_skew.num_seconds()
+                    )
+                },
             ),
             Some(t) => Some(t),
-        });
+        }
+            });
 
     if let Some(errors) = c.finish() {
         return Err(errors);
@@ -239,6 +295,12 @@ fn validate_without_form(
         }),
         _ => unreachable!("every missing part recorded an error"),
     }
+}
+
+/// A parsed timestamp moved by the context's clock offset; `None` when it did not
+/// parse or the correction leaves chrono's range.
+fn corrected(t: Option<DateTime<Utc>>, ctx: &ValidationContext) -> Option<DateTime<Utc>> {
+    t?.checked_add_signed(ctx.clock_offset)
 }
 
 impl Payload {

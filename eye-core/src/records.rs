@@ -39,6 +39,9 @@ pub struct StoredEvent {
     pub application: String,
     /// When The Eye accepted it.
     pub received_at: DateTime<Utc>,
+    /// The sender's own timestamp, when the request said when it was sent (`sent_at`)
+    /// and `timestamp` was corrected for the sender's clock; `None` otherwise.
+    pub client_timestamp: Option<DateTime<Utc>>,
 }
 
 impl StoredEvent {
@@ -65,6 +68,12 @@ struct StoredEventWire<'a> {
     #[serde(with = "serde_micros")]
     #[schemars(with = "String")]
     received_at: DateTime<Utc>,
+    /// The sender's own timestamp, present when the request carried `sent_at` (or
+    /// `Eye-Sent-At`) and `timestamp` was corrected by the difference between the
+    /// server's receive time and `sent_at`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<String>")]
+    client_timestamp: Option<std::borrow::Cow<'a, str>>,
 }
 
 impl Serialize for StoredEvent {
@@ -79,6 +88,9 @@ impl Serialize for StoredEvent {
             timestamp: self.timestamp,
             application: self.application.as_str().into(),
             received_at: self.received_at,
+            client_timestamp: self
+                .client_timestamp
+                .map(|t| crate::format_timestamp(&t).into()),
         }
         .serialize(s)
     }
@@ -90,6 +102,12 @@ impl<'de> Deserialize<'de> for StoredEvent {
         let payload =
             Payload::from_parts(&w.category, &w.name, &w.data).map_err(serde::de::Error::custom)?;
         let session_id = SessionId::parse(&w.session_id).map_err(serde::de::Error::custom)?;
+        let client_timestamp = match &w.client_timestamp {
+            None => None,
+            Some(s) => Some(crate::parse_timestamp(s).ok_or_else(|| {
+                serde::de::Error::custom(format!("invalid client_timestamp `{s}`"))
+            })?),
+        };
         Ok(StoredEvent {
             id: w.id,
             session_id,
@@ -97,6 +115,7 @@ impl<'de> Deserialize<'de> for StoredEvent {
             timestamp: w.timestamp,
             application: w.application.into_owned(),
             received_at: w.received_at,
+            client_timestamp,
         })
     }
 }

@@ -104,6 +104,7 @@ async fn main() {
             while next.fetch_add(1, Ordering::Relaxed) < events {
                 let event = Event::page_view(&format!("s{p}"), "www.example.com", "/").unwrap();
                 let accepted = AcceptedEvent {
+                    client_timestamp: None,
                     id: Uuid::now_v7(),
                     application: "bench".into(),
                     received_at: Utc::now(),

@@ -87,6 +87,7 @@ fn make_event(rng: &mut Rng, i: u64, total: u64, sessions: u64, local: bool) -> 
     .unwrap()
     .with_timestamp(at);
     Message::EventV1(AcceptedEvent {
+        client_timestamp: None,
         id: Uuid::now_v7(),
         application: if rng.below(5) == 0 { "crm" } else { "shop" }.to_owned(),
         received_at: at,

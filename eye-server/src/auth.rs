@@ -11,6 +11,10 @@
 //! [`AUTH_CACHE_TTL`] so a busy client does not cost one database read per request; a
 //! revoked key therefore stops working within that delay.
 //!
+//! Publishable keys (`eye_pk_...`, module `publishable`) are the browser tracker's:
+//! public by design, ingest only, from listed origins, and the only keys accepted in
+//! a URL (`?key=`).
+//!
 //! Handlers ask for a caller with an extractor, [`IngestCaller`] or [`QueryCaller`],
 //! which answers 401 (missing or unknown key, with `WWW-Authenticate`) or 403 (the key
 //! lacks the scope, or Basic credentials came with a cross-site request) before the
@@ -23,6 +27,13 @@
 //!     caller.application
 //! }
 //! ```
+
+mod publishable;
+
+pub use publishable::{
+    PREFLIGHT_MAX_AGE_SECS, PUBLISHABLE_KEY_PREFIX, grant_cors, grant_preflight,
+    is_publishable_key, parse_origin, request_origin,
+};
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -130,19 +141,55 @@ pub struct Caller {
     pub scopes: Scopes,
     /// Its rate limit in events per second, if it has one.
     pub rate_limit: Option<u32>,
+    /// `Some` for a publishable key: the origins whose pages may send with it.
+    pub origins: Option<Arc<[String]>>,
 }
 
-/// A new random API key: `eye_` and 43 base64url characters (256 bits).
+impl Caller {
+    /// True for a publishable key (ingest only, from its origins).
+    pub fn is_publishable(&self) -> bool {
+        self.origins.is_some()
+    }
+
+    /// True when `origin` (normalised, see [`parse_origin`]) is one of a publishable
+    /// key's origins. Always false for a secret key: it gets no CORS grant.
+    pub fn allows_origin(&self, origin: &str) -> bool {
+        self.origins
+            .as_deref()
+            .is_some_and(|list| list.iter().any(|o| o == origin))
+    }
+}
+
+/// A new random secret API key: `eye_` and 43 base64url characters (256 bits), never
+/// starting like a publishable key.
 ///
 /// ```
 /// let key = eye_server::auth::generate_key();
-/// assert!(key.starts_with("eye_"));
+/// assert!(key.starts_with("eye_") && !key.starts_with("eye_pk_"));
 /// assert_eq!(key.len(), 4 + 43);
 /// assert_ne!(key, eye_server::auth::generate_key());
 /// ```
 pub fn generate_key() -> String {
+    loop {
+        let bytes: [u8; 32] = rand::random();
+        let key = format!("{KEY_PREFIX}{}", URL_SAFE_NO_PAD.encode(bytes));
+        // One key in 262,144 would start with `pk_`: draw again.
+        if !is_publishable_key(&key) {
+            return key;
+        }
+    }
+}
+
+/// A new random publishable key: `eye_pk_` and 43 base64url characters (256 bits).
+///
+/// ```
+/// let key = eye_server::auth::generate_publishable_key();
+/// assert!(key.starts_with("eye_pk_"));
+/// assert_eq!(key.len(), 7 + 43);
+/// ```
+pub fn generate_publishable_key() -> String {
     let bytes: [u8; 32] = rand::random();
-    format!("{KEY_PREFIX}{}", URL_SAFE_NO_PAD.encode(bytes))
+    format!("{PUBLISHABLE_KEY_PREFIX}{}", URL_SAFE_NO_PAD.encode(bytes))
 }
 
 /// The SHA-256 of a key, the only form the store keeps.
@@ -169,6 +216,27 @@ pub async fn create_app_with_key(
             name: name.into(),
             key_hash: hash_key(&key),
             scopes,
+            origins: None,
+        })
+        .await?;
+    Ok(key)
+}
+
+/// Registers application `name` with a new publishable key for pages of `origins`
+/// (each already normalised by [`parse_origin`]) and returns the key. Its scope is
+/// ingest only, whatever else is asked.
+pub async fn create_publishable_app(
+    store: &Store,
+    name: &str,
+    origins: Vec<String>,
+) -> Result<String, StoreError> {
+    let key = generate_publishable_key();
+    store
+        .create_app(&NewApp {
+            name: name.into(),
+            key_hash: hash_key(&key),
+            scopes: Scopes::INGEST_ONLY,
+            origins: Some(origins),
         })
         .await?;
     Ok(key)
@@ -253,21 +321,36 @@ impl Authenticator {
     /// site ([`is_cross_site`]), whatever its route and content type (a
     /// `sendBeacon`, a `no-cors` `fetch`, a form), unless it is a `GET` navigation.
     /// Bearer keys are checked as usual: a browser never attaches them on its own.
+    ///
+    /// `url_key` is the `key` query parameter, which only the ingest route passes:
+    /// it must be a publishable key (400 `secret_key_in_url` otherwise), and when
+    /// present it is the request's only credential, so Basic credentials a browser
+    /// attached on its own (a `sendBeacon` carries them) are neither used nor refused.
+    /// A publishable key answers 403 `publishable_key` for any scope but ingest and
+    /// 403 `origin_not_allowed` unless the request's `Origin` is one of its
+    /// application's.
     pub async fn authenticate(
         &self,
         method: &Method,
         headers: &HeaderMap,
+        url_key: Option<&str>,
         scope: Scope,
     ) -> Result<Caller, ApiError> {
-        if carries_basic(headers)
-            && is_cross_site(headers, self.public_url.as_deref())
-            && !is_navigation(method, headers)
-        {
-            return Err(ApiError::CrossSiteRequest);
-        }
-        let found = match credential(headers) {
-            Some(key) => self.lookup(&key).await?,
-            None => None,
+        let found = match url_key {
+            Some(key) if !is_publishable_key(key) => return Err(ApiError::SecretKeyInUrl),
+            Some(key) => self.lookup(key).await?,
+            None => {
+                if carries_basic(headers)
+                    && is_cross_site(headers, self.public_url.as_deref())
+                    && !is_navigation(method, headers)
+                {
+                    return Err(ApiError::CrossSiteRequest);
+                }
+                match credential(headers) {
+                    Some(key) => self.lookup(&key).await?,
+                    None => None,
+                }
+            }
         };
         let caller = match found {
             Some(caller) => caller,
@@ -276,10 +359,27 @@ impl Authenticator {
                     application: ANONYMOUS.to_owned(),
                     scopes: Scopes::ALL,
                     rate_limit: None,
+                    origins: None,
                 });
             }
             None => return Err(ApiError::Unauthorized),
         };
+        if caller.is_publishable() {
+            // Public keys stay restricted even with authentication disabled.
+            if scope != Scope::Ingest {
+                return Err(ApiError::PublishableKey);
+            }
+            let origin = request_origin(headers);
+            if !origin.as_deref().is_some_and(|o| caller.allows_origin(o)) {
+                return Err(ApiError::OriginNotAllowed);
+            }
+            return Ok(caller);
+        }
+        if url_key.is_some() {
+            // A secret key that happens to start like a publishable one (only keys
+            // made before publishable keys existed can).
+            return Err(ApiError::SecretKeyInUrl);
+        }
         if caller.scopes.allows(scope) || self.disabled {
             Ok(caller)
         } else {
@@ -300,6 +400,7 @@ impl Authenticator {
             application: app.name,
             scopes: app.scopes,
             rate_limit: app.rate_limit,
+            origins: app.origins.map(Arc::from),
         };
         self.remember(hash, caller.clone());
         Ok(Some(caller))
@@ -350,7 +451,7 @@ macro_rules! scoped_caller {
             ) -> Result<Self, Self::Rejection> {
                 let caller = state
                     .authenticator()
-                    .authenticate(&parts.method, &parts.headers, $scope)
+                    .authenticate(&parts.method, &parts.headers, None, $scope)
                     .await?;
                 record_application(&caller);
                 Ok($name(caller))

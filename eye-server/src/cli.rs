@@ -4,7 +4,7 @@
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::auth::create_app_with_key;
+use crate::auth::{create_app_with_key, create_publishable_app, parse_origin};
 use crate::config::{ServeConfig, StoreConfig};
 use crate::store::Scopes;
 use crate::wiring;
@@ -88,19 +88,41 @@ pub struct AppsStore {
 #[derive(Debug, Subcommand)]
 pub enum AppsCommand {
     /// Register an application; prints its new API key alone on stdout.
+    ///
+    /// With `--publishable` the key is for the browser tracker (eye.js): public by
+    /// design (`eye_pk_...`), it may only send events, only from pages of the given
+    /// `--origin`s, and can read nothing.
     Create {
         /// Unique name, recorded on every event it sends.
         name: String,
-        /// What the key may do.
-        #[arg(long, value_enum, default_value_t = ScopeArg::Ingest)]
+        /// What the key may do (a publishable key: ingest only).
+        #[arg(long, value_enum, default_value_t = ScopeArg::Ingest, conflicts_with = "publishable")]
         scope: ScopeArg,
+        /// A publishable key for web pages (eye.js) instead of a secret key.
+        #[arg(long, requires = "origin")]
+        publishable: bool,
+        /// An origin whose pages may send with the publishable key, such as
+        /// `https://shop.example` (scheme, host and port; repeat for several).
+        #[arg(long = "origin", value_name = "ORIGIN", requires = "publishable",
+              value_parser = parse_origin)]
+        origin: Vec<String>,
         /// Most events per second it may send (a burst of one second's worth); past
         /// it, ingest answers 429 with `Retry-After`. Default: no limit.
         #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
         rate_limit: Option<u32>,
     },
-    /// List applications: name, scopes, state, rate limit.
+    /// List applications: name, scopes, state, rate limit, and for a publishable key
+    /// `publishable` and its origins.
     List,
+    /// Replace a publishable key's origins (API nodes apply it within 5 s).
+    SetOrigins {
+        /// The application's name.
+        name: String,
+        /// The origins that may send with its key (repeat for several).
+        #[arg(long = "origin", value_name = "ORIGIN", required = true,
+              value_parser = parse_origin)]
+        origin: Vec<String>,
+    },
     /// Set or remove an application's rate limit (API nodes apply it within 5 s).
     SetRateLimit {
         /// The application's name.
@@ -189,17 +211,35 @@ async fn apps(store: &AppsStore, command: AppsCommand) -> anyhow::Result<()> {
         AppsCommand::Create {
             name,
             scope,
+            publishable,
+            origin,
             rate_limit,
         } => {
-            let key = create_app_with_key(&store, &name, scope.into()).await?;
+            let key = if publishable {
+                create_publishable_app(&store, &name, dedup(origin)).await?
+            } else {
+                create_app_with_key(&store, &name, scope.into()).await?
+            };
             if rate_limit.is_some() {
                 store.set_rate_limit(&name, rate_limit).await?;
             }
-            eprintln!(
-                "created application `{name}` ({}); its key is shown once:",
-                Scopes::from(scope).to_db()
-            );
+            if publishable {
+                eprintln!(
+                    "created application `{name}` with a publishable key (ingest only, from its \
+                     origins; safe to put in web pages):"
+                );
+            } else {
+                eprintln!(
+                    "created application `{name}` ({}); its key is shown once:",
+                    Scopes::from(scope).to_db()
+                );
+            }
             println!("{key}");
+        }
+        AppsCommand::SetOrigins { name, origin } => {
+            let origins = dedup(origin);
+            store.set_origins(&name, &origins).await?;
+            eprintln!("`{name}` takes events from {}", origins.join(" "));
         }
         AppsCommand::List => {
             for app in store.list_apps().await? {
@@ -210,7 +250,16 @@ async fn apps(store: &AppsStore, command: AppsCommand) -> anyhow::Result<()> {
                 let rate = app
                     .rate_limit
                     .map_or_else(|| "unlimited".to_owned(), |n| format!("{n}/s"));
-                println!("{}\t{}\t{}\t{rate}", app.name, app.scopes.to_db(), state);
+                match &app.origins {
+                    Some(origins) => println!(
+                        "{}\t{}\t{}\t{rate}\tpublishable\t{}",
+                        app.name,
+                        app.scopes.to_db(),
+                        state,
+                        origins.join(" ")
+                    ),
+                    None => println!("{}\t{}\t{}\t{rate}", app.name, app.scopes.to_db(), state),
+                }
             }
         }
         AppsCommand::SetRateLimit { name, limit } => {
@@ -227,6 +276,17 @@ async fn apps(store: &AppsStore, command: AppsCommand) -> anyhow::Result<()> {
     }
     store.close().await;
     Ok(())
+}
+
+/// The origins in the order given, each once.
+fn dedup(origins: Vec<String>) -> Vec<String> {
+    let mut out: Vec<String> = Vec::with_capacity(origins.len());
+    for o in origins {
+        if !out.contains(&o) {
+            out.push(o);
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -273,5 +333,69 @@ mod tests {
         assert!(r.is_err(), "{r:?}");
         assert!(Cli::try_parse_from(["eye-server", "schema", "--log-format", "json"]).is_ok());
         assert!(Cli::try_parse_from(["eye-server", "--bind", "127.0.0.1:9000"]).is_ok());
+    }
+
+    #[test]
+    fn publishable_needs_origins_and_origins_need_publishable() {
+        let parse = |args: &[&str]| Cli::try_parse_from(args);
+        let ok = parse(&[
+            "eye-server",
+            "apps",
+            "create",
+            "web",
+            "--publishable",
+            "--origin",
+            "HTTPS://Shop.Example/",
+            "--origin",
+            "http://localhost:3000",
+        ])
+        .unwrap();
+        let Some(Command::Apps {
+            command:
+                AppsCommand::Create {
+                    origin,
+                    publishable,
+                    ..
+                },
+            ..
+        }) = ok.command
+        else {
+            panic!("not apps create")
+        };
+        assert!(publishable);
+        assert_eq!(origin, ["https://shop.example", "http://localhost:3000"]);
+        for bad in [
+            &["eye-server", "apps", "create", "web", "--publishable"][..],
+            &[
+                "eye-server",
+                "apps",
+                "create",
+                "web",
+                "--origin",
+                "https://a.example",
+            ][..],
+            &[
+                "eye-server",
+                "apps",
+                "create",
+                "web",
+                "--publishable",
+                "--origin",
+                "a.example",
+            ][..],
+            &[
+                "eye-server",
+                "apps",
+                "create",
+                "web",
+                "--publishable",
+                "--scope",
+                "query",
+                "--origin",
+                "https://a.example",
+            ][..],
+        ] {
+            assert!(parse(bad).is_err(), "{bad:?}");
+        }
     }
 }

@@ -61,6 +61,10 @@ pub struct HttpConfig {
     #[arg(long, env = "EYE_MAX_CONNECTIONS_PER_IP", default_value_t = 64,
           value_parser = clap::value_parser!(u32).range(1..))]
     pub max_connections_per_ip: u32,
+    /// Path the browser tracker (eye.js) is served at. Ad-blockers block well-known
+    /// script names, so a site may pick its own, e.g. `/a1b2.js`.
+    #[arg(long, env = "EYE_TRACKER_PATH", default_value = crate::routes::tracker::DEFAULT_TRACKER_PATH)]
+    pub tracker_path: String,
     /// DANGER: accept requests without an API key (local demos only). Logs a warning at
     /// every start; events are recorded as application `anonymous`.
     #[arg(long, env = "EYE_INSECURE_NO_AUTH")]
@@ -293,6 +297,47 @@ pub enum ConfigError {
     /// A Redis duration or count that must be positive is 0.
     #[error("--{0} must be positive")]
     NotPositive(&'static str),
+    /// A tracker path that is not a plain path or that an API route already uses.
+    #[error(
+        "--tracker-path `{0}` must be a path such as `/eye.js` or `/t/a1b2.js` (letters, \
+         digits, `.`, `-`, `_`) outside the API's own routes"
+    )]
+    TrackerPath(String),
+}
+
+/// First path segments the API's own routes use: a tracker path may not start with
+/// one of them.
+const RESERVED_SEGMENTS: [&str; 10] = [
+    "events",
+    "sessions",
+    "errors",
+    "healthz",
+    "readyz",
+    "openapi.json",
+    "docs",
+    "schema",
+    "metrics",
+    "assets",
+];
+
+/// Checks a `--tracker-path`: `/` and segments of `[A-Za-z0-9._-]`, none empty or
+/// dot-only, the first not one of the API's.
+fn valid_tracker_path(path: &str) -> bool {
+    let Some(rest) = path.strip_prefix('/') else {
+        return false;
+    };
+    let mut segments = rest.split('/');
+    let first_ok = segments
+        .clone()
+        .next()
+        .is_some_and(|s| !RESERVED_SEGMENTS.iter().any(|r| r.eq_ignore_ascii_case(s)));
+    first_ok
+        && segments.all(|s| {
+            !s.is_empty()
+                && s.chars().any(|c| c != '.')
+                && s.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
+        })
 }
 
 impl RedisConfig {
@@ -393,6 +438,9 @@ impl ServeConfig {
         if self.queue.redis.url.is_some() {
             self.queue.redis.validate()?;
         }
+        if !valid_tracker_path(&self.http.tracker_path) {
+            return Err(ConfigError::TrackerPath(self.http.tracker_path.clone()));
+        }
         Ok(())
     }
 
@@ -413,5 +461,43 @@ impl ServeConfig {
         // the default here is the store-ack path.
         c.queue.ack_after = AckAfter::Store;
         c
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tracker_path_is_a_plain_path_outside_the_api() {
+        for ok in ["/eye.js", "/a1b2.js", "/t/x-y_z.js", "/static/eye.min.js"] {
+            assert!(valid_tracker_path(ok), "{ok}");
+        }
+        for bad in [
+            "eye.js",
+            "/",
+            "/events",
+            "/events/eye.js",
+            "/docs/eye.js",
+            "/a//b.js",
+            "/../x.js",
+            "/a b.js",
+            "/x.js?v=1",
+            "/{id}",
+            "/*x",
+        ] {
+            assert!(!valid_tracker_path(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_bad_tracker_path_fails_validation() {
+        let mut c = ServeConfig::for_tests("sqlite::memory:");
+        assert!(c.validate().is_ok());
+        c.http.tracker_path = "/metrics".into();
+        assert_eq!(
+            c.validate(),
+            Err(ConfigError::TrackerPath("/metrics".into()))
+        );
     }
 }

@@ -80,6 +80,21 @@ pub enum ApiError {
     /// `cross_site_request`): the browser attached its cached key on its own.
     #[error("cross-site request with Basic credentials")]
     CrossSiteRequest,
+    /// An API key in the URL that is not a publishable key (400 `secret_key_in_url`):
+    /// URLs end up in logs, so only public keys may travel in them.
+    #[error("secret key in the URL")]
+    SecretKeyInUrl,
+    /// A publishable key on a route other than ingest (403 `publishable_key`).
+    #[error("publishable key used to read")]
+    PublishableKey,
+    /// A publishable key from a page whose origin its application does not list, or
+    /// from a request without `Origin` (403 `origin_not_allowed`).
+    #[error("origin not allowed for this publishable key")]
+    OriginNotAllowed,
+    /// A `sent_at` query parameter or `Eye-Sent-At` header that is not a timestamp
+    /// (400 `invalid_sent_at`).
+    #[error("invalid sent_at: {0}")]
+    InvalidSentAt(String),
     /// The queue cannot take events now, or the store is busy or unreachable (503 with
     /// `Retry-After`): retry later.
     #[error("unavailable: {0}")]
@@ -134,6 +149,8 @@ impl ApiError {
             | Self::InvalidBody(_)
             | Self::BadRequest(_)
             | Self::EmptyBatch
+            | Self::SecretKeyInUrl
+            | Self::InvalidSentAt(_)
             | Self::Query(_) => StatusCode::BAD_REQUEST,
             Self::UnsupportedMediaType | Self::UnsupportedEncoding(_) => {
                 StatusCode::UNSUPPORTED_MEDIA_TYPE
@@ -145,7 +162,10 @@ impl ApiError {
             }
             Self::InvalidPage | Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
-            Self::Forbidden(_) | Self::CrossSiteRequest => StatusCode::FORBIDDEN,
+            Self::Forbidden(_)
+            | Self::CrossSiteRequest
+            | Self::PublishableKey
+            | Self::OriginNotAllowed => StatusCode::FORBIDDEN,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -172,6 +192,10 @@ impl ApiError {
             Self::Unauthorized => "unauthorized",
             Self::Forbidden(_) => "forbidden",
             Self::CrossSiteRequest => "cross_site_request",
+            Self::SecretKeyInUrl => "secret_key_in_url",
+            Self::PublishableKey => "publishable_key",
+            Self::OriginNotAllowed => "origin_not_allowed",
+            Self::InvalidSentAt(_) => "invalid_sent_at",
             Self::Unavailable(_) => "unavailable",
             Self::RateLimited { .. } => "rate_limited",
             Self::Internal(_) => "internal",
@@ -234,6 +258,32 @@ impl ApiError {
                 "a request from another site may not use the browser's Basic credentials; \
                  send an `Authorization: Bearer` key"
                     .into(),
+                Value::Null,
+            ),
+            Self::SecretKeyInUrl => (
+                "only publishable keys (`eye_pk_...`) are accepted in the URL: a URL ends up \
+                 in logs, so send a secret key as `Authorization: Bearer <key>` (and create a \
+                 new one: this one may have leaked)"
+                    .into(),
+                Value::Null,
+            ),
+            Self::PublishableKey => (
+                "a publishable key can only send events (`POST /events`) from its \
+                 application's origins; reading needs a secret key with the `query` scope"
+                    .into(),
+                Value::Null,
+            ),
+            Self::OriginNotAllowed => (
+                "this publishable key only takes events from pages of its application's \
+                 origins (`Origin` header); see `eye-server apps list`"
+                    .into(),
+                Value::Null,
+            ),
+            Self::InvalidSentAt(why) => (
+                format!(
+                    "`sent_at` (or `Eye-Sent-At`) must be the time the request was sent, \
+                     RFC 3339 such as `2022-04-11T01:08:01.407Z`: {why}"
+                ),
                 Value::Null,
             ),
             Self::Unavailable(_) => (

@@ -23,6 +23,41 @@ pub struct AcceptedEvent {
     pub received_at: DateTime<Utc>,
     /// The validated event. Its own `id` field is ignored in favour of [`Self::id`].
     pub event: Event,
+    /// The sender's own timestamp when the request carried `sent_at` and the event's
+    /// timestamp was corrected for the sender's clock.
+    ///
+    /// Added to `event.v1` as an optional field rather than as an `event.v2`: a message
+    /// without it is byte for byte what it was, and a worker of the previous version
+    /// that reads one with it stores the (already corrected) event and only drops this
+    /// informational field, which is better than dead-lettering the event.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "optional_micros"
+    )]
+    pub client_timestamp: Option<DateTime<Utc>>,
+}
+
+/// [`eye_core::serde_micros`] for an optional instant.
+mod optional_micros {
+    use chrono::{DateTime, Utc};
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(t: &Option<DateTime<Utc>>, s: S) -> Result<S::Ok, S::Error> {
+        match t {
+            Some(t) => eye_core::serde_micros::serialize(t, s),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<DateTime<Utc>>, D::Error> {
+        let s = <Option<std::borrow::Cow<'de, str>>>::deserialize(d)?;
+        s.map(|s| {
+            eye_core::parse_timestamp(&s)
+                .ok_or_else(|| serde::de::Error::custom(format!("invalid timestamp `{s}`")))
+        })
+        .transpose()
+    }
 }
 
 /// A rejected event, for the errors log.

@@ -53,6 +53,7 @@ fn message(item: &Item) -> Option<Message> {
         Item::PageView { session, path, id } => {
             let event = Event::page_view(session, "www.example.com", &format!("/{path}")).ok()?;
             Some(Message::EventV1(AcceptedEvent {
+                client_timestamp: None,
                 id: uuid::Uuid::from_u128(*id),
                 application: "fuzz".into(),
                 received_at,

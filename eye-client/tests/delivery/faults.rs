@@ -49,6 +49,37 @@ async fn too_many_requests_waits_at_least_retry_after() {
 }
 
 #[tokio::test]
+async fn every_attempt_carries_its_own_sent_at() {
+    let server = MockServer::start().await;
+    let ingest = Ingest::default();
+    let limited = ResponseTemplate::new(429).insert_header("retry-after", "1");
+    mount_after(&server, limited, 1, &ingest).await;
+    let client = builder(&server.uri()).build().unwrap();
+
+    track_n(&client, 2);
+    let report = client.flush().await;
+
+    assert_eq!(report.delivered, 2, "{report}");
+    let requests = server.received_requests().await.unwrap();
+    let stamps: Vec<chrono::DateTime<chrono::Utc>> = requests
+        .iter()
+        .map(|r| {
+            let v = r
+                .headers
+                .get("eye-sent-at")
+                .expect("Eye-Sent-At on every attempt");
+            eye_core::parse_timestamp(v.to_str().unwrap()).unwrap()
+        })
+        .collect();
+    assert_eq!(stamps.len(), 2);
+    // The retry waited Retry-After (1 s): a stamp made once per batch would repeat.
+    assert!(
+        stamps[1] - stamps[0] >= chrono::Duration::milliseconds(900),
+        "{stamps:?}"
+    );
+}
+
+#[tokio::test]
 async fn payload_too_large_splits_the_batch_until_it_fits() {
     let server = MockServer::start().await;
     let ingest = Ingest::max_events(2);

@@ -71,6 +71,7 @@ fn stored_event_round_trips_with_its_server_fields() {
         timestamp,
         application: "shop".to_owned(),
         received_at: now(),
+        client_timestamp: Some(now() + chrono::Duration::hours(1)),
     };
 
     let json = serde_json::to_value(&stored).unwrap();
@@ -79,6 +80,7 @@ fn stored_event_round_trips_with_its_server_fields() {
     assert_eq!(back, stored);
     assert_eq!(json["received_at"], "2022-04-11T12:00:00.000000Z");
     assert_eq!(json["application"], "shop");
+    assert_eq!(json["client_timestamp"], "2022-04-11T13:00:00.000000Z");
     assert_eq!(json["category"], "form_interaction");
 }
 

@@ -1,6 +1,6 @@
 //! Timestamp formats, precision, offsets and the future-skew rule with an injected clock.
 
-use chrono::{Duration, TimeZone, Utc};
+use chrono::{DateTime, Duration, TimeZone, Utc};
 use eye_core::{ErrorCode, Event, ValidationContext, format_timestamp, parse_timestamp};
 use serde_json::json;
 
@@ -266,4 +266,44 @@ fn parse_timestamp_and_format_timestamp_round_trip() {
 
     assert_eq!(text, "2022-04-11T01:08:01.407119Z");
     assert_eq!(parse_timestamp(&text), Some(t));
+}
+
+#[test]
+fn sent_at_moves_timestamps_by_the_senders_clock_error() {
+    // The sender's clock is 2 hours fast: it says it sent at 14:00 when it is 12:00.
+    let ctx = ValidationContext::at(now()).with_sent_at(now() + Duration::hours(2));
+    let v = set(page_view(), "/timestamp", json!("2022-04-11T13:59:30Z"));
+
+    let event = Event::parse_json(&serde_json::to_vec(&v).unwrap(), &ctx).unwrap();
+
+    assert_eq!(event.timestamp(), now() - Duration::seconds(30));
+    assert_eq!(
+        ctx.client_time(event.timestamp()),
+        now() + Duration::hours(2) - Duration::seconds(30)
+    );
+    assert_eq!(ctx.clock_offset(), -Duration::hours(2));
+}
+
+#[test]
+fn sent_at_from_a_slow_clock_can_still_reveal_a_future_timestamp() {
+    // A clock 1 hour slow sent an event stamped 10 minutes after its send time.
+    let ctx = ValidationContext::at(now()).with_sent_at(now() - Duration::hours(1));
+    let v = set(page_view(), "/timestamp", json!("2022-04-11T11:10:00Z"));
+
+    let errors = Event::parse_json(&serde_json::to_vec(&v).unwrap(), &ctx).unwrap_err();
+
+    assert!(errors.has_code(ErrorCode::TimestampInFuture));
+    let message = &errors.errors()[0].message;
+    assert!(message.contains("sent_at"), "{message}");
+    assert!(message.contains("2022-04-11T12:10:00.000000Z"), "{message}");
+}
+
+#[test]
+fn a_correction_out_of_range_is_an_invalid_timestamp_not_a_panic() {
+    let ctx = ValidationContext::at(now()).with_sent_at(DateTime::<Utc>::MIN_UTC);
+    let v = set(page_view(), "/timestamp", json!("9999-12-31T23:59:59Z"));
+
+    let errors = Event::parse_json(&serde_json::to_vec(&v).unwrap(), &ctx).unwrap_err();
+
+    assert!(errors.has_code(ErrorCode::InvalidTimestamp), "{errors:?}");
 }

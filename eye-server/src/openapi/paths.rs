@@ -49,7 +49,9 @@ fn auth_errors(responses: &mut serde_json::Map<String, Value>) {
             "`forbidden`: the key lacks the scope this route needs. `cross_site_request`: \
              Basic credentials on a request another site made the browser send \
              (`Sec-Fetch-Site: cross-site` or `same-site`, or a foreign `Origin`); \
-             Bearer keys are not affected.",
+             Bearer keys are not affected. `publishable_key`: a publishable key \
+             (`eye_pk_...`) may only send events. `origin_not_allowed` (ingest): a \
+             publishable key from a page whose `Origin` its application does not list.",
         ),
     );
 }
@@ -179,11 +181,16 @@ fn post_events() -> Value {
         "tags": ["ingest"],
         "operationId": "postEvents",
         "summary": "Send one event or a batch",
-        "description": "One event object, or an array of up to 1000 events. Each is validated before anything is queued; a 2xx means every accepted event is durable. Bodies may be gzip-compressed (`Content-Encoding: gzip`); the size limit applies after decompression. Needs a key with the `ingest` scope.",
+        "description": "One event object, or an array of up to 1000 events. Each is validated before anything is queued; a 2xx means every accepted event is durable. Bodies may be gzip-compressed (`Content-Encoding: gzip`); the size limit applies after decompression. Needs a key with the `ingest` scope, or a publishable key (`eye_pk_...`, the browser tracker's) from one of its application's origins; a publishable key may come as `?key=` and its body as `text/plain` holding the same JSON, and its answers carry a CORS grant for that origin. With `sent_at` (or `Eye-Sent-At`), each event's timestamp is corrected by the server's receive time minus `sent_at` before validation, and the sender's own timestamp is kept as `client_timestamp`.",
         "security": security(),
+        "parameters": ingest_params(),
         "requestBody": {
             "required": true,
-            "content": {"application/json": {
+            "content": {
+              "text/plain": {
+                "schema": {"type": "string", "description": "The same JSON as `application/json`; accepted from publishable keys only (415 otherwise): what `navigator.sendBeacon` and a CORS simple request send."}
+              },
+              "application/json": {
                 "schema": {"oneOf": [schema_ref("Event"), schema_ref("EventBatch")]},
                 "examples": {
                     "page_view": {"summary": "One page view (the seed's example)", "value": seed_example()},
@@ -206,13 +213,46 @@ fn post_events() -> Value {
                 created["headers"] = json!({"Location": {"description": "`/events/{id}` of a single accepted event. It answers once the event is stored: at once with `--ack-after store`, a few milliseconds later with the default `--ack-after journal` (404 until then).", "schema": {"type": "string"}}});
                 created
             }),
-            ("400", json_body("The event is invalid (every problem listed), no event of the batch was valid, or the JSON is malformed.", json!({"oneOf": [schema_ref("ErrorBody"), schema_ref("IngestResponse")]}))),
+            ("400", json_body("The event is invalid (every problem listed), no event of the batch was valid, or the JSON is malformed; `invalid_sent_at`: `sent_at` or `Eye-Sent-At` is not a timestamp; `secret_key_in_url`: `?key=` holds a secret key (only publishable keys may travel in URLs).", json!({"oneOf": [schema_ref("ErrorBody"), schema_ref("IngestResponse")]}))),
             ("408", error("The request took longer than the configured timeout.")),
             ("413", error("Body or batch too large: split it.")),
-            ("415", error("Not `application/json`.")),
+            ("415", error("Not `application/json` (nor `text/plain` from a publishable key).")),
             ("429", error("The application's rate limit is reached (`rate_limited`); nothing was accepted. Retry after `Retry-After` seconds with the same ids.")),
             ("503", error("The queue cannot take events now; nothing was accepted. Retry after `Retry-After` seconds.")),
         ], true)
+    })
+}
+
+/// The query parameters and header of `POST /events`.
+fn ingest_params() -> Vec<Value> {
+    vec![
+        json!({"name": "key", "in": "query", "required": false,
+            "description": "A publishable key (`eye_pk_...`) for requests that cannot set `Authorization` (`navigator.sendBeacon`). Secret keys are refused here (400 `secret_key_in_url`): URLs end up in logs.",
+            "schema": {"type": "string"}}),
+        json!({"name": "sent_at", "in": "query", "required": false,
+            "description": "When this request (this attempt) was sent, by the sender's clock, RFC 3339. Every event's timestamp is corrected by the server's receive time minus `sent_at`; the sender's timestamp is kept as `client_timestamp`. 400 `invalid_sent_at` when it is not a timestamp.",
+            "schema": {"type": "string", "examples": ["2022-04-11T01:08:01.407Z"]}}),
+        json!({"name": "Eye-Sent-At", "in": "header", "required": false,
+            "description": "The same as `sent_at`, as a header (`sent_at` wins when both are given).",
+            "schema": {"type": "string"}}),
+    ]
+}
+
+/// `OPTIONS /events`: the CORS preflight.
+fn preflight_events() -> Value {
+    json!({
+        "tags": ["ingest"],
+        "operationId": "preflightEvents",
+        "summary": "CORS preflight of a browser's ingest",
+        "description": "Granted (`Access-Control-Allow-Origin` echoing the origin, `Allow-Methods: POST`, `Allow-Headers: content-type, content-encoding, eye-sent-at`) only for a publishable `?key=` from one of its application's origins. Without a `key` or `Access-Control-Request-Method: POST`, 204 without a grant. The tracker's own requests are CORS simple requests and need no preflight.",
+        "security": [],
+        "parameters": [ingest_params()[0].clone()],
+        "responses": {
+            "204": {"description": "Preflight answered; the CORS headers say whether it is granted."},
+            "400": error("`secret_key_in_url`: `?key=` holds a secret key."),
+            "401": error("Unknown or revoked key."),
+            "403": error("`origin_not_allowed`: the `Origin` is not one of the key's application's.")
+        }
     })
 }
 
@@ -347,11 +387,20 @@ pub fn paths() -> Value {
         "application/json",
         json!({"type": "object"}),
     );
+    let mut tracker = meta(
+        "tracker",
+        "The browser tracker (eye.js); served at `--tracker-path`, `/eye.js` by default",
+        "text/javascript",
+        text.clone(),
+    );
+    tracker["responses"]["304"] =
+        json!({"description": "`If-None-Match` names the current `ETag`."});
     readyz["responses"]["503"] = json!({"description": "The store or the queue does not answer.", "content": {"application/json": {"schema": {"type": "object"}}}});
     json!({
         "/": {"get": dashboard},
-        "/events": {"post": post_events(), "get": get_events()},
-        "/events/": {"post": alias(post_events(), "/events"), "get": alias(get_events(), "/events")},
+        "/events": {"post": post_events(), "get": get_events(), "options": preflight_events()},
+        "/events/": {"post": alias(post_events(), "/events"), "get": alias(get_events(), "/events"),
+            "options": alias(preflight_events(), "/events")},
         "/events/{id}": {"get": get_event()},
         "/sessions/{session_id}": {"get": get_session()},
         "/sessions/{session_id}/events": {"get": get_session_events()},
@@ -363,6 +412,7 @@ pub fn paths() -> Value {
         "/schema": {"get": meta("eventSchema", "The JSON Schema (draft 2020-12) of one event", "application/schema+json", json!({"type": "object"}))},
         "/docs": {"get": meta("docs", "This document, rendered (Redoc)", "text/html", text.clone())},
         "/assets/redoc.standalone.js": {"get": meta("redocScript", "The Redoc script /docs loads (vendored)", "text/javascript", text.clone())},
-        "/assets/eye.css": {"get": meta("stylesheet", "The stylesheet of the HTML pages", "text/css", text)},
+        "/assets/eye.css": {"get": meta("stylesheet", "The stylesheet of the HTML pages", "text/css", text.clone())},
+        "/eye.js": {"get": tracker},
     })
 }

@@ -250,6 +250,7 @@ mod tests {
     fn message() -> Message {
         let event = eye_core::Event::page_view("s", "www.example.com", "/").unwrap();
         Message::EventV1(AcceptedEvent {
+            client_timestamp: None,
             id: uuid::Uuid::now_v7(),
             application: "test".into(),
             received_at: chrono::Utc::now(),

@@ -11,13 +11,23 @@
 //! - a batch (JSON array of 1 to [`MAX_BATCH_EVENTS`]): `201` with one result per event
 //!   when at least one was accepted, `400` with the same body when none was;
 //! - the queue cannot take them: `503` with `Retry-After`, nothing accepted.
+//!
+//! For the browser tracker: a publishable key may come as `?key=` and its body as
+//! `text/plain` (a CORS simple request); answers to a publishable key's own origins
+//! carry the CORS grant, errors included, and `OPTIONS` answers preflights
+//! (`crate::auth`'s `publishable` module has the rules).
+//!
+//! Clock skew: when the request says when it was sent (`?sent_at=` or `Eye-Sent-At`,
+//! by the sender's clock), every event's timestamp is moved by the server's receive
+//! time minus `sent_at` before validation, and the sender's own timestamp is kept as
+//! `client_timestamp` ([`eye_core::ValidationContext::with_sent_at`]).
 
 use std::io::Read;
 
 use axum::Router;
 use axum::body::{Body, Bytes};
-use axum::extract::State;
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use chrono::{DateTime, Utc};
@@ -29,32 +39,153 @@ use serde_json::Value;
 use serde_json::value::RawValue;
 use uuid::Uuid;
 
-use crate::auth::{Caller, IngestCaller};
+use crate::auth::{Caller, grant_cors, grant_preflight, record_application, request_origin};
 use crate::error::ApiError;
 use crate::message::{AcceptedEvent, Message, RejectedEvent};
 use crate::state::AppState;
+use crate::store::Scope;
 
-/// `POST /events` and `POST /events/`.
+/// `POST /events` and `POST /events/`, and their CORS preflights.
 pub fn router() -> Router<AppState> {
     Router::new()
-        .route("/events", post(create_events))
-        .route("/events/", post(create_events))
+        .route("/events", post(create_events).options(preflight))
+        .route("/events/", post(create_events).options(preflight))
 }
 
+/// The query parameters ingest reads (any other is ignored).
+#[derive(Debug, Default, serde::Deserialize)]
+struct IngestParams {
+    /// A publishable key (a beacon cannot set `Authorization`).
+    key: Option<String>,
+    /// When the request was sent, by the sender's clock.
+    sent_at: Option<String>,
+}
+
+impl IngestParams {
+    fn of(uri: &Uri) -> Result<Self, ApiError> {
+        if uri.query().is_none() {
+            return Ok(Self::default());
+        }
+        Query::<Self>::try_from_uri(uri)
+            .map(|Query(p)| p)
+            .map_err(|e| ApiError::BadRequest(e.body_text()))
+    }
+}
+
+/// The header form of `sent_at`, for clients that would rather not touch the URL.
+pub const SENT_AT_HEADER: &str = "eye-sent-at";
+
+/// The request's send time by the sender's clock: `?sent_at=`, else `Eye-Sent-At`.
+fn sent_at(params: &IngestParams, headers: &HeaderMap) -> Result<Option<DateTime<Utc>>, ApiError> {
+    let text = match (&params.sent_at, headers.get(SENT_AT_HEADER)) {
+        (Some(q), _) => q.as_str(),
+        (None, Some(h)) => h
+            .to_str()
+            .map_err(|_| ApiError::InvalidSentAt("the header is not text".into()))?,
+        (None, None) => return Ok(None),
+    };
+    eye_core::parse_timestamp(text.trim())
+        .map(|t| Some(truncate_to_micros(t)))
+        .ok_or_else(|| {
+            let shown: String = text.chars().take(64).collect();
+            ApiError::InvalidSentAt(format!("`{shown}` is not a timestamp"))
+        })
+}
+
+/// Authenticates, ingests, and grants CORS to a publishable key's own origins on
+/// whatever the answer is (a 429 or 400 included), so the tracker can read it.
 async fn create_events(
     State(state): State<AppState>,
-    IngestCaller(caller): IngestCaller,
+    method: Method,
+    uri: Uri,
     headers: HeaderMap,
     body: Body,
+) -> Response {
+    let params = match IngestParams::of(&uri) {
+        Ok(p) => p,
+        Err(e) => return e.into_response(),
+    };
+    let caller = match state
+        .auth
+        .authenticate(&method, &headers, params.key.as_deref(), Scope::Ingest)
+        .await
+    {
+        Ok(caller) => caller,
+        Err(e) => return e.into_response(),
+    };
+    record_application(&caller);
+    let mut response = match ingest(&state, &caller, &params, &headers, body).await {
+        Ok(r) => r,
+        Err(e) => e.into_response(),
+    };
+    if caller.is_publishable()
+        && let Some(origin) = request_origin(&headers)
+    {
+        // `authenticate` let the key in only from one of its origins.
+        grant_cors(response.headers_mut(), &origin);
+    }
+    response
+}
+
+/// `OPTIONS /events`: a CORS preflight (a page posting `application/json` or with
+/// `Eye-Sent-At`; the tracker's own requests are simple and need none). Granted only
+/// for a publishable `?key=` from one of its origins; anything else is answered
+/// without a grant, so the browser blocks the request.
+async fn preflight(
+    State(state): State<AppState>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+) -> Response {
+    let asked = headers
+        .get(header::ACCESS_CONTROL_REQUEST_METHOD)
+        .is_some_and(|m| m == "POST");
+    let key = IngestParams::of(&uri).ok().and_then(|p| p.key);
+    let mut response = StatusCode::NO_CONTENT.into_response();
+    response
+        .headers_mut()
+        .insert(header::ALLOW, HeaderValue::from_static("POST, OPTIONS"));
+    if !asked || key.is_none() {
+        return response;
+    }
+    match state
+        .auth
+        .authenticate(&method, &headers, key.as_deref(), Scope::Ingest)
+        .await
+    {
+        Ok(caller) if caller.is_publishable() => {
+            if let Some(origin) = request_origin(&headers) {
+                grant_preflight(response.headers_mut(), &origin);
+            }
+            response
+        }
+        Ok(_) => response,
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn ingest(
+    state: &AppState,
+    caller: &Caller,
+    params: &IngestParams,
+    headers: &HeaderMap,
+    body: Body,
 ) -> Result<Response, ApiError> {
-    check_content_type(&headers)?;
+    check_content_type(headers, caller.is_publishable())?;
+    let sent_at = sent_at(params, headers)?;
     let limit = state.config.http.max_body_bytes;
-    let raw = read_body(body, &headers, limit).await?;
+    let raw = read_body(body, headers, limit).await?;
     let now = truncate_to_micros(state.clock.now());
+    let mut ctx =
+        ValidationContext::at(now).with_max_clock_skew(state.config.ingest.max_clock_skew());
+    if let Some(sent_at) = sent_at {
+        ctx = ctx.with_sent_at(sent_at);
+    }
     let edge = Edge {
-        ctx: ValidationContext::at(now).with_max_clock_skew(state.config.ingest.max_clock_skew()),
+        ctx,
+        corrected: sent_at.is_some(),
         max_event_bytes: state.config.ingest.max_event_bytes,
-        caller: &caller,
+        caller,
         now,
     };
     let parsed = match parse_body(&raw, &edge) {
@@ -70,7 +201,7 @@ async fn create_events(
                     )),
                     &String::from_utf8_lossy(&raw),
                 );
-                log_rejections(&state, vec![Message::RejectedV1(rejected)]).await;
+                log_rejections(state, vec![Message::RejectedV1(rejected)]).await;
             }
             return Err(error);
         }
@@ -87,12 +218,15 @@ async fn create_events(
             });
         }
     }
-    respond(&state, parsed).await
+    respond(state, parsed).await
 }
 
 /// What the edge needs to turn JSON into queue messages.
 struct Edge<'a> {
     ctx: ValidationContext,
+    /// Whether timestamps are corrected by `sent_at` (then each event keeps its
+    /// sender's own timestamp as `client_timestamp`).
+    corrected: bool,
     max_event_bytes: usize,
     caller: &'a Caller,
     now: DateTime<Utc>,
@@ -129,6 +263,9 @@ impl Edge<'_> {
         };
         match result {
             Ok(event) => Outcome::Accepted(AcceptedEvent {
+                client_timestamp: self
+                    .corrected
+                    .then(|| self.ctx.client_time(event.timestamp())),
                 id: event.id().unwrap_or_else(Uuid::now_v7),
                 application: self.caller.application.clone(),
                 received_at: self.now,
@@ -283,8 +420,9 @@ fn count(accepted: usize, rejected: usize) {
 }
 
 /// Accepts `application/json` and `application/*+json`, with any parameters, and a
-/// missing `Content-Type`.
-fn check_content_type(headers: &HeaderMap) -> Result<(), ApiError> {
+/// missing `Content-Type`; from a publishable key also `text/plain` holding the same
+/// JSON (what `sendBeacon` and a CORS simple request can send).
+fn check_content_type(headers: &HeaderMap, publishable: bool) -> Result<(), ApiError> {
     let Some(value) = headers.get(header::CONTENT_TYPE) else {
         return Ok(());
     };
@@ -295,8 +433,9 @@ fn check_content_type(headers: &HeaderMap) -> Result<(), ApiError> {
         .unwrap_or_default()
         .trim()
         .to_ascii_lowercase();
-    let json =
-        mime == "application/json" || (mime.starts_with("application/") && mime.ends_with("+json"));
+    let json = mime == "application/json"
+        || (mime.starts_with("application/") && mime.ends_with("+json"))
+        || (publishable && mime == "text/plain");
     if json {
         Ok(())
     } else {
@@ -362,18 +501,29 @@ mod tests {
     #[test]
     fn json_content_types_are_accepted_others_refused() {
         let mut h = HeaderMap::new();
-        assert!(check_content_type(&h).is_ok());
+        assert!(check_content_type(&h, false).is_ok());
         for ok in [
             "application/json",
             "application/json; charset=utf-8",
             "application/vnd.eye+json",
         ] {
             h.insert(header::CONTENT_TYPE, HeaderValue::from_static(ok));
-            assert!(check_content_type(&h).is_ok(), "{ok}");
+            assert!(check_content_type(&h, false).is_ok(), "{ok}");
         }
         for bad in ["text/plain", "application/x-www-form-urlencoded"] {
             h.insert(header::CONTENT_TYPE, HeaderValue::from_static(bad));
-            assert!(check_content_type(&h).is_err(), "{bad}");
+            assert!(check_content_type(&h, false).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn text_plain_is_json_only_for_publishable_keys() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain;charset=UTF-8"),
+        );
+        assert!(check_content_type(&h, true).is_ok());
+        assert!(check_content_type(&h, false).is_err());
     }
 }

@@ -11,7 +11,9 @@
 //! | `GET /errors` | query | 200, 400, 404 |
 //! | `GET /healthz`, `/readyz` | none | 200, 503 |
 //! | `GET /` (dashboard, HTML) | query | 200, 401 |
+//! | `OPTIONS /events` (CORS preflight) | publishable `?key=` | 204, 401, 403 |
 //! | `GET /openapi.json`, `/docs`, `/schema`, `/metrics`, `/assets/*` | none | 200 |
+//! | `GET /eye.js` (`--tracker-path`; the browser tracker) | none | 200, 304 |
 //!
 //! Every `GET` above that answers JSON answers HTML to a browser ([`crate::web`]).
 //!
@@ -28,6 +30,7 @@ pub mod ingest;
 pub mod listing;
 pub mod metrics;
 pub mod sessions;
+pub mod tracker;
 
 use axum::Router;
 use axum::body::Body;
@@ -58,6 +61,7 @@ pub fn router(state: AppState) -> Router {
         .merge(crate::openapi::router())
         .merge(crate::web::router())
         .merge(metrics::router())
+        .merge(tracker::router(&http.tracker_path))
         .fallback(not_found)
         .with_state(state.clone())
         // All the middleware in ONE `Router::layer` call. Each call boxes every route

@@ -1,4 +1,5 @@
-//! Applications: the trusted clients, each with a hashed API key and scopes.
+//! Applications: the clients, each with a hashed API key and scopes. A secret key is
+//! a server's; a publishable key is a browser page's (ingest only, from listed origins).
 
 use super::rows::{from_micros, to_micros};
 use super::sql::Arg;
@@ -89,6 +90,17 @@ pub struct AppRecord {
     pub revoked_at: Option<DateTime<Utc>>,
     /// Most events per second it may send (a burst of one second's worth), if limited.
     pub rate_limit: Option<u32>,
+    /// `Some` for a publishable key (the browser tracker's): the origins
+    /// (`https://shop.example`) whose pages may send events with it. `None` for a
+    /// secret key.
+    pub origins: Option<Vec<String>>,
+}
+
+impl AppRecord {
+    /// True for a publishable key: public by design, ingest only, from its origins.
+    pub fn is_publishable(&self) -> bool {
+        self.origins.is_some()
+    }
 }
 
 /// An application to register. Only the key's SHA-256 is stored.
@@ -100,6 +112,9 @@ pub struct NewApp {
     pub key_hash: [u8; 32],
     /// What the key may do.
     pub scopes: Scopes,
+    /// `Some` for a publishable key: the origins allowed to send with it (normalised,
+    /// see `crate::auth::parse_origin`). `None` for a secret key.
+    pub origins: Option<Vec<String>>,
 }
 
 /// One row of `applications`.
@@ -111,6 +126,7 @@ struct AppRow {
     created_at: i64,
     revoked_at: Option<i64>,
     rate_limit: Option<i64>,
+    origins: Option<String>,
 }
 
 impl TryFrom<AppRow> for AppRecord {
@@ -124,12 +140,25 @@ impl TryFrom<AppRow> for AppRecord {
             created_at: from_micros(r.created_at)?,
             revoked_at: r.revoked_at.map(from_micros).transpose()?,
             rate_limit: r.rate_limit.and_then(|n| u32::try_from(n).ok()),
+            origins: r
+                .origins
+                .map(|o| {
+                    serde_json::from_str(&o).map_err(|e| {
+                        StoreError::Corrupt(format!("application {}: origins: {e}", r.id))
+                    })
+                })
+                .transpose()?,
         })
     }
 }
 
 const APP_COLUMNS: &str =
-    "SELECT id, name, scopes, created_at, revoked_at, rate_limit FROM applications";
+    "SELECT id, name, scopes, created_at, revoked_at, rate_limit, origins FROM applications";
+
+/// The stored form of a publishable key's origins: a JSON array.
+fn origins_to_db(origins: &[String]) -> String {
+    serde_json::Value::from(origins.to_vec()).to_string()
+}
 
 impl Store {
     /// Registers an application. Fails with [`StoreError::AppExists`] on a taken name.
@@ -140,13 +169,14 @@ impl Store {
             .await?
             .conn()
             .scalar(
-                "INSERT INTO applications (name, key_hash, scopes, created_at) \
-                 VALUES (?, ?, ?, ?) RETURNING id",
+                "INSERT INTO applications (name, key_hash, scopes, created_at, origins) \
+                 VALUES (?, ?, ?, ?, ?) RETURNING id",
                 &[
                     Arg::Text(app.name.clone()),
                     Arg::Bytes(app.key_hash.to_vec()),
                     Arg::Text(app.scopes.to_db()),
                     Arg::Int(to_micros(created_at)),
+                    Arg::OptText(app.origins.as_deref().map(origins_to_db)),
                 ],
             )
             .await;
@@ -158,6 +188,7 @@ impl Store {
                 created_at,
                 revoked_at: None,
                 rate_limit: None,
+                origins: app.origins.clone(),
             }),
             Err(StoreError::Database(sqlx::Error::Database(db)))
                 if db.is_unique_violation()
@@ -246,6 +277,32 @@ impl Store {
         match found {
             Some(_) => Ok(()),
             None => Err(StoreError::AppNotFound(name.to_owned())),
+        }
+    }
+
+    /// Replaces a publishable key's origins (API nodes apply it within their key
+    /// cache's lifetime). Fails with [`StoreError::NotPublishable`] for a secret key:
+    /// origins would make it one, and a secret key must never become public.
+    pub async fn set_origins(&self, name: &str, origins: &[String]) -> Result<(), StoreError> {
+        let found: Option<(i64,)> = self
+            .small_writer()
+            .await?
+            .conn()
+            .fetch_optional(
+                "UPDATE applications SET origins = ? WHERE name = ? AND origins IS NOT NULL \
+                 RETURNING id",
+                &[
+                    Arg::Text(origins_to_db(origins)),
+                    Arg::Text(name.to_owned()),
+                ],
+            )
+            .await?;
+        match found {
+            Some(_) => Ok(()),
+            None => match self.find_app_by_name(name).await? {
+                Some(_) => Err(StoreError::NotPublishable(name.to_owned())),
+                None => Err(StoreError::AppNotFound(name.to_owned())),
+            },
         }
     }
 

@@ -52,6 +52,7 @@ macro_rules! bind_all {
         for a in $args {
             q = match a {
                 Arg::Text(s) => q.bind(s.clone()),
+                Arg::OptText(s) => q.bind(s.clone()),
                 Arg::Int(i) => q.bind(*i),
                 Arg::Uuid(u) => q.bind(*u),
                 Arg::Bytes(b) => q.bind(b.clone()),

@@ -95,6 +95,9 @@ pub enum StoreError {
     /// No application has this name.
     #[error("no application named `{0}`")]
     AppNotFound(String),
+    /// The application's key is a secret key, not a publishable one.
+    #[error("application `{0}` has a secret key; only publishable keys have origins")]
+    NotPublishable(String),
 }
 
 impl StoreError {
@@ -110,9 +113,11 @@ impl StoreError {
         match self {
             Self::Database(e) | Self::Connect { source: e, .. } => is_transient(e),
             Self::Migrate(_) => true,
-            Self::InvalidUrl(_) | Self::Corrupt(_) | Self::AppExists(_) | Self::AppNotFound(_) => {
-                false
-            }
+            Self::InvalidUrl(_)
+            | Self::Corrupt(_)
+            | Self::AppExists(_)
+            | Self::AppNotFound(_)
+            | Self::NotPublishable(_) => false,
         }
     }
 }

@@ -28,8 +28,8 @@ pub(crate) fn hour_of(micros: i64) -> i64 {
 }
 
 /// The columns every event query selects, in [`EventRow`] order.
-pub(crate) const EVENT_COLUMNS: &str =
-    "e.id, e.application, e.session_id, e.category, e.name, e.data, e.timestamp, e.received_at";
+pub(crate) const EVENT_COLUMNS: &str = "e.id, e.application, e.session_id, e.category, e.name, e.data, e.timestamp, e.received_at, \
+     e.client_timestamp";
 
 /// One row of `events`.
 #[derive(Debug, sqlx::FromRow)]
@@ -43,6 +43,7 @@ pub(crate) struct EventRow {
     pub data: String,
     pub timestamp: i64,
     pub received_at: i64,
+    pub client_timestamp: Option<i64>,
 }
 
 impl TryFrom<EventRow> for StoredEvent {
@@ -66,6 +67,7 @@ impl TryFrom<EventRow> for StoredEvent {
             timestamp: from_micros(r.timestamp)?,
             application: r.application,
             received_at: from_micros(r.received_at)?,
+            client_timestamp: r.client_timestamp.map(from_micros).transpose()?,
         })
     }
 }

@@ -30,6 +30,8 @@ use super::rows::{HOUR_MICROS, hour_of, to_micros};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Arg {
     Text(String),
+    /// Text or SQL `NULL`.
+    OptText(Option<String>),
     Int(i64),
     Uuid(uuid::Uuid),
     Bytes(Vec<u8>),

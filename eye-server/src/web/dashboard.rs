@@ -124,7 +124,7 @@ pub(super) async fn dashboard(
         .map(|r| r.clamp(5, 3600));
     match state
         .auth
-        .authenticate(&method, &headers, Scope::Query)
+        .authenticate(&method, &headers, None, Scope::Query)
         .await
     {
         Ok(caller) => crate::auth::record_application(&caller),

@@ -16,6 +16,7 @@ use crate::binary::{Server, create_key, database_url};
 /// A page view of `session` with a fixed id, as the queue carries it.
 fn message(id: Uuid, session: &str) -> Message {
     Message::EventV1(AcceptedEvent {
+        client_timestamp: None,
         id,
         application: "tests".into(),
         received_at: chrono::Utc::now(),

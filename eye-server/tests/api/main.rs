@@ -16,6 +16,7 @@ mod ingest;
 mod journal_faults;
 mod limits;
 mod probes;
+mod publishable;
 mod query;
 mod rate_limits;
 mod seed;

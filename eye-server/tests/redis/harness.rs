@@ -187,6 +187,7 @@ pub async fn conn(url: &str) -> redis::aio::MultiplexedConnection {
 pub fn accepted(session: &str) -> AcceptedEvent {
     let event = Event::page_view(session, "www.example.com", "/").expect("a valid event");
     AcceptedEvent {
+        client_timestamp: None,
         id: Uuid::now_v7(),
         application: "test".into(),
         received_at: Utc::now(),

@@ -16,9 +16,9 @@ use serde_json::{Value, json};
 
 use crate::helpers::{RealApp, spawn_real};
 
-const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
+pub(crate) const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
 
-fn find_binary(names: &[&str]) -> Option<PathBuf> {
+pub(crate) fn find_binary(names: &[&str]) -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;
     for dir in std::env::split_paths(&path) {
         for name in names {
@@ -32,7 +32,7 @@ fn find_binary(names: &[&str]) -> Option<PathBuf> {
 }
 
 /// chromedriver, stopped (by its own pid) when dropped.
-struct Driver {
+pub(crate) struct Driver {
     child: Child,
     base: String,
 }
@@ -44,13 +44,18 @@ impl Drop for Driver {
     }
 }
 
-struct Session {
+pub(crate) struct Session {
     http: reqwest::Client,
     url: String,
 }
 
 impl Session {
-    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
+    pub(crate) async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Value {
         let mut request = self.http.request(method, format!("{}{path}", self.url));
         if let Some(body) = body {
             request = request.json(&body);
@@ -63,12 +68,12 @@ impl Session {
         response["value"].clone()
     }
 
-    async fn goto(&self, url: &str) {
+    pub(crate) async fn goto(&self, url: &str) {
         self.call(reqwest::Method::POST, "/url", Some(json!({ "url": url })))
             .await;
     }
 
-    async fn source(&self) -> String {
+    pub(crate) async fn source(&self) -> String {
         self.call(reqwest::Method::GET, "/source", None)
             .await
             .as_str()
@@ -76,7 +81,7 @@ impl Session {
             .to_owned()
     }
 
-    async fn element(&self, css: &str) -> String {
+    pub(crate) async fn element(&self, css: &str) -> String {
         let found = self
             .call(
                 reqwest::Method::POST,
@@ -90,7 +95,7 @@ impl Session {
             .to_owned()
     }
 
-    async fn screenshot(&self, path: &Path) {
+    pub(crate) async fn screenshot(&self, path: &Path) {
         let data = self.call(reqwest::Method::GET, "/screenshot", None).await;
         let png = base64::engine::general_purpose::STANDARD
             .decode(data.as_str().unwrap())
@@ -99,12 +104,12 @@ impl Session {
         std::fs::write(path, png).unwrap();
     }
 
-    async fn quit(self) {
+    pub(crate) async fn quit(self) {
         let _ = self.http.delete(&self.url).send().await;
     }
 }
 
-async fn start_driver(chromedriver: &Path) -> Driver {
+pub(crate) async fn start_driver(chromedriver: &Path) -> Driver {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -133,7 +138,7 @@ async fn start_driver(chromedriver: &Path) -> Driver {
     panic!("chromedriver did not start on port {port}");
 }
 
-async fn new_session(driver: &Driver, chromium: &Path) -> Session {
+pub(crate) async fn new_session(driver: &Driver, chromium: &Path) -> Session {
     let http = reqwest::Client::new();
     let caps = json!({"capabilities": {"alwaysMatch": {
         "browserName": "chrome",
@@ -163,7 +168,7 @@ async fn new_session(driver: &Driver, chromium: &Path) -> Session {
     }
 }
 
-fn screenshots_dir() -> PathBuf {
+pub(crate) fn screenshots_dir() -> PathBuf {
     let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(
         || Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"),
         PathBuf::from,

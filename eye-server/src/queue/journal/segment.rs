@@ -34,6 +34,7 @@ const MAX_FRAME_BYTES: u32 = 64 * 1024 * 1024;
 /// # use eye_server::message::{Message, AcceptedEvent};
 /// let event = eye_core::Event::page_view("s1", "www.example.com", "/").unwrap();
 /// let message = Message::EventV1(AcceptedEvent {
+///     client_timestamp: None,
 ///     id: uuid::Uuid::now_v7(),
 ///     application: "shop".into(),
 ///     received_at: chrono::DateTime::from_timestamp_micros(1_700_000_000_123_456).unwrap(),
@@ -271,6 +272,7 @@ mod tests {
 
     fn message(session: &str) -> Message {
         Message::EventV1(AcceptedEvent {
+            client_timestamp: None,
             id: uuid::Uuid::now_v7(),
             application: "t".into(),
             // The wire format keeps microseconds.

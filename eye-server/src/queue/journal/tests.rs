@@ -17,6 +17,7 @@ use crate::message::AcceptedEvent;
 fn message(id: Uuid) -> Message {
     let event = eye_core::Event::page_view("s", "www.example.com", "/").unwrap();
     Message::EventV1(AcceptedEvent {
+        client_timestamp: None,
         id,
         application: "test".into(),
         received_at: chrono::Utc::now(),

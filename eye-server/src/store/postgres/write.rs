@@ -92,11 +92,15 @@ async fn insert_events<'e, 'a>(
         .iter()
         .map(|e| to_micros(e.src.received_at))
         .collect();
+    let client_timestamps: Vec<Option<i64>> = events
+        .iter()
+        .map(|e| e.src.client_timestamp.map(to_micros))
+        .collect();
     let new_ids: Vec<(Uuid,)> = sqlx::query_as(
         "INSERT INTO events (id, application, session_id, category, name, data, timestamp, \
-         received_at) \
+         received_at, client_timestamp) \
          SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], \
-         $6::text[], $7::bigint[], $8::bigint[]) \
+         $6::text[], $7::bigint[], $8::bigint[], $9::bigint[]) \
          ON CONFLICT (id) DO NOTHING RETURNING id",
     )
     .bind(ids)
@@ -107,6 +111,7 @@ async fn insert_events<'e, 'a>(
     .bind(data)
     .bind(timestamps)
     .bind(received)
+    .bind(client_timestamps)
     .fetch_all(&mut *conn)
     .await?;
     let new_ids: HashSet<Uuid> = new_ids.into_iter().map(|(id,)| id).collect();

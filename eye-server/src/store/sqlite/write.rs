@@ -68,13 +68,13 @@ impl SqliteStore {
 fn insert_sql(rows: usize) -> String {
     let mut sql = String::from(
         "INSERT INTO events (id, application, session_id, category, name, data, timestamp, \
-         received_at) VALUES ",
+         received_at, client_timestamp) VALUES ",
     );
     for i in 0..rows {
         if i > 0 {
             sql.push(',');
         }
-        sql.push_str("(?,?,?,?,?,?,?,?)");
+        sql.push_str("(?,?,?,?,?,?,?,?,?)");
     }
     sql.push_str(" ON CONFLICT(id) DO NOTHING RETURNING id");
     sql
@@ -98,7 +98,8 @@ async fn insert_events<'a, 'e>(
                 .bind(e.name)
                 .bind(e.data.as_str())
                 .bind(e.timestamp)
-                .bind(to_micros(e.src.received_at));
+                .bind(to_micros(e.src.received_at))
+                .bind(e.src.client_timestamp.map(to_micros));
         }
         for row in q.fetch_all(&mut *conn).await? {
             let id: Vec<u8> = sqlx::Row::try_get(&row, 0)?;

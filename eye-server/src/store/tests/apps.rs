@@ -6,6 +6,7 @@ conformance!(
     created_app_is_found_by_its_key_hash_until_revoked,
     taken_name_is_app_exists_and_unknown_name_is_app_not_found,
     apps_are_listed_by_name_with_their_scopes,
+    publishable_app_keeps_its_origins_and_only_it_may_change_them,
 );
 
 fn app(name: &str, key: u8) -> NewApp {
@@ -16,6 +17,7 @@ fn app(name: &str, key: u8) -> NewApp {
             ingest: true,
             query: false,
         },
+        origins: None,
     }
 }
 
@@ -72,4 +74,41 @@ async fn apps_are_listed_by_name_with_their_scopes(store: TestDb) {
     let names: Vec<&str> = listed.iter().map(|a| a.name.as_str()).collect();
     assert_eq!(names, ["alpha", "zeta"]);
     assert_eq!(listed[1].scopes, Scopes::ALL);
+}
+
+async fn publishable_app_keeps_its_origins_and_only_it_may_change_them(store: TestDb) {
+    let origins = vec![
+        "https://shop.example".to_owned(),
+        "http://localhost:3000".to_owned(),
+    ];
+    let created = store
+        .create_app(&NewApp {
+            origins: Some(origins.clone()),
+            ..app("web", 5)
+        })
+        .await
+        .unwrap();
+    assert!(created.is_publishable());
+    let found = store.find_app_by_key_hash(&[5; 32]).await.unwrap().unwrap();
+    assert_eq!(found.origins.as_deref(), Some(&origins[..]));
+
+    let moved = vec!["https://www.shop.example".to_owned()];
+    store.set_origins("web", &moved).await.unwrap();
+    let found = store.find_app_by_name("web").await.unwrap().unwrap();
+    assert_eq!(found.origins, Some(moved.clone()));
+
+    // A secret key never gains origins, and an unknown name is reported as such.
+    store.create_app(&app("server", 6)).await.unwrap();
+    let secret = store.set_origins("server", &moved).await.unwrap_err();
+    assert!(matches!(secret, StoreError::NotPublishable(n) if n == "server"));
+    assert!(
+        !store
+            .find_app_by_name("server")
+            .await
+            .unwrap()
+            .unwrap()
+            .is_publishable()
+    );
+    let missing = store.set_origins("nope", &moved).await.unwrap_err();
+    assert!(matches!(missing, StoreError::AppNotFound(n) if n == "nope"));
 }

@@ -56,6 +56,7 @@ pub(super) fn t(secs: i64) -> DateTime<Utc> {
 /// An accepted event message with a fresh UUIDv7 id.
 pub(super) fn accepted(event: Event, application: &str, at: DateTime<Utc>) -> Message {
     Message::EventV1(AcceptedEvent {
+        client_timestamp: None,
         id: Uuid::now_v7(),
         application: application.to_owned(),
         received_at: at,

@@ -52,7 +52,11 @@ async fn same_id_twice_in_one_batch_is_stored_once_with_the_first_content(store:
 }
 
 async fn stored_event_reads_back_equal_to_what_was_written(store: TestDb) {
-    let m = submit("s1", 42, "crm");
+    let Message::EventV1(mut with_client_time) = submit("s1", 42, "crm") else {
+        unreachable!()
+    };
+    with_client_time.client_timestamp = Some(t(3600));
+    let m = Message::EventV1(with_client_time);
     store.write_batch(std::slice::from_ref(&m)).await.unwrap();
     let Message::EventV1(src) = &m else {
         unreachable!()
@@ -64,6 +68,15 @@ async fn stored_event_reads_back_equal_to_what_was_written(store: TestDb) {
     assert_eq!(stored.timestamp, src.event.timestamp());
     assert_eq!(stored.application, "crm");
     assert_eq!(stored.received_at, src.received_at);
+    assert_eq!(stored.client_timestamp, Some(t(3600)));
+    // Without sent_at there is no client timestamp.
+    let plain = view("s2", 1);
+    store
+        .write_batch(std::slice::from_ref(&plain))
+        .await
+        .unwrap();
+    let stored = store.get_event(id_of(&plain)).await.unwrap().unwrap();
+    assert_eq!(stored.client_timestamp, None);
 }
 
 async fn unknown_id_reads_as_none(store: TestDb) {
