@@ -105,6 +105,9 @@ pub mod names {
     pub const QUEUE_ENQUEUED: &str = "eye_queue_enqueued_total";
     /// Messages the Redis queue refused, by `reason`.
     pub const QUEUE_REJECTED: &str = "eye_queue_rejected_total";
+    /// Requests whose appends the Redis queue sent in one script call (one round
+    /// trip): above 1 when concurrent requests share it.
+    pub const REDIS_APPEND_GROUP_REQUESTS: &str = "eye_queue_redis_group_requests";
     /// Events the Redis worker newly stored.
     pub const WORKER_STORED: &str = "eye_worker_stored_total";
     /// Redelivered events the Redis worker found already stored.
@@ -173,7 +176,11 @@ fn builder() -> Result<PrometheusBuilder, metrics_exporter_prometheus::BuildErro
     ] {
         b = b.set_buckets_for_metric(Matcher::Full(name.to_owned()), &LATENCY_BUCKETS)?;
     }
-    for name in [names::COMMIT_BATCH_SIZE, names::ENQUEUE_BATCH_SIZE] {
+    for name in [
+        names::COMMIT_BATCH_SIZE,
+        names::ENQUEUE_BATCH_SIZE,
+        names::REDIS_APPEND_GROUP_REQUESTS,
+    ] {
         b = b.set_buckets_for_metric(Matcher::Full(name.to_owned()), &SIZE_BUCKETS)?;
     }
     Ok(b)

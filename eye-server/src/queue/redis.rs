@@ -7,7 +7,9 @@
 //!
 //! [`RedisQueue::enqueue`] answers `Ok` only after Redis replied to the append. The
 //! backlog check and the appends run in one Lua script, so a batch is appended whole
-//! or not at all and the limit cannot be overshot by racing API nodes. The stream is
+//! or not at all and the limit cannot be overshot by racing API nodes. Concurrent
+//! requests share that script call: one task (`appender`) sends whatever appends are
+//! waiting in one round trip and answers each request with its own outcome. The stream is
 //! never trimmed with `MAXLEN` (that would silently drop events that are not stored
 //! yet): workers delete entries once they are acknowledged, so the stream length *is*
 //! the backlog, and a full backlog answers [`QueueError::Full`] instead.
@@ -18,12 +20,16 @@
 //! id absorbs, but an event is never answered 503 while it might still be stored,
 //! unless Redis stays unreachable for the whole timeout.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+mod appender;
+
 use async_trait::async_trait;
 use redis::aio::ConnectionManager;
-use redis::{ErrorKind, RedisError, Script};
+use redis::{ErrorKind, RedisError};
+use tokio::sync::{mpsc, oneshot};
 
 use crate::backoff::Backoff;
 use crate::streams::{Keys, connect};
@@ -32,22 +38,7 @@ use tokio::time::Instant;
 use super::{Queue, QueueError};
 use crate::config::QueueConfig;
 use crate::message::Message;
-
-/// Appends a batch unless the backlog is full. `ARGV[1]` is the limit (0: none), the
-/// rest are the messages. Returns `{1, length}` when appended, `{0, length}` when full.
-/// Like the embedded queue, an empty stream always takes a batch, however large.
-const ENQUEUE_SCRIPT: &str = r"
-local len = redis.call('XLEN', KEYS[1])
-local limit = tonumber(ARGV[1])
-local n = #ARGV - 1
-if limit > 0 and len > 0 and len + n > limit then
-  return {0, len}
-end
-for i = 2, #ARGV do
-  redis.call('XADD', KEYS[1], '*', 'm', ARGV[i])
-end
-return {1, len + n}
-";
+use appender::Append;
 
 /// Settings of the Redis queue, built from [`QueueConfig`].
 #[derive(Debug, Clone)]
@@ -76,20 +67,20 @@ impl From<&QueueConfig> for RedisQueueConfig {
 /// How an append attempt failed.
 enum Failure {
     /// Redis certainly did not apply the command (refused connection, error reply).
-    NotApplied(RedisError),
+    NotApplied(String),
     /// The command may or may not have been applied (dropped connection, timeout).
     Unknown(String),
 }
 
 fn classify(e: RedisError) -> Failure {
     if e.is_connection_refusal() {
-        return Failure::NotApplied(e);
+        return Failure::NotApplied(e.to_string());
     }
     match e.kind() {
         // An error reply: a script that fails before its first write (OOM, LOADING,
         // a read-only replica) has appended nothing, and ours cannot fail later.
         ErrorKind::Server(_) | ErrorKind::Extension | ErrorKind::AuthenticationFailed => {
-            Failure::NotApplied(e)
+            Failure::NotApplied(e.to_string())
         }
         _ => Failure::Unknown(e.to_string()),
     }
@@ -101,7 +92,8 @@ fn classify(e: RedisError) -> Failure {
 pub struct RedisQueue {
     conn: ConnectionManager,
     config: RedisQueueConfig,
-    script: Script,
+    /// The batching appender task's channel; the task ends when the queue is dropped.
+    appends: mpsc::Sender<Append>,
     closed: AtomicBool,
 }
 
@@ -114,8 +106,10 @@ impl std::fmt::Debug for RedisQueue {
 }
 
 impl RedisQueue {
-    /// Creates the queue. Fails only on a malformed URL; an unreachable Redis is
-    /// reported by [`Queue::ready`] and by 503s until it comes back.
+    /// Creates the queue and starts its appender task on the current Tokio runtime
+    /// (so it must be called within one). Fails only on a malformed URL; an
+    /// unreachable Redis is reported by [`Queue::ready`] and by 503s until it comes
+    /// back.
     ///
     /// ```no_run
     /// # async fn demo() -> anyhow::Result<()> {
@@ -133,10 +127,12 @@ impl RedisQueue {
     /// ```
     pub fn connect(config: RedisQueueConfig) -> Result<Self, RedisError> {
         let conn = connect(&config.url, Duration::from_secs(2))?;
+        let (appends, rx) = mpsc::channel(appender::CHANNEL_CAPACITY);
+        tokio::spawn(appender::run(rx, conn.clone(), config.keys.stream.clone()));
         Ok(Self {
             conn,
             config,
-            script: Script::new(ENQUEUE_SCRIPT),
+            appends,
             closed: AtomicBool::new(false),
         })
     }
@@ -146,19 +142,31 @@ impl RedisQueue {
         &self.config.keys
     }
 
+    /// One attempt: hands the batch to the appender task and waits for its outcome.
     async fn append_once(
         &self,
-        payloads: &[String],
+        payloads: &Arc<[String]>,
         limit: u64,
-    ) -> Result<(bool, u64), RedisError> {
-        let mut conn = self.conn.clone();
-        let mut invocation = self.script.key(&self.config.keys.stream);
-        invocation.arg(limit);
-        for p in payloads {
-            invocation.arg(p);
+    ) -> Result<(bool, u64), Failure> {
+        let (reply, outcome) = oneshot::channel();
+        let append = Append {
+            payloads: Arc::clone(payloads),
+            limit,
+            reply,
+        };
+        if self.appends.send(append).await.is_err() {
+            // Never reached the task: certainly not appended.
+            return Err(Failure::NotApplied(
+                "the Redis appender task has stopped".into(),
+            ));
         }
-        let (appended, len): (i64, u64) = invocation.invoke_async(&mut conn).await?;
-        Ok((appended == 1, len))
+        match outcome.await {
+            Ok(Ok(appended)) => Ok(appended),
+            Ok(Err(e)) => Err(classify(e)),
+            Err(_) => Err(Failure::Unknown(
+                "the Redis appender task stopped during an append".into(),
+            )),
+        }
     }
 }
 
@@ -171,10 +179,10 @@ impl Queue for RedisQueue {
         if self.closed.load(Ordering::Acquire) {
             return Err(QueueError::ShuttingDown);
         }
-        let payloads = messages
+        let payloads: Arc<[String]> = messages
             .iter()
             .map(serde_json::to_string)
-            .collect::<Result<Vec<_>, _>>()
+            .collect::<Result<_, _>>()
             .map_err(|e| QueueError::Unavailable(format!("cannot encode a message: {e}")))?;
         let n = payloads.len() as u64;
         let deadline = Instant::now() + self.config.enqueue_timeout;
@@ -207,14 +215,14 @@ impl Queue for RedisQueue {
                         limit: self.config.max_backlog,
                     });
                 }
-                Ok(Err(e)) => classify(e),
+                Ok(Err(failure)) => failure,
                 Err(_elapsed) => Failure::Unknown("timed out".into()),
             };
             match failure {
                 Failure::NotApplied(e) if !maybe_appended => {
                     metrics::counter!(crate::metrics::names::QUEUE_REJECTED, "queue" => "redis", "reason" => "unavailable")
                         .increment(n);
-                    return Err(QueueError::Unavailable(e.to_string()));
+                    return Err(QueueError::Unavailable(e));
                 }
                 Failure::NotApplied(e) => {
                     tracing::debug!(error = %e, "retrying an append of unknown outcome");

@@ -160,3 +160,135 @@ async fn a_rate_limit_holds_across_api_nodes() {
     // Another application is not held back.
     assert!(b.check("blog", 1, 1).await.is_ok());
 }
+
+/// Calls of the append script (EVALSHA, and EVAL after a script cache miss) Redis has
+/// served since its statistics were last reset.
+async fn script_calls(url: &str) -> u64 {
+    let info: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query_async(&mut crate::harness::conn(url).await)
+        .await
+        .expect("INFO");
+    info.lines()
+        .filter(|l| l.starts_with("cmdstat_evalsha:") || l.starts_with("cmdstat_eval:"))
+        .filter_map(|l| {
+            l.split("calls=")
+                .nth(1)?
+                .split(',')
+                .next()?
+                .parse::<u64>()
+                .ok()
+        })
+        .sum()
+}
+
+/// `n` enqueues started together, the i-th with `size(i)` fresh events; returns each
+/// one's ids and answer.
+async fn enqueue_concurrently(
+    q: &Arc<eye_server::queue::redis::RedisQueue>,
+    n: usize,
+    size: impl Fn(usize) -> usize,
+) -> Vec<(Vec<uuid::Uuid>, Result<(), QueueError>)> {
+    let tasks: Vec<_> = (0..n)
+        .map(|i| {
+            let events: Vec<_> = (0..size(i)).map(|_| accepted("many")).collect();
+            let ids = events.iter().map(|e| e.id).collect::<Vec<_>>();
+            let q = Arc::clone(q);
+            tokio::spawn(async move {
+                let messages = events.into_iter().map(Message::EventV1).collect();
+                (ids, q.enqueue(messages).await)
+            })
+        })
+        .collect();
+    let mut out = Vec::with_capacity(n);
+    for t in tasks {
+        out.push(t.await.expect("enqueue task"));
+    }
+    out
+}
+
+#[tokio::test]
+async fn concurrent_appends_share_round_trips_and_each_event_is_stored_once() {
+    // Arrange: a private Redis, so its command statistics are ours alone; the script
+    // loaded by a first append.
+    let redis = RedisServer::start();
+    let url = redis.url();
+    let prefix = unique_prefix("many");
+    let q = Arc::new(queue(&url, &prefix, 1_000_000));
+    q.enqueue(vec![Message::EventV1(accepted("warm-up"))])
+        .await
+        .expect("warm-up");
+    redis::cmd("CONFIG")
+        .arg("RESETSTAT")
+        .query_async::<()>(&mut crate::harness::conn(&url).await)
+        .await
+        .expect("CONFIG RESETSTAT");
+
+    // Act: 300 requests at once, of 1 to 3 events each.
+    let answers = enqueue_concurrently(&q, 300, |i| i % 3 + 1).await;
+    let calls = script_calls(&url).await;
+    let appended = xlen(&url, &Keys::new(&prefix).stream).await;
+    let sink = MemorySink::failing_on([]);
+    let w = start_worker(&url, &prefix, "w", Arc::clone(&sink));
+    let ids: std::collections::HashSet<_> = answers
+        .iter()
+        .flat_map(|(ids, _)| ids.iter().copied())
+        .collect();
+    let all_stored = eventually(Duration::from_secs(10), || async {
+        sink.stored().is_superset(&ids)
+    })
+    .await;
+    let stats = w.stop().await;
+
+    // Assert
+    assert!(
+        answers.iter().all(|(_, a)| a.is_ok()),
+        "every request answered Ok"
+    );
+    assert_eq!(ids.len(), 600);
+    assert_eq!(appended, 601, "each event appended once (and the warm-up)");
+    assert!(
+        calls < 150,
+        "300 requests shared {calls} script calls (round trips)"
+    );
+    assert!(all_stored);
+    assert_eq!(stats.stored, 601, "stored once each");
+    assert_eq!(stats.duplicates, 0);
+}
+
+#[tokio::test]
+async fn requests_sharing_a_round_trip_each_get_their_own_backlog_answer() {
+    // Arrange: room for 150 events, 200 single-event requests at once.
+    let redis = TestRedis::get();
+    let url = redis.url();
+    let prefix = unique_prefix("group-full");
+    let q = Arc::new(queue(&url, &prefix, 150));
+
+    // Act
+    let answers = enqueue_concurrently(&q, 200, |_| 1).await;
+    let appended = xlen(&url, &Keys::new(&prefix).stream).await;
+    let accepted_ids: std::collections::HashSet<_> = answers
+        .iter()
+        .filter(|(_, a)| a.is_ok())
+        .flat_map(|(ids, _)| ids.iter().copied())
+        .collect();
+    let full = answers
+        .iter()
+        .filter(|(_, a)| matches!(a, Err(QueueError::Full { limit: 150, .. })))
+        .count();
+    let sink = MemorySink::failing_on([]);
+    let w = start_worker(&url, &prefix, "w", Arc::clone(&sink));
+    let drained = eventually(Duration::from_secs(10), || async {
+        sink.stored().len() >= 150
+    })
+    .await;
+    let stats = w.stop().await;
+
+    // Assert: exactly the accepted ones are in the stream and stored.
+    assert_eq!(accepted_ids.len(), 150);
+    assert_eq!(full, 50, "the rest answered Full");
+    assert_eq!(appended, 150);
+    assert!(drained);
+    assert_eq!(sink.stored(), accepted_ids);
+    assert_eq!(stats.stored, 150);
+}
