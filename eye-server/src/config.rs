@@ -457,9 +457,6 @@ impl ServeConfig {
         let mut c = Wrapper::parse_from(["eye-server"]).config;
         c.store.database_url = database_url.to_owned();
         c.http.bind = ([127, 0, 0, 1], 0).into();
-        // Tests that read what they just sent wait for it; until every suite does,
-        // the default here is the store-ack path.
-        c.queue.ack_after = AckAfter::Store;
         c
     }
 }

@@ -34,6 +34,8 @@ pub async fn start_server_on(listener: TcpListener, auth: bool) -> Server {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("eye.db").display());
     let mut config = ServeConfig::for_tests(&url);
+    // These tests read what a client delivered as soon as it reports it delivered.
+    config.queue.ack_after = eye_server::config::AckAfter::Store;
     config.http.insecure_no_auth = !auth;
     let node = Node::start(config).await.unwrap();
     let key = create_app_with_key(&node.state.store, "outbox-tests", Scopes::ALL)

@@ -1,6 +1,6 @@
 //! Events, sessions and the errors log.
 
-use eye_core::{ErrorQuery, ErrorRecord, EventQuery, Pagination, Session, StoredEvent};
+use eye_core::{ErrorQuery, ErrorRecord, EventQuery, Pagination, Session, SessionId, StoredEvent};
 use uuid::Uuid;
 
 use super::conn::Dialect;
@@ -84,8 +84,13 @@ impl Store {
         row.map(StoredEvent::try_from).transpose()
     }
 
-    /// One session's row.
+    /// One session's row. An id no event could carry (empty, too long, with a control
+    /// character such as NUL, which PostgreSQL refuses in text) names no session, and
+    /// is answered without asking the database.
     pub async fn get_session(&self, session_id: &str) -> Result<Option<Session>, StoreError> {
+        if SessionId::parse(session_id).is_err() {
+            return Ok(None);
+        }
         let mut held = self.reader().await?;
         let mut conn = held.conn();
         let sql = format!("{} WHERE s.session_id = ?", session_select(conn.dialect()));
@@ -96,12 +101,16 @@ impl Store {
     }
 
     /// One page of a session's events in the order they occurred (oldest first, ties
-    /// by id), and the session's event count.
+    /// by id), and the session's event count (none for an id no event could carry,
+    /// as [`Store::get_session`]).
     pub async fn session_events(
         &self,
         session_id: &str,
         pagination: &Pagination,
     ) -> Result<(u64, Vec<StoredEvent>), StoreError> {
+        if SessionId::parse(session_id).is_err() {
+            return Ok((0, Vec::new()));
+        }
         let mut held = self.snapshot().await?;
         let mut conn = held.conn();
         let count: Option<(i64,)> = conn

@@ -54,6 +54,7 @@ async fn assert_batch_keeps_the_valid_event(app: &TestApp, session: &str, bad: &
         body["results"][1]["errors"][0]["code"], "invalid_json",
         "{body}"
     );
+    app.settled().await;
     let stored = app
         .get_json(&format!("/sessions/{session}/events"), 200)
         .await;
@@ -95,6 +96,7 @@ async fn arrays_nested_100k_deep_are_400_json_and_store_nothing() {
         assert_eq!(status, 400, "{body}");
     }
 
+    app.settled().await;
     let page = app.get_json("/events", 200).await;
     assert_eq!(page["count"], 0, "{page}");
 }
@@ -136,6 +138,7 @@ async fn hostile_bodies_answer_4xx_json_and_store_nothing() {
         assert!((400..500).contains(&status), "{what}: {status} {body}");
     }
 
+    app.settled().await;
     let page = app.get_json("/events", 200).await;
     assert_eq!(page["count"], 0, "{page}");
 }
@@ -227,11 +230,14 @@ async fn concurrent_retries_of_one_event_are_all_201_and_stored_once() {
     let statuses = futures_util::future::join_all(retries).await;
 
     assert!(statuses.iter().all(|s| *s == 201), "{statuses:?}");
+    app.settled().await;
     let stored = app.get_json("/sessions/retried/events", 200).await;
     assert_eq!(stored["count"], 1, "{stored}");
     assert_eq!(stored["results"][0]["id"], id.to_string(), "{stored}");
     let session = app.get_json("/sessions/retried", 200).await;
     assert_eq!(session["event_count"], 1, "{session}");
+    let stored = eye_server::store::testing::assert_stored_once(&app.state.store).await;
+    assert_eq!(stored, std::collections::HashSet::from([id]));
 }
 
 #[tokio::test]

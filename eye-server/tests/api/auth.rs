@@ -50,6 +50,7 @@ async fn unknown_key_is_401_and_nothing_is_stored() {
         .await
         .unwrap();
     assert_eq!(response.status().as_u16(), 401);
+    app.settled().await;
     assert_eq!(app.get_json("/events", 200).await["count"], 0);
 }
 
@@ -67,6 +68,7 @@ async fn query_only_key_cannot_ingest_403() {
     let key = create_key(&app.state.store, "analyst", Scopes::QUERY_ONLY).await;
     let response = app.post_events_with_key(&key, &seed_event()).await;
     assert_eq!(response.status().as_u16(), 403);
+    app.settled().await;
     assert_eq!(app.get_json("/events", 200).await["count"], 0);
 }
 
@@ -83,6 +85,7 @@ async fn basic_auth_with_the_key_as_password_works_and_records_the_application()
         .await
         .unwrap();
     assert_eq!(response.status().as_u16(), 201);
+    app.settled().await;
     let page = app.get_json("/events?application=shop", 200).await;
     assert_eq!(page["count"], 1, "{page}");
     assert_eq!(page["results"][0]["application"], "shop");
@@ -108,6 +111,7 @@ async fn insecure_no_auth_accepts_anonymous_requests() {
         .await
         .unwrap();
     assert_eq!(response.status().as_u16(), 201);
+    app.settled().await;
     let page: Value = app
         .http
         .get(format!("{}/events", app.base))

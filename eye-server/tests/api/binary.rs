@@ -5,11 +5,12 @@ use std::collections::HashSet;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
 use eye_server::store::Store;
+use eye_server::store::testing::assert_stored_once;
 use serde_json::{Value, json};
 use tempfile::TempDir;
 use uuid::Uuid;
@@ -22,15 +23,26 @@ pub(crate) fn database_url(dir: &Path) -> String {
     format!("sqlite://{}", dir.join("eye.db").display())
 }
 
-/// Runs the binary to completion in `dir` (so no stray `.env` is read).
-fn run(dir: &Path, args: &[&str]) -> Output {
-    Command::new(BIN)
-        .args(args)
+/// A command for the binary in `dir` (so no stray `.env` is read) with nothing of the
+/// caller's environment but `PATH` and `HOME`: no `EYE_*` variable of the shell
+/// running the tests leaks in.
+fn command(dir: &Path) -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.env_clear()
         .current_dir(dir)
         .env("EYE_DATABASE_URL", database_url(dir))
-        .env("EYE_LOG", "warn")
-        .output()
-        .expect("run eye-server")
+        .env("EYE_LOG", "warn");
+    for var in ["PATH", "HOME"] {
+        if let Some(value) = std::env::var_os(var) {
+            cmd.env(var, value);
+        }
+    }
+    cmd
+}
+
+/// Runs the binary to completion in `dir`.
+fn run(dir: &Path, args: &[&str]) -> Output {
+    command(dir).args(args).output().expect("run eye-server")
 }
 
 fn stdout(output: &Output) -> String {
@@ -46,12 +58,10 @@ pub(crate) struct Server {
 
 impl Server {
     pub(crate) fn start(dir: &Path, extra: &[&str]) -> Server {
-        let mut child = Command::new(BIN)
+        let mut child = command(dir)
             .arg("serve")
             .args(["--bind", "127.0.0.1:0"])
             .args(extra)
-            .current_dir(dir)
-            .env("EYE_DATABASE_URL", database_url(dir))
             .env("EYE_LOG_FORMAT", "json")
             .env("EYE_LOG", "info")
             .stdout(Stdio::null())
@@ -206,24 +216,39 @@ async fn first_run_creates_the_default_app_once_and_sigterm_or_sigint_exit_0() {
     assert_eq!(again.wait(), Some(0), "Ctrl-C stops cleanly too");
 }
 
+/// What a load sent and what was acknowledged with a 201.
+#[derive(Default)]
+struct Sent {
+    acked: Mutex<Vec<Uuid>>,
+    sent: Mutex<Vec<Uuid>>,
+}
+
+impl Sent {
+    fn acked(&self) -> HashSet<Uuid> {
+        self.acked.lock().unwrap().iter().copied().collect()
+    }
+
+    fn sent(&self) -> HashSet<Uuid> {
+        self.sent.lock().unwrap().iter().copied().collect()
+    }
+}
+
 /// Posts batches of 5 events with client ids from `workers` tasks until the server
-/// stops answering; returns every id acknowledged with a 201.
+/// stops answering, recording every id sent and every id acknowledged with a 201.
 fn load(
     url: String,
     key: String,
     workers: usize,
-    acked: Arc<Mutex<Vec<Uuid>>>,
+    log: Arc<Sent>,
     stop: Arc<AtomicBool>,
-    sent: Arc<AtomicUsize>,
 ) -> Vec<tokio::task::JoinHandle<()>> {
     (0..workers)
         .map(|w| {
-            let (url, key, acked, stop, sent) = (
+            let (url, key, log, stop) = (
                 url.clone(),
                 key.clone(),
-                Arc::clone(&acked),
+                Arc::clone(&log),
                 Arc::clone(&stop),
-                Arc::clone(&sent),
             );
             tokio::spawn(async move {
                 let http = reqwest::Client::builder()
@@ -231,20 +256,25 @@ fn load(
                     .build()
                     .unwrap();
                 let mut failures = 0;
+                let mut n = 0u32;
                 while !stop.load(Ordering::Relaxed) && failures < 3 {
                     let ids: Vec<Uuid> = (0..5).map(|_| Uuid::now_v7()).collect();
                     let batch: Vec<Value> = ids
                         .iter()
                         .map(|id| {
-                            let mut e = page_view(&format!("load-{w}"), "2022-01-01T00:00:00Z");
+                            // Sessions and seconds spread, so the counters have several
+                            // rows each to get wrong.
+                            n += 1;
+                            let ts = format!("2022-01-01T00:{:02}:{:02}Z", n / 60 % 60, n % 60);
+                            let mut e = page_view(&format!("load-{w}-{}", n % 7), &ts);
                             e["id"] = json!(id.to_string());
                             e
                         })
                         .collect();
-                    sent.fetch_add(ids.len(), Ordering::Relaxed);
+                    log.sent.lock().unwrap().extend(&ids);
                     match http.post(&url).bearer_auth(&key).json(&batch).send().await {
                         Ok(r) if r.status().as_u16() == 201 => {
-                            acked.lock().unwrap().extend(ids);
+                            log.acked.lock().unwrap().extend(ids);
                         }
                         Ok(_) | Err(_) => {
                             failures += 1;
@@ -257,9 +287,9 @@ fn load(
         .collect()
 }
 
-async fn wait_for_acks(acked: &Mutex<Vec<Uuid>>, at_least: usize) {
+async fn wait_for_acks(log: &Sent, at_least: usize) {
     let deadline = Instant::now() + Duration::from_secs(60);
-    while acked.lock().unwrap().len() < at_least {
+    while log.acked.lock().unwrap().len() < at_least {
         assert!(
             Instant::now() < deadline,
             "load never reached {at_least} acks"
@@ -268,61 +298,48 @@ async fn wait_for_acks(acked: &Mutex<Vec<Uuid>>, at_least: usize) {
     }
 }
 
-/// Posts load from 8 tasks until `acks` events are acknowledged, sends the server
-/// `signal`, waits for it to exit and then stops the load. Returns the exit code, the
-/// acknowledged ids and how many events were sent.
-async fn signal_under_load(
+/// Posts load from 8 tasks until `acks` events are acknowledged, runs `before` (while
+/// the load goes on, given what was sent so far), sends the server `signal`, waits for it to exit and then stops
+/// the load. Returns the exit code, what `before` returned, and what was sent and
+/// acknowledged.
+async fn signal_under_load<T, F: std::future::Future<Output = T>>(
     server: &mut Server,
     key: String,
     acks: usize,
+    before: impl FnOnce(Arc<Sent>) -> F,
     signal: &str,
-) -> (Option<i32>, Vec<Uuid>, usize) {
-    let (acked, stop, sent): (Arc<Mutex<Vec<Uuid>>>, Arc<AtomicBool>, Arc<AtomicUsize>) =
-        Default::default();
+) -> (Option<i32>, T, Arc<Sent>) {
+    let (log, stop): (Arc<Sent>, Arc<AtomicBool>) = Default::default();
     let tasks = load(
         server.url("/events"),
         key,
         8,
-        Arc::clone(&acked),
+        Arc::clone(&log),
         Arc::clone(&stop),
-        Arc::clone(&sent),
     );
-    wait_for_acks(&acked, acks).await;
+    wait_for_acks(&log, acks).await;
+    let seen = before(Arc::clone(&log)).await;
     server.signal(signal);
     let code = server.wait();
     stop.store(true, Ordering::Relaxed);
     for t in tasks {
         t.await.unwrap();
     }
-    let acked = acked.lock().unwrap().clone();
-    (code, acked, sent.load(Ordering::Relaxed))
+    (code, seen, log)
 }
 
-/// Every acknowledged id is stored, and the store holds no id twice.
-async fn assert_all_stored_once(dir: &Path, acked: &[Uuid], sent: usize) {
+/// Every acknowledged event is stored, nothing that was never sent is, and each is
+/// stored once by every counter a double store would break (see
+/// `eye_server::store::testing::assert_stored_once`). Returns the stored ids.
+async fn assert_all_stored_once(dir: &Path, log: &Sent) -> HashSet<Uuid> {
     let store = Store::open(&database_url(dir)).await.unwrap();
-    for id in acked {
-        assert!(
-            store.get_event(*id).await.unwrap().is_some(),
-            "acknowledged event {id} was lost"
-        );
-    }
-    let mut seen = HashSet::new();
-    let mut page = 1;
-    loop {
-        let query = eye_core::EventQuery::new().page(page).page_size(1000);
-        let (count, events) = store.query_events(&query).await.unwrap();
-        assert!(count as usize <= sent, "more events stored than sent");
-        for e in &events {
-            assert!(seen.insert(e.id), "event {} stored twice", e.id);
-        }
-        if events.is_empty() || seen.len() as u64 >= count {
-            break;
-        }
-        page += 1;
-    }
-    assert!(seen.len() >= acked.len());
+    let stored = assert_stored_once(&store).await;
     store.close().await;
+    let (acked, sent) = (log.acked(), log.sent());
+    let lost: Vec<_> = acked.difference(&stored).collect();
+    assert!(lost.is_empty(), "acknowledged events lost: {lost:?}");
+    assert!(stored.is_subset(&sent), "an event never sent was stored");
+    stored
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -331,52 +348,161 @@ async fn sigterm_while_posting_stores_every_acknowledged_event() {
     let key = create_key(dir.path(), "load", "ingest");
     let mut server = Server::start(dir.path(), &[]);
 
-    let (code, acked, sent) = signal_under_load(&mut server, key, 200, "-TERM").await;
+    let (code, (), log) = signal_under_load(&mut server, key, 200, |_| async {}, "-TERM").await;
 
     assert_eq!(code, Some(0), "{}", server.stderr_text());
     eprintln!(
-        "SIGTERM: {} events acknowledged of {sent} sent",
-        acked.len()
+        "SIGTERM: {} events acknowledged of {} sent",
+        log.acked().len(),
+        log.sent().len()
     );
-    assert_all_stored_once(dir.path(), &acked, sent).await;
+    assert_all_stored_once(dir.path(), &log).await;
+}
+
+/// Holds SQLite's write lock on the database from the test process, as a long
+/// transaction of another process would: the server's writes wait, fail as busy and
+/// are retried, so what it acknowledges stays in its journal. Its reads (WAL) go on.
+pub(crate) async fn lock_database(dir: &Path) -> sqlx::SqliteConnection {
+    use sqlx::Connection;
+    let mut conn = sqlx::SqliteConnection::connect(&database_url(dir))
+        .await
+        .unwrap();
+    sqlx::query("BEGIN IMMEDIATE")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    conn
+}
+
+/// The ids of the events in the journal segments of `dir`.
+fn journal_ids(dir: &Path) -> HashSet<Uuid> {
+    use eye_server::message::Message;
+    use eye_server::queue::journal::segment::{self, Frame, FrameEnd};
+    let mut ids = HashSet::new();
+    for seq in segment::list(dir).unwrap() {
+        let bytes = std::fs::read(segment::path(dir, seq)).unwrap();
+        let mut rest = bytes.as_slice();
+        loop {
+            let mut frames = Vec::new();
+            let end = segment::read_frames(&mut rest, u64::MAX, usize::MAX, &mut frames).unwrap();
+            ids.extend(frames.into_iter().filter_map(|f| match f {
+                Frame::Message(Message::EventV1(e)) => Some(e.id),
+                _ => None,
+            }));
+            // A read stops after about 16 MiB; `rest` has moved on by what it read.
+            if !matches!(end, FrameEnd::Limit(n) if n > 0) || rest.is_empty() {
+                break;
+            }
+        }
+    }
+    ids
+}
+
+/// The journal start line's `messages`: what the process found left by an earlier one.
+fn recovered_messages(stderr: &str) -> Option<u64> {
+    stderr.lines().find_map(|line| {
+        let v: Value = serde_json::from_str(line).ok()?;
+        (v["fields"]["message"] == "journal: storing what an earlier process acknowledged")
+            .then(|| v["fields"]["messages"].as_u64())
+            .flatten()
+    })
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sigkill_under_load_loses_no_acknowledged_event() {
-    sigkill_under_load(&[]).await;
+async fn sigkill_with_acknowledged_events_only_in_the_journal_stores_them_at_the_next_start() {
+    // Arrange: the store held back by a write lock, so nothing acknowledged can be
+    // stored before the kill.
+    let dir = TempDir::new().unwrap();
+    let key = create_key(dir.path(), "load", "ingest");
+    let mut server = Server::start(dir.path(), &[]);
+    let mut lock = lock_database(dir.path()).await;
+    let readyz = server.url("/readyz");
+
+    // Act: SIGKILL under load, with at least 500 events acknowledged.
+    let (code, (acked_then, backlog_then), log) = signal_under_load(
+        &mut server,
+        key.clone(),
+        500,
+        |log| async move {
+            let acked_then = log.acked().len() as u64;
+            let ready: Value = reqwest::get(&readyz).await.unwrap().json().await.unwrap();
+            (acked_then, ready["backlog"].as_u64().unwrap())
+        },
+        "-KILL",
+    )
+    .await;
+    let (stored_at_kill,): (i64,) = sqlx::query_as("SELECT count(*) FROM events")
+        .fetch_one(&mut lock)
+        .await
+        .unwrap();
+    let in_journal = journal_ids(&dir.path().join("eye.db.journal"));
+    let acked = log.acked();
+    drop(lock);
+    let mut restarted = Server::start(dir.path(), &[]);
+    restarted.signal("-TERM");
+    let exit = restarted.wait();
+
+    // Assert: at the kill every acknowledged event was in the journal and none was
+    // stored; the next start found them, stored them, and each once.
+    assert_eq!(code, None, "killed by a signal");
+    assert!(acked.len() >= 500);
+    assert!(
+        backlog_then >= acked_then,
+        "/readyz's backlog ({backlog_then}) holds every event acknowledged ({acked_then})"
+    );
+    assert_eq!(stored_at_kill, 0, "nothing could be stored before the kill");
+    let missing: Vec<_> = acked.difference(&in_journal).collect();
+    assert!(
+        missing.is_empty(),
+        "acknowledged, not in the journal: {missing:?}"
+    );
+    assert_eq!(exit, Some(0), "{}", restarted.stderr_text());
+    assert_eq!(
+        recovered_messages(&restarted.stderr_text()),
+        Some(in_journal.len() as u64),
+        "the next start found the journal: {}",
+        restarted.stderr_text()
+    );
+    let stored = assert_all_stored_once(dir.path(), &log).await;
+    assert_eq!(
+        stored, in_journal,
+        "recovery stored exactly what the journal held"
+    );
+    eprintln!(
+        "SIGKILL with the store held: {} acknowledged of {} sent, {} in the journal, all stored at the next start",
+        acked.len(),
+        log.sent().len(),
+        in_journal.len()
+    );
+
+    // The clients retry everything after the crash: still stored once.
+    resend_and_assert_stored_once(dir.path(), &[], &key, &log).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_under_load_loses_nothing_when_acknowledging_after_the_store() {
-    sigkill_under_load(&["--ack-after", "store"]).await;
-}
-
-/// SIGKILLs a server under load, restarts it (which stores whatever the journal still
-/// holds) and stops it cleanly: every acknowledged event is stored, none twice, also
-/// when the clients then re-send everything.
-async fn sigkill_under_load(flags: &[&str]) {
+    let flags = ["--ack-after", "store"];
     let dir = TempDir::new().unwrap();
     let key = create_key(dir.path(), "load", "ingest");
-    let mut server = Server::start(dir.path(), flags);
+    let mut server = Server::start(dir.path(), &flags);
 
-    let (code, acked, sent) = signal_under_load(&mut server, key.clone(), 500, "-KILL").await;
+    let (code, (), log) =
+        signal_under_load(&mut server, key.clone(), 500, |_| async {}, "-KILL").await;
 
     assert_eq!(code, None, "killed by a signal");
-    let journal = dir.path().join("eye.db.journal");
-    eprintln!(
-        "SIGKILL {flags:?}: {} events acknowledged of {sent} sent, {} stored at the kill, journal left: {}",
-        acked.len(),
-        stored_count(dir.path()).await,
-        journal.exists()
-    );
-    assert!(acked.len() >= 500);
-    restart_and_stop(dir.path(), flags);
-    assert_all_stored_once(dir.path(), &acked, sent).await;
+    assert!(log.acked().len() >= 500);
+    // Acknowledged only once committed: stored already, before any restart.
+    assert_all_stored_once(dir.path(), &log).await;
+    resend_and_assert_stored_once(dir.path(), &flags, &key, &log).await;
+}
 
-    // The clients retry everything after the crash: still stored once.
-    let before = stored_count(dir.path()).await;
-    let mut server = Server::start(dir.path(), flags);
+/// Starts the server on `dir` again, re-sends every acknowledged event (as clients
+/// retry after a crash), stops it, and asserts each is still stored once.
+async fn resend_and_assert_stored_once(dir: &Path, flags: &[&str], key: &str, log: &Sent) {
+    let before = assert_all_stored_once(dir, log).await;
+    let mut server = Server::start(dir, flags);
     let http = reqwest::Client::new();
+    let acked: Vec<Uuid> = log.acked().into_iter().collect();
     for chunk in acked.chunks(1000) {
         let batch: Vec<Value> = chunk
             .iter()
@@ -388,7 +514,7 @@ async fn sigkill_under_load(flags: &[&str]) {
             .collect();
         let r = http
             .post(server.url("/events"))
-            .bearer_auth(&key)
+            .bearer_auth(key)
             .json(&batch)
             .send()
             .await
@@ -397,25 +523,7 @@ async fn sigkill_under_load(flags: &[&str]) {
     }
     server.signal("-TERM");
     assert_eq!(server.wait(), Some(0));
-    assert_eq!(stored_count(dir.path()).await, before);
-}
-
-/// Starts the server on `dir` and stops it with SIGTERM, which returns once the
-/// journal an earlier process left is stored.
-fn restart_and_stop(dir: &Path, flags: &[&str]) {
-    let mut server = Server::start(dir, flags);
-    server.signal("-TERM");
-    assert_eq!(server.wait(), Some(0), "{}", server.stderr_text());
-}
-
-async fn stored_count(dir: &Path) -> u64 {
-    let store = Store::open(&database_url(dir)).await.unwrap();
-    let (count, _) = store
-        .query_events(&eye_core::EventQuery::new())
-        .await
-        .unwrap();
-    store.close().await;
-    count
+    assert_eq!(assert_all_stored_once(dir, log).await, before);
 }
 
 #[test]

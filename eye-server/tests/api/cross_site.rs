@@ -17,7 +17,9 @@ fn beacon(app: &TestApp) -> RequestBuilder {
         .body(seed_event().to_string())
 }
 
+/// How many events are stored, once everything acknowledged so far is.
 async fn stored(app: &TestApp) -> Value {
+    app.settled().await;
     app.get_json("/events", 200).await["count"].clone()
 }
 

@@ -68,6 +68,7 @@ async fn event_with_ten_thousand_unknown_keys_gets_twenty_errors_and_a_summary()
     assert_eq!(body["error"]["code"], "validation_failed");
     assert_capped(&body["error"]["details"]["errors"], 10_000);
     // The errors log keeps the same bounded list.
+    app.settled().await;
     let logged = app.get_json("/errors", 200).await;
     assert_eq!(logged["count"], 1, "{logged}");
     assert_capped(&logged["results"][0]["errors"], 10_000);

@@ -1,11 +1,19 @@
-//! `spawn_app()`: the real router on `127.0.0.1:0` over a fresh SQLite file, plus
-//! helpers to send requests.
+//! `spawn_app()`: the real router on `127.0.0.1:0` over a fresh store, on the default
+//! ack path (the journal), plus helpers to send requests and to wait for what was
+//! acknowledged to be readable.
+//!
+//! The store is a SQLite file in a temporary directory, or, with
+//! `EYE_TEST_STORE=postgres`, a PostgreSQL database created for the test and dropped
+//! after it (see `eye_server::store::testing::PgDatabase`; the server is
+//! `EYE_TEST_DATABASE_URL` or the local one). `.ci/run` runs the suite both ways.
 
 use std::net::SocketAddr;
+use std::time::{Duration, Instant};
 
 use eye_server::auth::create_app_with_key;
 use eye_server::config::ServeConfig;
 use eye_server::state::AppState;
+use eye_server::store::testing::PgDatabase;
 use eye_server::store::{Scopes, Store};
 use eye_server::wiring::Node;
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE};
@@ -13,6 +21,11 @@ use serde_json::{Value, json};
 use tempfile::TempDir;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
+
+/// How long [`TestApp::settled`] waits for the journal to be stored: far more than
+/// it takes (milliseconds), so only a lost or stuck event fails it, even on a loaded
+/// machine.
+const SETTLE_LIMIT: Duration = Duration::from_secs(30);
 
 /// A running server and what a test needs to talk to it.
 pub struct TestApp {
@@ -29,7 +42,69 @@ pub struct TestApp {
     pub database_url: String,
     stop: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<std::io::Result<()>>>,
+    // Dropped after the server (fields drop in order): the store's files and database.
+    _database: TestDatabase,
+}
+
+/// Which store the suite runs against: `EYE_TEST_STORE` (`sqlite`, the default, or
+/// `postgres`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    /// From `EYE_TEST_STORE`; any other value is a mistake worth a panic.
+    pub fn from_env() -> Self {
+        match std::env::var("EYE_TEST_STORE").as_deref() {
+            Err(_) | Ok("" | "sqlite") => Self::Sqlite,
+            Ok("postgres" | "postgresql") => Self::Postgres,
+            Ok(other) => panic!("EYE_TEST_STORE={other}: expected sqlite or postgres"),
+        }
+    }
+}
+
+/// What keeps a test's store alive: its directory (the SQLite file, the journal) and,
+/// on PostgreSQL, its database (dropped with this value).
+struct TestDatabase {
+    _pg: Option<PgDatabase>,
     _dir: TempDir,
+}
+
+/// A fresh store for one test: its URL, and what keeps it alive. On PostgreSQL the
+/// journal goes in the temporary directory (a `postgres://` URL names no file to put
+/// it next to).
+async fn test_database() -> (String, Option<std::path::PathBuf>, TestDatabase) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    match Backend::from_env() {
+        Backend::Sqlite => {
+            let url = format!("sqlite://{}", dir.path().join("eye.db").display());
+            (
+                url,
+                None,
+                TestDatabase {
+                    _pg: None,
+                    _dir: dir,
+                },
+            )
+        }
+        Backend::Postgres => {
+            // Asked for by name: no Postgres is a failure here, not a skip.
+            let pg = PgDatabase::create()
+                .await
+                .expect("EYE_TEST_STORE=postgres, but PostgreSQL does not answer");
+            let journal = dir.path().join("eye.journal");
+            (
+                pg.url.clone(),
+                Some(journal),
+                TestDatabase {
+                    _pg: Some(pg),
+                    _dir: dir,
+                },
+            )
+        }
+    }
 }
 
 /// Spawns the app with the default test configuration.
@@ -39,9 +114,9 @@ pub async fn spawn_app() -> TestApp {
 
 /// Spawns the app after `configure` adjusted its configuration.
 pub async fn spawn_app_with(configure: impl FnOnce(&mut ServeConfig)) -> TestApp {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let database_url = format!("sqlite://{}", dir.path().join("eye.db").display());
+    let (database_url, journal_dir, database) = test_database().await;
     let mut config = ServeConfig::for_tests(&database_url);
+    config.queue.journal.dir = journal_dir;
     configure(&mut config);
     let node = Node::start(config).await.expect("state");
     let state = node.state.clone();
@@ -62,7 +137,39 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut ServeConfig)) -> TestApp
         database_url,
         stop: Some(stop),
         server: Some(server),
-        _dir: dir,
+        _database: database,
+    }
+}
+
+/// A write lock on the store held from outside the server (see
+/// [`TestApp::hold_store`]).
+#[allow(dead_code)]
+pub enum StoreHold {
+    Sqlite(sqlx::SqliteConnection),
+    Postgres(sqlx::PgConnection),
+}
+
+impl StoreHold {
+    /// Ends the transaction, so the server's writes go through.
+    #[allow(dead_code)]
+    pub async fn release(self) {
+        use sqlx::Connection;
+        match self {
+            Self::Sqlite(mut c) => {
+                sqlx::query("ROLLBACK")
+                    .execute(&mut c)
+                    .await
+                    .expect("ROLLBACK");
+                c.close().await.expect("close");
+            }
+            Self::Postgres(mut c) => {
+                sqlx::query("ROLLBACK")
+                    .execute(&mut c)
+                    .await
+                    .expect("ROLLBACK");
+                c.close().await.expect("close");
+            }
+        }
     }
 }
 
@@ -148,6 +255,62 @@ impl TestApp {
         let body: Value = response.json().await.expect("json");
         assert_eq!(status, 201, "{body}");
         body
+    }
+
+    /// Waits until everything acknowledged so far is stored, so a read sees it.
+    ///
+    /// On the default ack path an event is readable shortly after its 2xx, not at it
+    /// (docs/http-api.md): a background task stores what the journal holds. This
+    /// polls `GET /readyz` every 5 ms until its `backlog` (messages acknowledged and
+    /// not yet stored, counted before the 2xx) is 0, for at most 30 s. Rejected
+    /// events travel the same way to the errors log, so reads of `/errors` wait too.
+    ///
+    /// # Panics
+    ///
+    /// When the backlog is not 0 within 30 s, or `/readyz` fails.
+    pub async fn settled(&self) {
+        let deadline = Instant::now() + SETTLE_LIMIT;
+        loop {
+            let ready = self.get_json("/readyz", 200).await;
+            let backlog = ready["backlog"]
+                .as_u64()
+                .expect("/readyz names its backlog");
+            if backlog == 0 {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{backlog} acknowledged messages still not stored after {SETTLE_LIMIT:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    /// Holds the store's write lock from another connection until released, as a
+    /// long transaction of another process would: on SQLite `BEGIN IMMEDIATE`, on
+    /// PostgreSQL `LOCK TABLE events IN EXCLUSIVE MODE` (reads go on). The server's
+    /// writes wait or fail as busy, which its queues retry.
+    #[allow(dead_code)]
+    pub async fn hold_store(&self) -> StoreHold {
+        use sqlx::Connection;
+        if self.state.store.pool().is_some() {
+            let mut conn = sqlx::SqliteConnection::connect(&self.database_url)
+                .await
+                .expect("a second connection to the SQLite file");
+            sqlx::query("BEGIN IMMEDIATE")
+                .execute(&mut conn)
+                .await
+                .expect("BEGIN IMMEDIATE");
+            StoreHold::Sqlite(conn)
+        } else {
+            let mut conn = sqlx::PgConnection::connect(&self.database_url)
+                .await
+                .expect("a second connection to the PostgreSQL database");
+            for sql in ["BEGIN", "LOCK TABLE events IN EXCLUSIVE MODE"] {
+                sqlx::query(sql).execute(&mut conn).await.expect(sql);
+            }
+            StoreHold::Postgres(conn)
+        }
     }
 
     /// Stops the server gracefully (drains the queue).

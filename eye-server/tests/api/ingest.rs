@@ -1,5 +1,8 @@
 //! `POST /events`: single events, batches, rejections and the errors log.
 
+use std::collections::HashSet;
+
+use eye_server::store::testing::assert_stored_once;
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, LOCATION};
 use serde_json::{Value, json};
 use uuid::Uuid;
@@ -34,6 +37,7 @@ async fn each_event_type_is_accepted_with_201_and_stored() {
             (Some(1), Some(0))
         );
         let id = accepted_id(&body, 0);
+        app.settled().await;
         let stored = app
             .state
             .store
@@ -52,6 +56,7 @@ async fn single_event_answers_location_of_the_stored_event() {
     let response = app.post_events(&seed_event()).await;
     assert_eq!(response.status().as_u16(), 201);
     let location = response.headers()[LOCATION].to_str().unwrap().to_owned();
+    app.settled().await;
     let event = app.get_json(&location, 200).await;
     assert_eq!(event["session_id"], "123");
     assert_eq!(event["timestamp"], "2022-01-01T00:00:00.000000Z");
@@ -85,10 +90,15 @@ async fn client_id_is_kept_and_a_retry_is_stored_once() {
     assert_eq!(accepted_id(&first, 0), id);
     assert_eq!(accepted_id(&retry, 0), id);
     assert_eq!(accepted_id(&in_batch, 1), id);
+    app.settled().await;
     let page = app.get_json("/events", 200).await;
     assert_eq!(page["count"], 1, "{page}");
     let session = app.get_json("/sessions/123", 200).await;
     assert_eq!(session["event_count"], 1, "{session}");
+    assert_eq!(
+        assert_stored_once(&app.state.store).await,
+        HashSet::from([id])
+    );
 }
 
 #[tokio::test]
@@ -111,6 +121,7 @@ async fn invalid_single_event_is_400_with_every_error_and_logged() {
     assert!(codes.contains(&"invalid_session_id"), "{codes:?}");
     assert!(codes.contains(&"unknown_event_type"), "{codes:?}");
     assert!(codes.contains(&"invalid_timestamp"), "{codes:?}");
+    app.settled().await;
     let log = app.get_json("/errors", 200).await;
     assert_eq!(log["count"], 1, "{log}");
     assert_eq!(log["results"][0]["application"], "tests");
@@ -134,6 +145,7 @@ async fn future_timestamp_is_rejected_with_timestamp_in_future() {
         body["error"]["details"]["errors"][0]["code"],
         "timestamp_in_future"
     );
+    app.settled().await;
     let log = app.get_json("/errors?code=timestamp_in_future", 200).await;
     assert_eq!(log["count"], 1, "{log}");
 }
@@ -167,6 +179,7 @@ async fn batch_with_some_invalid_events_keeps_every_valid_one() {
         statuses,
         ["accepted", "rejected", "accepted", "rejected", "rejected"]
     );
+    app.settled().await;
     for i in [0, 2] {
         let id = accepted_id(&body, i);
         assert!(app.state.store.get_event(id).await.unwrap().is_some());
@@ -188,6 +201,7 @@ async fn batch_with_no_valid_event_is_400_with_per_event_results() {
         (Some(0), Some(2))
     );
     assert_eq!(body["results"][1]["errors"][0]["code"], "invalid_timestamp");
+    app.settled().await;
     assert_eq!(app.get_json("/events", 200).await["count"], 0);
 }
 
@@ -221,6 +235,7 @@ async fn batch_of_exactly_1000_events_is_accepted() {
         .collect();
     let body = app.ingest(&Value::from(batch)).await;
     assert_eq!(body["accepted"], 1000);
+    app.settled().await;
     assert_eq!(app.get_json("/events", 200).await["count"], 1000);
 }
 
@@ -243,6 +258,7 @@ async fn malformed_json_is_400_with_position_and_logged() {
             .contains("column"),
         "{body}"
     );
+    app.settled().await;
     let log = app.get_json("/errors?code=invalid_json", 200).await;
     assert_eq!(log["count"], 1, "{log}");
 }
@@ -299,8 +315,10 @@ async fn concurrent_posts_to_one_session_count_every_event() {
     let responses = futures_util::future::join_all(requests).await;
 
     assert!(responses.iter().all(|r| r.status().as_u16() == 201));
+    app.settled().await;
     let session = app.get_json("/sessions/shared", 200).await;
     assert_eq!(session["event_count"], 80, "{session}");
+    assert_eq!(assert_stored_once(&app.state.store).await.len(), 80);
     assert_eq!(session["first_seen"], "2022-01-01T00:00:00.000000Z");
     assert_eq!(session["last_seen"], "2022-01-01T00:00:39.000000Z");
 }
@@ -370,6 +388,7 @@ async fn each_rejection_rule_answers_its_code_and_is_logged() {
     batch.push(seed_event());
 
     let body = app.ingest(&Value::from(batch)).await;
+    app.settled().await;
 
     for (i, (code, _)) in cases.iter().enumerate() {
         let result = &body["results"][i];
@@ -388,6 +407,7 @@ async fn ties_on_timestamp_page_stably_by_id() {
         .map(|i| page_view(&format!("s{i}"), "2022-01-01T00:00:00Z"))
         .collect();
     app.ingest(&Value::from(batch)).await;
+    app.settled().await;
 
     let mut ids = Vec::new();
     for page in 1..=3 {

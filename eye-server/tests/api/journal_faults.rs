@@ -8,10 +8,9 @@ use std::time::{Duration, Instant};
 use eye_server::message::{AcceptedEvent, Message};
 use eye_server::queue::journal::segment;
 use serde_json::{Value, json};
-use sqlx::Connection;
 use uuid::Uuid;
 
-use crate::binary::{Server, create_key, database_url};
+use crate::binary::{Server, create_key, lock_database};
 
 /// A page view of `session` with a fixed id, as the queue carries it.
 fn message(id: Uuid, session: &str) -> Message {
@@ -133,18 +132,6 @@ impl Drop for Tmpfs {
     fn drop(&mut self) {
         let _ = Command::new("umount").arg("-l").arg(&self.0).status();
     }
-}
-
-/// Holds SQLite's write lock on the database, so the store cannot take anything.
-async fn lock_database(dir: &Path) -> sqlx::SqliteConnection {
-    let mut conn = sqlx::SqliteConnection::connect(&database_url(dir))
-        .await
-        .unwrap();
-    sqlx::query("BEGIN IMMEDIATE")
-        .execute(&mut conn)
-        .await
-        .unwrap();
-    conn
 }
 
 fn batch(session: &str, n: usize) -> Value {

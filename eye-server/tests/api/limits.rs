@@ -36,6 +36,7 @@ async fn gzip_batch_is_accepted() {
     let response = post_raw(&app, body, Some("gzip")).await;
 
     assert_eq!(response.status().as_u16(), 201);
+    app.settled().await;
     assert_eq!(app.get_json("/events", 200).await["count"], 100);
 }
 
@@ -178,16 +179,33 @@ async fn large_pages_are_gzip_compressed_when_asked() {
 
 #[tokio::test]
 async fn request_over_the_timeout_is_a_json_408() {
-    let app = spawn_app_with(|c| c.http.request_timeout_secs = 0).await;
-    let response = post_raw(
-        &app,
-        page_view("s", "2022-01-01T00:00:00Z")
-            .to_string()
-            .into_bytes(),
-        None,
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    // Arrange: a 1 s request timeout, and a client that sends half its body and stops.
+    let app = spawn_app_with(|c| c.http.request_timeout_secs = 1).await;
+    let addr = app.base.trim_start_matches("http://");
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let head = format!(
+        "POST /events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\n\
+         Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n{{\"session_id\"",
+        app.key
+    );
+
+    // Act
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(
+        std::time::Duration::from_secs(30),
+        stream.read_to_end(&mut answer),
     )
     .await;
-    assert_error_response(response, 408, "timeout").await;
+
+    // Assert: the server answered (within the bound) 408 with a JSON error.
+    assert!(read.is_ok(), "no answer to a request past its timeout");
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    let body = answer.split("\r\n\r\n").nth(1).unwrap_or_default();
+    let body: Value = serde_json::from_str(body).unwrap_or_else(|_| panic!("{answer}"));
+    assert_error(&body, "timeout");
 }
 
 #[tokio::test]

@@ -26,6 +26,7 @@ async fn seeded() -> TestApp {
         page_view("ghi789", "2022-03-01T00:00:00Z"),
     ]))
     .await;
+    app.settled().await;
     app
 }
 
@@ -211,6 +212,7 @@ async fn errors_log_filters_by_code_and_application() {
         ]))
         .await;
     assert_eq!(body.status().as_u16(), 400);
+    app.settled().await;
 
     let all = app.get_json("/errors", 200).await;
     let future = app.get_json("/errors?code=timestamp_in_future", 200).await;

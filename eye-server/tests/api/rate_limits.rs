@@ -1,10 +1,9 @@
 //! Per-application rate limits in embedded mode (one process, local buckets).
 
-use eye_server::config::AckAfter;
 use eye_server::store::Scopes;
 use serde_json::Value;
 
-use crate::helpers::{create_key, page_view, spawn_app_with};
+use crate::helpers::{create_key, page_view, spawn_app};
 
 fn batch(session: &str, n: usize) -> Value {
     Value::Array(
@@ -17,7 +16,7 @@ fn batch(session: &str, n: usize) -> Value {
 #[tokio::test]
 async fn past_its_limit_an_application_gets_429_and_nothing_of_the_request_is_stored() {
     // Arrange: application `limited` may send 5 events per second; `free` has no limit.
-    let app = spawn_app_with(|c| c.queue.ack_after = AckAfter::Store).await;
+    let app = spawn_app().await;
     let limited = create_key(&app.state.store, "limited", Scopes::ALL).await;
     let free = create_key(&app.state.store, "free", Scopes::ALL).await;
     app.state
@@ -44,7 +43,8 @@ async fn past_its_limit_an_application_gets_429_and_nothing_of_the_request_is_st
     assert_eq!(body["error"]["code"], "rate_limited", "{body}");
     // Another application is not held back.
     assert_eq!(other.status(), 201);
-    // Only the first request's events were stored (store-ack: readable at the 2xx).
+    // Only the first request's events were stored.
+    app.settled().await;
     let session = app.get_json("/sessions/rl", 200).await;
     assert_eq!(session["event_count"], 5);
     let metrics = app.get("/metrics").await.text().await.unwrap();
@@ -58,7 +58,7 @@ async fn past_its_limit_an_application_gets_429_and_nothing_of_the_request_is_st
 
 #[tokio::test]
 async fn removing_the_limit_lets_the_application_through_again() {
-    let app = spawn_app_with(|c| c.queue.ack_after = AckAfter::Store).await;
+    let app = spawn_app().await;
     let key = create_key(&app.state.store, "bursty", Scopes::ALL).await;
     let store = &app.state.store;
     store.set_rate_limit("bursty", Some(1)).await.unwrap();

@@ -25,6 +25,7 @@ async fn seed_get_examples_answer_drf_pages() {
         let response = app.post_events_request().body(event).send().await.unwrap();
         assert_eq!(response.status().as_u16(), 201);
     }
+    app.settled().await;
 
     let all = app.get_json("/events", 200).await;
     assert_eq!(all["count"], 12);

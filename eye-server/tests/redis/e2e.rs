@@ -11,7 +11,8 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 use crate::harness::{RedisServer, TestRedis, conn, eventually};
-use crate::process::{Deployment, stored_ids};
+use crate::process::Deployment;
+use eye_server::store::testing::assert_stored_once;
 use eye_server::streams::Keys;
 
 /// What a POST /events got.
@@ -85,14 +86,18 @@ fn ids_with(outcomes: &[(Uuid, Outcome)], wanted: Outcome) -> HashSet<Uuid> {
         .collect()
 }
 
-async fn wait_stored(d: &Deployment, n: usize, limit: Duration) -> (u64, HashSet<Uuid>) {
+/// Waits (up to `limit`) until the store's counters reach `n` events, then checks that
+/// each stored event is stored once by every counter a double store would break, and
+/// returns the stored ids.
+async fn wait_stored(d: &Deployment, n: usize, limit: Duration) -> HashSet<Uuid> {
     let store = d.store().await;
-    eventually(limit, || async { stored_ids(&store).await.0 >= n as u64 }).await;
-    // A little longer, so a duplicate would have time to show up.
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let result = stored_ids(&store).await;
+    eventually(limit, || async {
+        store.total_events().await.expect("total") >= n as u64
+    })
+    .await;
+    let ids = assert_stored_once(&store).await;
     store.close().await;
-    result
+    ids
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -109,7 +114,7 @@ async fn two_api_nodes_and_two_workers_store_every_acknowledged_event_exactly_on
     let outcomes = post_many(&urls, 10_000, 64).await;
     let posted_in = started.elapsed();
     let acked = ids_with(&outcomes, Outcome::Created);
-    let (rows, stored) = wait_stored(&d, acked.len(), Duration::from_secs(180)).await;
+    let stored = wait_stored(&d, acked.len(), Duration::from_secs(180)).await;
     eprintln!(
         "10,000 events: posted in {posted_in:.2?}, all stored after {:.2?}",
         started.elapsed()
@@ -122,8 +127,7 @@ async fn two_api_nodes_and_two_workers_store_every_acknowledged_event_exactly_on
         "every post is acknowledged: {:?}",
         &outcomes[..3]
     );
-    assert_eq!(rows, 10_000, "no event stored twice");
-    assert_eq!(stored, acked);
+    assert_eq!(stored, acked, "every acknowledged event stored, each once");
     let len: u64 = conn(&redis.url())
         .await
         .xlen(Keys::new(&d.prefix).stream)
@@ -163,15 +167,14 @@ async fn a_worker_killed_mid_drain_leaves_its_pending_entries_to_the_survivor() 
         .xpending_consumer_count(&keys.stream, &keys.group, "-", "+", 10_000, "doomed")
         .await
         .expect("XPENDING");
-    let (rows, stored) = wait_stored(&d, acked.len(), Duration::from_secs(120)).await;
+    let stored = wait_stored(&d, acked.len(), Duration::from_secs(120)).await;
 
     // Assert
     assert!(
         holding && !orphaned.ids.is_empty(),
         "doomed was killed holding entries"
     );
-    assert_eq!(rows, 3_000, "no event stored twice");
-    assert_eq!(stored, acked);
+    assert_eq!(stored, acked, "every acknowledged event stored, each once");
     // doomed may have committed its last batch without acknowledging it: the events
     // are stored, but its entries wait for the survivor's claim all the same.
     let reclaimed = eventually(Duration::from_secs(30), || {
@@ -187,9 +190,11 @@ async fn a_worker_killed_mid_drain_leaves_its_pending_entries_to_the_survivor() 
     })
     .await;
     assert!(reclaimed, "the survivor claimed every orphaned entry");
-    let (rows, _) = wait_stored(&d, acked.len(), Duration::from_secs(1)).await;
+    // Every entry is now acknowledged: nothing more can be written. Stored again,
+    // a reclaimed entry would have counted its event twice.
+    let stored = wait_stored(&d, acked.len(), Duration::from_secs(1)).await;
     assert_eq!(
-        rows, 3_000,
+        stored, acked,
         "reclaimed entries already stored are not stored again"
     );
     assert!(survivor.log().contains("claimed idle pending entries"));
@@ -246,7 +251,7 @@ async fn redis_crash_and_restart_while_posting_loses_no_acknowledged_event() {
     }
     let acked = ids_with(&outcomes, Outcome::Created);
     let refused = ids_with(&outcomes, Outcome::Unavailable);
-    let (rows, stored) = wait_stored(&d, acked.len(), Duration::from_secs(60)).await;
+    let stored = wait_stored(&d, acked.len(), Duration::from_secs(60)).await;
     eprintln!(
         "outage: {} acknowledged, {} answered 503, {} other",
         acked.len(),
@@ -282,7 +287,6 @@ async fn redis_crash_and_restart_while_posting_loses_no_acknowledged_event() {
         refused.is_disjoint(&stored),
         "an event answered 503 was stored"
     );
-    assert_eq!(rows as usize, stored.len(), "no event stored twice");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -306,7 +310,7 @@ async fn poison_message_reaches_the_dead_letter_stream_and_the_errors_log_and_th
     let outcomes = post_many(&[api.url("/events")], 50, 8).await;
     let _worker = d.worker("w", &[]);
     let acked = ids_with(&outcomes, Outcome::Created);
-    let (_, stored) = wait_stored(&d, acked.len(), Duration::from_secs(30)).await;
+    let stored = wait_stored(&d, acked.len(), Duration::from_secs(30)).await;
     let http = client();
     let logged = eventually(Duration::from_secs(10), || async {
         let page: Value = match http.get(api.url("/errors?code=dead_lettered")).send().await {
@@ -370,7 +374,7 @@ async fn sigterm_stops_a_worker_cleanly_and_serve_with_its_embedded_worker() {
     let mut worker = d.worker("w", &[]);
     let outcomes = post_many(&[serve.url("/events")], 100, 4).await;
     let acked = ids_with(&outcomes, Outcome::Created);
-    let (_, stored) = wait_stored(&d, acked.len(), Duration::from_secs(30)).await;
+    let stored = wait_stored(&d, acked.len(), Duration::from_secs(30)).await;
 
     // Act
     let worker_exit = worker.terminate();

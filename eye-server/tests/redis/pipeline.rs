@@ -2,6 +2,7 @@
 //! entries while a batch commits, grows the next transaction from a backlog up to
 //! `max_commit`, and still acknowledges nothing before its commit.
 
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -10,11 +11,13 @@ use async_trait::async_trait;
 use eye_server::message::Message;
 use eye_server::queue::Queue;
 use eye_server::sink::Sink;
+use eye_server::store::testing::assert_stored_once;
 use eye_server::store::{Store, StoreError, Synchronous, WriteOutcome};
 use eye_server::streams::{Keys, connect};
 use eye_server::worker::{Worker, WorkerConfig, WorkerHandle};
 use redis::AsyncCommands;
 use tokio::sync::Semaphore;
+use uuid::Uuid;
 
 use crate::harness::{TestRedis, accepted, conn, eventually, queue, unique_prefix, worker_config};
 
@@ -52,12 +55,15 @@ impl GatedStore {
         self.sizes.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
-    async fn rows(&self) -> i64 {
-        let (n,): (i64,) = sqlx::query_as("SELECT count(*) FROM events")
-            .fetch_one(self.store.pool().expect("a SQLite store"))
-            .await
-            .expect("count");
-        n
+    /// The ids stored, each checked to be stored once by every counter a double
+    /// store would break.
+    async fn stored_once(&self) -> HashSet<Uuid> {
+        assert_stored_once(&self.store).await
+    }
+
+    /// How many events the store counts.
+    async fn counted(&self) -> u64 {
+        self.store.total_events().await.expect("total")
     }
 }
 
@@ -106,15 +112,20 @@ async fn pending(url: &str, keys: &Keys) -> usize {
     }
 }
 
-/// Enqueues `n` events in batches of 100; returns their number.
-async fn fill(q: &eye_server::queue::redis::RedisQueue, n: usize) -> usize {
+/// Enqueues `n` events in batches of 100; returns their ids.
+async fn fill(q: &eye_server::queue::redis::RedisQueue, n: usize) -> HashSet<Uuid> {
+    let mut ids = HashSet::new();
     for _ in 0..n / 100 {
         let batch: Vec<_> = (0..100)
-            .map(|i| Message::EventV1(accepted(&format!("s{i}"))))
+            .map(|i| accepted(&format!("s{i}")))
+            .inspect(|e| {
+                ids.insert(e.id);
+            })
+            .map(Message::EventV1)
             .collect();
         q.enqueue(batch).await.expect("enqueue");
     }
-    n
+    ids
 }
 
 #[tokio::test]
@@ -125,7 +136,8 @@ async fn a_backlog_is_read_ahead_while_a_batch_commits_into_transactions_up_to_m
     let prefix = unique_prefix("read-ahead");
     let keys = Keys::new(&prefix);
     let q = queue(&url, &prefix, 0);
-    let total = fill(&q, 3000).await;
+    let enqueued = fill(&q, 3000).await;
+    let total = enqueued.len();
     let dir = tempfile::tempdir().expect("a temporary directory");
     let sink = GatedStore::open(&dir).await;
     let w = start(&url, config(&prefix), Arc::clone(&sink));
@@ -163,7 +175,7 @@ async fn a_backlog_is_read_ahead_while_a_batch_commits_into_transactions_up_to_m
     );
     assert!(sizes.iter().all(|&n| n <= 1000), "{sizes:?}");
     assert_eq!(sizes.iter().sum::<usize>(), total);
-    assert_eq!(sink.rows().await, total as i64);
+    assert_eq!(sink.stored_once().await, enqueued);
     assert_eq!(stats.stored, total as u64);
     assert_eq!(pending(&url, &keys).await, 0);
 }
@@ -176,7 +188,8 @@ async fn entries_read_ahead_when_the_store_fails_are_retried_with_the_held_ones_
     let prefix = unique_prefix("read-ahead-outage");
     let keys = Keys::new(&prefix);
     let q = queue(&url, &prefix, 0);
-    let total = fill(&q, 1500).await;
+    let enqueued = fill(&q, 1500).await;
+    let total = enqueued.len();
     let dir = tempfile::tempdir().expect("a temporary directory");
     let sink = GatedStore::open(&dir).await;
     let w = start(&url, config(&prefix), Arc::clone(&sink));
@@ -207,10 +220,10 @@ async fn entries_read_ahead_when_the_store_fails_are_retried_with_the_held_ones_
     assert!(
         drained,
         "stored {} of {total}; backlog {}",
-        sink.rows().await,
+        sink.counted().await,
         q.backlog().await.expect("backlog")
     );
-    assert_eq!(sink.rows().await, total as i64);
+    assert_eq!(sink.stored_once().await, enqueued);
     assert_eq!(stats.stored, total as u64);
     assert_eq!(stats.dead_lettered, 0, "an outage is not poison");
     assert_eq!(pending(&url, &keys).await, 0);
@@ -224,7 +237,7 @@ async fn stopping_while_a_batch_commits_commits_and_acknowledges_it() {
     let prefix = unique_prefix("stop-in-flight");
     let keys = Keys::new(&prefix);
     let q = queue(&url, &prefix, 0);
-    fill(&q, 100).await;
+    let enqueued = fill(&q, 100).await;
     let dir = tempfile::tempdir().expect("a temporary directory");
     let sink = GatedStore::open(&dir).await;
     let w = start(&url, config(&prefix), Arc::clone(&sink));
@@ -242,7 +255,7 @@ async fn stopping_while_a_batch_commits_commits_and_acknowledges_it() {
     // Assert
     assert!(held);
     assert_eq!(stats.stored, 100, "the batch in flight was committed");
-    assert_eq!(sink.rows().await, 100);
+    assert_eq!(sink.stored_once().await, enqueued);
     assert_eq!(pending(&url, &keys).await, 0, "and acknowledged");
     assert_eq!(q.backlog().await.expect("backlog"), 0);
 }

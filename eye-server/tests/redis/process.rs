@@ -1,6 +1,5 @@
 //! Running the real `eye-server` binary: API nodes, workers, and the store they share.
 
-use std::collections::HashSet;
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex, mpsc};
@@ -8,7 +7,6 @@ use std::time::{Duration, Instant};
 
 use eye_server::store::Store;
 use serde_json::Value;
-use uuid::Uuid;
 
 const BIN: &str = env!("CARGO_BIN_EXE_eye-server");
 
@@ -95,20 +93,6 @@ impl Deployment {
             .await
             .expect("open the store")
     }
-}
-
-/// Ids of every stored event, with how many rows each has.
-pub async fn stored_ids(store: &Store) -> (u64, HashSet<Uuid>) {
-    let rows: Vec<(Vec<u8>,)> = sqlx::query_as("SELECT id FROM events")
-        .fetch_all(store.pool().expect("a SQLite store"))
-        .await
-        .expect("SELECT id FROM events");
-    let total = rows.len() as u64;
-    let ids = rows
-        .into_iter()
-        .map(|(b,)| Uuid::from_slice(&b).expect("16-byte id"))
-        .collect();
-    (total, ids)
 }
 
 #[derive(Clone, Copy)]

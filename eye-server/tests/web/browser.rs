@@ -213,6 +213,7 @@ async fn seed_traffic(app: &RealApp) {
         "data": {"host": "shop.example.com", "path": "/"},
         "timestamp": eye_core::format_timestamp(&(now + chrono::Duration::hours(2)))});
     assert_eq!(app.post(&late).await, 400);
+    app.settled().await;
 }
 
 #[tokio::test]

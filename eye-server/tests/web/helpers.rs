@@ -168,8 +168,8 @@ pub async fn get_as(app: &Router, uri: &str, accept: &str) -> Answer {
     .await
 }
 
-/// The real server on `127.0.0.1:0` over a fresh SQLite file, with a key of every
-/// scope.
+/// The real server on `127.0.0.1:0` over a fresh SQLite file, on the default ack path
+/// (the journal), with a key of every scope.
 pub struct RealApp {
     /// `http://127.0.0.1:PORT`.
     pub base: String,
@@ -270,6 +270,20 @@ impl RealApp {
     /// `GET` without credentials; the body as JSON.
     pub async fn get_json(&self, path: &str) -> Value {
         self.get(path).await.json().await.unwrap()
+    }
+
+    /// Waits until everything acknowledged so far is stored (readable shortly after
+    /// the 2xx on the journal path): polls `/readyz` until its `backlog` is 0, for at
+    /// most 30 s.
+    pub async fn settled(&self) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while self.get_json("/readyz").await["backlog"] != 0 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the journal was not stored within 30 s"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
     }
 
     pub async fn stop(mut self) {

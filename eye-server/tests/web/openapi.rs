@@ -223,6 +223,7 @@ async fn real_answers_match_their_documented_schemas() {
         assert_eq!(r.status().as_u16(), 400);
         assert_documented(&doc, "/events", "post", 400, &r.json().await.unwrap());
     }
+    app.settled().await;
     let get = |path: String| {
         client
             .get(format!("{}{path}", app.base))

@@ -8,6 +8,7 @@ use crate::helpers::{hostile_wire_event, spawn_real};
 async fn hostile_event_posted_through_the_api_is_shown_escaped() {
     let app = spawn_real().await;
     assert_eq!(app.post(&hostile_wire_event()).await, 201);
+    app.settled().await;
     for path in ["/", "/events"] {
         let (status, page) = app.browse(path).await;
         assert_eq!(status, 200, "{path}: {page}");
@@ -64,6 +65,7 @@ async fn dashboard_shows_totals_newest_sessions_and_errors() {
     let bad = json!({"session_id": "dash-session", "category": "page_interaction", "name": "page_view",
         "data": {"host": "not a host", "path": "/"}, "timestamp": now});
     assert_eq!(app.post(&bad).await, 400);
+    app.settled().await;
     let (status, page) = app.browse("/").await;
     assert_eq!(status, 200);
     assert!(
@@ -90,6 +92,7 @@ async fn metrics_count_ingest_and_http_requests_by_route() {
     let mut bad = event.clone();
     bad["data"]["path"] = json!("no-slash");
     assert_eq!(app.post(&bad).await, 400);
+    app.settled().await;
     let _ = app
         .browse("/events/0190a3f0-8c2e-7cc3-8d4e-2b1a3f5e6d7c")
         .await;
@@ -147,6 +150,7 @@ async fn pagination_links_and_filters_work_in_the_browser_view() {
         })
         .collect();
     assert_eq!(app.post(&serde_json::Value::Array(batch)).await, 201);
+    app.settled().await;
     let (_, first) = app.browse("/events?page_size=5&session_id=p0").await;
     assert!(first.contains("page 1 of 2 · 6 results"), "{first}");
     let next = first

@@ -64,6 +64,7 @@ async fn pages_of_deeply_nested_large_forms_stay_a_small_multiple_of_their_json(
     for _ in 0..10 {
         assert_eq!(app.post(&event).await, 201);
     }
+    app.settled().await;
 
     let list = assert_bounded(&app, "/events?page_size=10").await;
     let timeline = assert_bounded(&app, "/sessions/nested-forms/events?page_size=10").await;
@@ -94,6 +95,7 @@ async fn pages_of_forms_full_of_characters_to_escape_stay_a_small_multiple_of_th
     for _ in 0..10 {
         assert_eq!(app.post(&event).await, 201);
     }
+    app.settled().await;
 
     let list = assert_bounded(&app, "/events?page_size=10").await;
     let id = list
