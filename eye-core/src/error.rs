@@ -52,6 +52,33 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
+    /// Every code, in declaration order: for documentation, dashboards' filter lists
+    /// and tests that go over each. A test checks it against the variants the JSON
+    /// Schema derive sees, so a new variant cannot be left out.
+    ///
+    /// ```
+    /// use eye_core::ErrorCode;
+    /// assert!(ErrorCode::ALL.contains(&ErrorCode::TimestampInFuture));
+    /// ```
+    pub const ALL: [ErrorCode; 16] = [
+        Self::InvalidJson,
+        Self::MissingField,
+        Self::WrongType,
+        Self::UnknownField,
+        Self::UnknownEventType,
+        Self::InvalidId,
+        Self::InvalidSessionId,
+        Self::InvalidHost,
+        Self::InvalidPath,
+        Self::InvalidElement,
+        Self::FormTooDeep,
+        Self::InvalidTimestamp,
+        Self::TimestampInFuture,
+        Self::EventTooLarge,
+        Self::DeadLettered,
+        Self::TooManyErrors,
+    ];
+
     /// The code as it appears on the wire, for logs and metric labels.
     ///
     /// ```

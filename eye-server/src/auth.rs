@@ -287,6 +287,8 @@ pub struct Authenticator {
     disabled: bool,
     public_url: Option<String>,
     cache: Arc<Mutex<HashMap<[u8; 32], Cached>>>,
+    /// The cache's clock: `Instant::now`, or a test's.
+    now: Arc<dyn Fn() -> Instant + Send + Sync>,
 }
 
 impl Authenticator {
@@ -299,6 +301,7 @@ impl Authenticator {
             disabled,
             public_url: None,
             cache: Arc::new(Mutex::new(HashMap::new())),
+            now: Arc::new(Instant::now),
         }
     }
 
@@ -407,25 +410,21 @@ impl Authenticator {
     }
 
     fn cached(&self, hash: &[u8; 32]) -> Option<Caller> {
+        let now = (self.now)();
         let cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
         cache
             .get(hash)
-            .filter(|c| c.at.elapsed() < AUTH_CACHE_TTL)
+            .filter(|c| now.saturating_duration_since(c.at) < AUTH_CACHE_TTL)
             .map(|c| c.caller.clone())
     }
 
     fn remember(&self, hash: [u8; 32], caller: Caller) {
+        let now = (self.now)();
         let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
         if cache.len() >= AUTH_CACHE_SWEEP_AT {
-            cache.retain(|_, c| c.at.elapsed() < AUTH_CACHE_TTL);
+            cache.retain(|_, c| now.saturating_duration_since(c.at) < AUTH_CACHE_TTL);
         }
-        cache.insert(
-            hash,
-            Cached {
-                caller,
-                at: Instant::now(),
-            },
-        );
+        cache.insert(hash, Cached { caller, at: now });
     }
 }
 
@@ -479,9 +478,52 @@ pub fn record_application(caller: &Caller) {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use std::sync::atomic::{AtomicU64, Ordering};
+
     use axum::http::HeaderValue;
 
     use super::*;
+
+    #[tokio::test]
+    async fn a_key_revoked_elsewhere_works_until_its_cache_entry_is_5_s_old() {
+        // Arrange: a key this node has seen, then revoked on the store (as by another
+        // machine); the cache's clock is the test's.
+        let store = Store::open("sqlite::memory:").await.unwrap();
+        let key = create_app_with_key(&store, "old", Scopes::ALL)
+            .await
+            .unwrap();
+        let elapsed_ms = Arc::new(AtomicU64::new(0));
+        let start = Instant::now();
+        let mut auth = Authenticator::new(store.clone(), false);
+        auth.now = {
+            let elapsed_ms = Arc::clone(&elapsed_ms);
+            Arc::new(move || start + Duration::from_millis(elapsed_ms.load(Ordering::SeqCst)))
+        };
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::AUTHORIZATION,
+            HeaderValue::from_str(&format!("Bearer {key}")).unwrap(),
+        );
+        let check = || auth.authenticate(&Method::GET, &headers, Scope::Query);
+        assert!(check().await.is_ok(), "a live key");
+        store.revoke_app("old").await.unwrap();
+        let ttl_ms = u64::try_from(AUTH_CACHE_TTL.as_millis()).unwrap();
+
+        // Act
+        elapsed_ms.store(ttl_ms - 1, Ordering::SeqCst);
+        let just_before = check().await;
+        elapsed_ms.store(ttl_ms, Ordering::SeqCst);
+        let at_the_ttl = check().await;
+
+        // Assert
+        assert!(just_before.is_ok(), "still cached: {just_before:?}");
+        assert!(
+            matches!(at_the_ttl, Err(ApiError::Unauthorized)),
+            "{at_the_ttl:?}"
+        );
+    }
 
     fn with_auth(value: &'static str) -> HeaderMap {
         let mut h = HeaderMap::new();

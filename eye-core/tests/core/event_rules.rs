@@ -234,14 +234,51 @@ fn every_error_code_serialises_as_its_stable_snake_case_name() {
         (ErrorCode::DeadLettered, "dead_lettered"),
         (ErrorCode::TooManyErrors, "too_many_errors"),
     ];
+    // The table pins each name; it must cover every code there is.
+    assert_eq!(
+        codes.map(|(code, _)| code),
+        ErrorCode::ALL,
+        "a code is missing from this table"
+    );
     for (code, wire) in codes {
         assert_eq!(serde_json::to_value(code).unwrap(), json!(wire));
         assert_eq!(code.as_str(), wire);
+        assert_eq!(code.to_string(), wire);
         assert_eq!(
             serde_json::from_value::<ErrorCode>(json!(wire)).unwrap(),
             code
         );
     }
+}
+
+#[test]
+fn error_code_all_lists_every_variant_the_schema_derive_sees() {
+    // The JSON Schema is derived from the enum itself, so it names every variant.
+    let schema = schemars::schema_for!(ErrorCode).to_value();
+    let mut variants: Vec<String> = schema["enum"]
+        .as_array()
+        .or_else(|| schema["oneOf"].as_array())
+        .expect("an enum schema")
+        .iter()
+        .flat_map(|v| match v.as_str() {
+            Some(s) => vec![s.to_owned()],
+            None => v["enum"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .chain(v.get("const"))
+                .filter_map(|c| c.as_str().map(str::to_owned))
+                .collect(),
+        })
+        .collect();
+    variants.sort();
+    let mut listed: Vec<String> = ErrorCode::ALL
+        .iter()
+        .map(|c| c.as_str().to_owned())
+        .collect();
+    listed.sort();
+
+    assert_eq!(listed, variants);
 }
 
 #[test]

@@ -123,15 +123,7 @@ impl Store {
         if count == 0 || pagination.offset() >= count {
             return Ok((count, Vec::new()));
         }
-        let hint = match conn.dialect() {
-            Dialect::Sqlite => " INDEXED BY events_session",
-            Dialect::Postgres => "",
-        };
-        let sql = format!(
-            "SELECT {EVENT_COLUMNS} FROM (SELECT id FROM events{hint} \
-             WHERE session_id = ? ORDER BY timestamp, id LIMIT ? OFFSET ?) AS page \
-             JOIN events AS e ON e.id = page.id ORDER BY e.timestamp, e.id"
-        );
+        let sql = session_page_sql(conn.dialect());
         let rows: Vec<EventRow> = conn
             .fetch_all(
                 &sql,
@@ -155,30 +147,14 @@ impl Store {
         &self,
         query: &ErrorQuery,
     ) -> Result<(u64, Vec<ErrorRecord>), StoreError> {
-        let start = query.time.start.map(to_micros);
-        let end = query.time.end.map(to_micros);
         let mut held = self.snapshot().await?;
         let mut conn = held.conn();
-        let (from, filter) = error_filter(conn.dialect(), query, start, end);
         let count = count::count_errors(&mut conn, query).await?;
         let p = &query.pagination;
         if count == 0 || p.offset() >= count {
             return Ok((count, Vec::new()));
         }
-        let order = if query.code.is_some() {
-            "c.received_at DESC, c.error_id DESC"
-        } else {
-            "e.received_at DESC, e.id DESC"
-        };
-        let sql = format!(
-            "SELECT {ERROR_COLUMNS} FROM {from}{} ORDER BY {order} LIMIT ? OFFSET ?",
-            filter.sql()
-        );
-        let mut args = filter.args;
-        args.extend([
-            Arg::Int(i64::from(p.page_size)),
-            Arg::Int(sql_int(p.offset())),
-        ]);
+        let (sql, args) = errors_page_sql(conn.dialect(), query);
         let rows: Vec<ErrorRow> = conn.fetch_all(&sql, &args).await?;
         let records = rows
             .into_iter()
@@ -186,6 +162,43 @@ impl Store {
             .collect::<Result<_, _>>()?;
         Ok((count, records))
     }
+}
+
+/// One page of a session's events, oldest first; bound: the session id, the page
+/// size and the offset.
+pub(crate) fn session_page_sql(dialect: Dialect) -> String {
+    let hint = match dialect {
+        Dialect::Sqlite => " INDEXED BY events_session",
+        Dialect::Postgres => "",
+    };
+    format!(
+        "SELECT {EVENT_COLUMNS} FROM (SELECT id FROM events{hint} \
+         WHERE session_id = ? ORDER BY timestamp, id LIMIT ? OFFSET ?) AS page \
+         JOIN events AS e ON e.id = page.id ORDER BY e.timestamp, e.id"
+    )
+}
+
+/// One page of the errors log for `query`, newest first, and its bound arguments.
+pub(crate) fn errors_page_sql(dialect: Dialect, query: &ErrorQuery) -> (String, Vec<Arg>) {
+    let start = query.time.start.map(to_micros);
+    let end = query.time.end.map(to_micros);
+    let (from, filter) = error_filter(dialect, query, start, end);
+    let order = if query.code.is_some() {
+        "c.received_at DESC, c.error_id DESC"
+    } else {
+        "e.received_at DESC, e.id DESC"
+    };
+    let sql = format!(
+        "SELECT {ERROR_COLUMNS} FROM {from}{} ORDER BY {order} LIMIT ? OFFSET ?",
+        filter.sql()
+    );
+    let p = &query.pagination;
+    let mut args = filter.args;
+    args.extend([
+        Arg::Int(i64::from(p.page_size)),
+        Arg::Int(sql_int(p.offset())),
+    ]);
+    (sql, args)
 }
 
 /// The `FROM` and `WHERE` of an errors-log query, restricted to received times in

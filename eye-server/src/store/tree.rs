@@ -280,14 +280,8 @@ pub(crate) async fn seek(
                 last_exclusive,
             } => {
                 let width = WIDTHS[level];
-                let (column, table, f) = level_source(level, plan.counter_filter());
-                let f = within(f, column, first, last_exclusive);
                 let per_read = buckets_per_read(conn.dialect());
-                let sql = format!(
-                    "SELECT {column}, CAST(sum(events) AS BIGINT) FROM {table}{} \
-                     GROUP BY {column} ORDER BY {column} DESC LIMIT {per_read}",
-                    f.sql()
-                );
+                let (sql, f) = buckets_sql(conn.dialect(), plan, level, first, last_exclusive);
                 let rows: Vec<(i64, i64)> = conn.fetch_all(&sql, &f.args).await?;
                 if rows.len() as i64 == per_read
                     && let Some(&(oldest, _)) = rows.last()
@@ -311,6 +305,27 @@ pub(crate) async fn seek(
         }
     }
     Ok(None)
+}
+
+/// The seek's read of the per-bucket sums of `plan` at `level` in
+/// `[first, last_exclusive)`, newest bucket first, one page of
+/// [`buckets_per_read`]; and its filter (the bound arguments).
+pub(crate) fn buckets_sql(
+    dialect: Dialect,
+    plan: &EventPlan,
+    level: usize,
+    first: Option<i64>,
+    last_exclusive: Option<i64>,
+) -> (String, Filter) {
+    let (column, table, f) = level_source(level, plan.counter_filter());
+    let f = within(f, column, first, last_exclusive);
+    let per_read = buckets_per_read(dialect);
+    let sql = format!(
+        "SELECT {column}, CAST(sum(events) AS BIGINT) FROM {table}{} \
+         GROUP BY {column} ORDER BY {column} DESC LIMIT {per_read}",
+        f.sql()
+    );
+    (sql, f)
 }
 
 /// `count(*)` over the plan's index, restricted to `[start, end]`.

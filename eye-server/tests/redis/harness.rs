@@ -1,14 +1,15 @@
 //! The test harness: a real `redis-server` (the one at `EYE_TEST_REDIS_URL`, or a
 //! private one on a free loopback port, killed on drop), unique key prefixes, messages
-//! and an in-memory sink.
+//! and the real SQLite store the workers write to.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::str::FromStr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -17,10 +18,12 @@ use eye_core::Event;
 use eye_server::message::{AcceptedEvent, Message};
 use eye_server::queue::redis::{RedisQueue, RedisQueueConfig};
 use eye_server::sink::Sink;
-use eye_server::store::{StoreError, WriteOutcome};
+use eye_server::store::{Store, StoreError, WriteOutcome};
 use eye_server::streams::Keys;
 use eye_server::worker::{Worker, WorkerConfig};
 use redis::AsyncCommands;
+use sqlx::Connection;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
 use uuid::Uuid;
 
 /// A key prefix no other test (or test run) uses.
@@ -210,87 +213,159 @@ pub fn worker_config(prefix: &str, consumer: &str) -> WorkerConfig {
     }
 }
 
-/// An in-memory store: counts how often each event id was inserted, keeps the errors
-/// log, and fails every batch holding one of `poison`.
-#[derive(Default)]
-pub struct MemorySink {
-    inner: Mutex<MemoryInner>,
-    poison: HashSet<Uuid>,
-    /// While set, every write fails as a busy or unreachable store does (a transient
-    /// error: `StoreError::is_transient`).
-    pub down: std::sync::atomic::AtomicBool,
-    /// While set, every write fails with an error that does not say the store is to
-    /// blame (as a poison message's does).
-    pub broken: std::sync::atomic::AtomicBool,
+/// The real SQLite store, in a file of its own, that the workers write to. The store
+/// refuses data because of the triggers
+/// [`Self::refuse`] installs in the database itself; only [`Self::down`] is injected.
+pub struct TestStore {
+    /// The store.
+    pub store: Store,
+    url: String,
+    _dir: tempfile::TempDir,
+    /// While set, every write fails at once as an unreachable store's does (a transient
+    /// error, `StoreError::is_transient`). Injected: a real SQLite store can be made to
+    /// fail transiently only by a lock, and then each write waits the 10 s busy timeout
+    /// before failing, while these tests need many failed deliveries within seconds.
+    pub down: AtomicBool,
 }
 
-#[derive(Default)]
-struct MemoryInner {
-    events: HashMap<Uuid, u64>,
-    errors: Vec<eye_server::message::RejectedEvent>,
+/// One row of the store's errors log.
+#[derive(Debug, Clone)]
+pub struct LoggedError {
+    /// The distinct error codes (a JSON array).
+    pub codes: String,
+    /// The raw message.
+    pub payload: String,
 }
 
-impl MemorySink {
-    /// A sink that refuses every batch holding one of `poison`.
-    pub fn failing_on(poison: impl IntoIterator<Item = Uuid>) -> Arc<Self> {
+impl TestStore {
+    /// A fresh store in a temporary directory.
+    pub async fn open() -> Arc<Self> {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let url = format!("sqlite://{}", dir.path().join("eye.db").display());
+        let store = Store::open(&url).await.expect("open the store");
         Arc::new(Self {
-            poison: poison.into_iter().collect(),
-            ..Self::default()
+            store,
+            url,
+            _dir: dir,
+            down: AtomicBool::new(false),
         })
     }
 
+    /// A connection of the test's own to the database file.
+    async fn raw(&self) -> SqliteConnection {
+        let options = SqliteConnectOptions::from_str(&self.url)
+            .expect("a valid URL")
+            .busy_timeout(Duration::from_secs(30));
+        SqliteConnection::connect_with(&options)
+            .await
+            .expect("open the database file")
+    }
+
     /// Distinct event ids stored.
-    pub fn stored(&self) -> HashSet<Uuid> {
-        self.lock().events.keys().copied().collect()
+    pub async fn stored(&self) -> HashSet<Uuid> {
+        let mut c = self.raw().await;
+        let rows: Vec<(Vec<u8>,)> = sqlx::query_as("SELECT id FROM events")
+            .fetch_all(&mut c)
+            .await
+            .expect("read events");
+        rows.into_iter()
+            .map(|(id,)| Uuid::from_slice(&id).expect("a 16-byte id"))
+            .collect()
     }
 
-    /// The errors log.
-    pub fn errors(&self) -> Vec<eye_server::message::RejectedEvent> {
-        self.lock().errors.clone()
+    /// What a second store of an event would raise: the sum of the sessions'
+    /// `event_count` and the sum of the per-type counters, in that order.
+    pub async fn counters(&self) -> (i64, i64) {
+        let mut c = self.raw().await;
+        let sessions: (i64,) = sqlx::query_as("SELECT COALESCE(SUM(event_count), 0) FROM sessions")
+            .fetch_one(&mut c)
+            .await
+            .expect("read sessions");
+        let types: (i64,) = sqlx::query_as("SELECT COALESCE(SUM(events), 0) FROM event_counts")
+            .fetch_one(&mut c)
+            .await
+            .expect("read event_counts");
+        (sessions.0, types.0)
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, MemoryInner> {
-        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    /// The errors log, oldest first.
+    pub async fn errors(&self) -> Vec<LoggedError> {
+        let mut c = self.raw().await;
+        let rows: Vec<(String, String)> =
+            sqlx::query_as("SELECT codes, payload FROM errors ORDER BY id")
+                .fetch_all(&mut c)
+                .await
+                .expect("read errors");
+        rows.into_iter()
+            .map(|(codes, payload)| LoggedError { codes, payload })
+            .collect()
+    }
+
+    /// Makes the database refuse, as bad data, the event `id`, or (`None`) every event
+    /// and every errors-log entry: a trigger that raises an error (SQLITE_CONSTRAINT,
+    /// not transient) on insert.
+    pub async fn refuse(&self, id: Option<Uuid>) {
+        let mut c = self.raw().await;
+        let statements = match id {
+            Some(id) => vec![format!(
+                "CREATE TRIGGER refuse_one BEFORE INSERT ON events WHEN NEW.id = X'{}' \
+                 BEGIN SELECT RAISE(ABORT, 'refused by the test'); END",
+                id.simple()
+            )],
+            None => ["events", "errors"]
+                .iter()
+                .map(|table| {
+                    format!(
+                        "CREATE TRIGGER refuse_{table} BEFORE INSERT ON {table} \
+                         BEGIN SELECT RAISE(ABORT, 'refused by the test'); END"
+                    )
+                })
+                .collect(),
+        };
+        for sql in statements {
+            sqlx::query(sqlx::AssertSqlSafe(sql))
+                .execute(&mut c)
+                .await
+                .expect("create trigger");
+        }
+    }
+
+    /// Drops the triggers of [`Self::refuse`].
+    pub async fn accept(&self) {
+        let mut c = self.raw().await;
+        for name in ["refuse_one", "refuse_events", "refuse_errors"] {
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "DROP TRIGGER IF EXISTS {name}"
+            )))
+            .execute(&mut c)
+            .await
+            .expect("drop trigger");
+        }
     }
 }
 
 #[async_trait]
-impl Sink for MemorySink {
+impl Sink for TestStore {
     async fn write_batch(&self, messages: &[Message]) -> Result<WriteOutcome, StoreError> {
         if self.down.load(Ordering::SeqCst) {
             return Err(StoreError::Database(sqlx::Error::PoolTimedOut));
         }
-        if self.broken.load(Ordering::SeqCst) {
-            return Err(StoreError::Corrupt("the store is broken".into()));
-        }
-        let poisoned = messages
-            .iter()
-            .any(|m| matches!(m, Message::EventV1(e) if self.poison.contains(&e.id)));
-        if poisoned {
-            return Err(StoreError::Corrupt("poison".into()));
-        }
-        let mut inner = self.lock();
-        let mut outcome = WriteOutcome::default();
-        for m in messages {
-            match m {
-                Message::EventV1(e) => {
-                    let n = inner.events.entry(e.id).or_default();
-                    if *n == 0 {
-                        outcome.inserted += 1;
-                    } else {
-                        outcome.duplicates += 1;
-                    }
-                    *n += 1;
-                }
-                Message::RejectedV1(r) => {
-                    if !inner.errors.iter().any(|x| x.key == r.key) {
-                        inner.errors.push(r.clone());
-                        outcome.errors_logged += 1;
-                    }
-                }
-            }
-        }
-        Ok(outcome)
+        self.store.write_batch(messages).await
+    }
+}
+
+/// How many times each pending entry of `prefix`'s stream was delivered (XPENDING);
+/// none before the worker made its consumer group.
+pub async fn deliveries(url: &str, prefix: &str) -> Vec<usize> {
+    let keys = Keys::new(prefix);
+    let reply: Result<redis::streams::StreamPendingCountReply, _> = conn(url)
+        .await
+        .xpending_count(&keys.stream, &keys.group, "-", "+", 10_000)
+        .await;
+    match reply {
+        Ok(reply) => reply.ids.iter().map(|p| p.times_delivered).collect(),
+        Err(e) if e.code() == Some("NOGROUP") => Vec::new(),
+        Err(e) => panic!("XPENDING: {e}"),
     }
 }
 
@@ -312,27 +387,33 @@ where
     }
 }
 
-/// A TCP proxy in front of Redis that, while `drop_replies` is on, forwards commands
-/// but swallows Redis's replies and closes the client's connection: the client cannot
-/// tell whether its command was applied (it was).
+/// A TCP proxy in front of Redis that swallows the next [`Self::drop_next`] replies:
+/// each one is read from Redis (so the command was applied) and not forwarded, and the
+/// client's connection is closed, so the client cannot tell whether its command was
+/// applied. It counts down by itself, so no reply can slip through or be lost around a
+/// switch being turned off. A fault a real Redis cannot be made to produce.
 pub struct LossyProxy {
     /// The port clients connect to.
     pub port: u16,
-    /// Swallow replies and hang up.
-    pub drop_replies: Arc<std::sync::atomic::AtomicBool>,
+    /// How many of the next replies to swallow (hanging up after each).
+    pub drop_next: Arc<std::sync::atomic::AtomicU32>,
+    /// How many replies were swallowed.
+    pub dropped: Arc<std::sync::atomic::AtomicU32>,
     task: tokio::task::JoinHandle<()>,
 }
 
 impl LossyProxy {
     /// Listens on a free loopback port, forwarding to `upstream` (`host:port`).
     pub async fn start(upstream: String) -> Self {
+        use std::sync::atomic::AtomicU32;
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
         let port = listener.local_addr().expect("addr").port();
-        let drop_replies = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let flag = Arc::clone(&drop_replies);
+        let drop_next = Arc::new(AtomicU32::new(0));
+        let dropped = Arc::new(AtomicU32::new(0));
+        let (to_drop, counted) = (Arc::clone(&drop_next), Arc::clone(&dropped));
         let task = tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
                 let Ok(server) = tokio::net::TcpStream::connect(&upstream).await else {
@@ -340,7 +421,7 @@ impl LossyProxy {
                 };
                 let (mut cr, mut cw) = client.into_split();
                 let (mut sr, mut sw) = server.into_split();
-                let flag = Arc::clone(&flag);
+                let (to_drop, counted) = (Arc::clone(&to_drop), Arc::clone(&counted));
                 tokio::spawn(async move {
                     let _ = tokio::io::copy(&mut cr, &mut sw).await;
                 });
@@ -351,7 +432,11 @@ impl LossyProxy {
                             Ok(0) | Err(_) => break,
                             Ok(n) => n,
                         };
-                        if flag.load(Ordering::SeqCst) {
+                        let swallow = to_drop
+                            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                            .is_ok();
+                        if swallow {
+                            counted.fetch_add(1, Ordering::SeqCst);
                             break; // the reply is lost; dropping `cw` hangs up
                         }
                         if cw.write_all(&buf[..n]).await.is_err() {
@@ -363,7 +448,8 @@ impl LossyProxy {
         });
         Self {
             port,
-            drop_replies,
+            drop_next,
+            dropped,
             task,
         }
     }
@@ -396,7 +482,7 @@ pub fn start_worker(
     url: &str,
     prefix: &str,
     consumer: &str,
-    sink: Arc<MemorySink>,
+    sink: Arc<TestStore>,
 ) -> eye_server::worker::WorkerHandle {
     let config = worker_config(prefix, consumer);
     let conn = eye_server::streams::connect(url, config.response_timeout()).expect("a valid URL");

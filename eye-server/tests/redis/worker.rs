@@ -1,5 +1,7 @@
-//! The worker driven directly (no HTTP), against a real Redis: draining, claiming,
-//! dead letters, restarts, key prefixes, consumer cleanup.
+//! The worker driven directly (no HTTP), against a real Redis and the real SQLite
+//! store: draining, claiming, dead letters, restarts, key prefixes, consumer cleanup,
+//! store outages. "Stored once" is checked on the counters a second store of an event
+//! would raise (sessions' `event_count`, per-type counts), not only on the event rows.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,7 +13,7 @@ use eye_server::worker::Worker;
 use redis::AsyncCommands;
 
 use crate::harness::{
-    MemorySink, RedisServer, TestRedis, accepted, conn, eventually, queue, start_worker,
+    RedisServer, TestRedis, TestStore, accepted, conn, deliveries, eventually, queue, start_worker,
     unique_prefix, worker_config, xlen,
 };
 
@@ -22,7 +24,7 @@ async fn two_workers_store_every_enqueued_event_once_and_empty_the_stream() {
     let url = redis.url();
     let prefix = unique_prefix("drain");
     let q = Arc::new(queue(&url, &prefix, 1_000_000));
-    let sink = MemorySink::failing_on([]);
+    let sink = TestStore::open().await;
     let a = start_worker(&url, &prefix, "a", Arc::clone(&sink));
     let b = start_worker(&url, &prefix, "b", Arc::clone(&sink));
 
@@ -46,15 +48,22 @@ async fn two_workers_store_every_enqueued_event_once_and_empty_the_stream() {
     for t in tasks {
         sent.extend(t.await.expect("producer"));
     }
-    let drained = eventually(Duration::from_secs(30), || async {
-        sink.stored().len() == sent.len()
+    let drained = eventually(Duration::from_secs(60), || async {
+        sink.stored().await.len() == sent.len()
     })
     .await;
     let stats = (a.stop().await, b.stop().await);
 
     // Assert
-    assert!(drained, "stored {} of {}", sink.stored().len(), sent.len());
-    assert_eq!(sink.stored(), sent);
+    assert!(
+        drained,
+        "stored {} of {}",
+        sink.stored().await.len(),
+        sent.len()
+    );
+    assert_eq!(sink.stored().await, sent);
+    let n = sent.len() as i64;
+    assert_eq!(sink.counters().await, (n, n), "each event counted once");
     assert_eq!(stats.0.stored + stats.1.stored, sent.len() as u64);
     assert_eq!(
         xlen(&url, &Keys::new(&prefix).stream).await,
@@ -89,23 +98,23 @@ async fn undecodable_message_is_dead_lettered_and_logged_and_the_rest_flows() {
     q.enqueue(vec![Message::EventV1(after.clone())])
         .await
         .expect("enqueue");
-    let sink = MemorySink::failing_on([]);
+    let sink = TestStore::open().await;
 
     // Act
     let w = start_worker(&url, &prefix, "w", Arc::clone(&sink));
     let done = eventually(Duration::from_secs(10), || async {
-        sink.stored().len() == 2 && !sink.errors().is_empty()
+        sink.stored().await.len() == 2 && !sink.errors().await.is_empty()
     })
     .await;
     let stats = w.stop().await;
 
     // Assert
     assert!(done);
-    assert!(sink.stored().contains(&before.id) && sink.stored().contains(&after.id));
+    assert_eq!(sink.stored().await, [before.id, after.id].into());
     assert_eq!(stats.dead_lettered, 1);
-    let errors = sink.errors();
+    let errors = sink.errors().await;
     assert_eq!(errors.len(), 1);
-    assert_eq!(errors[0].errors[0].code, eye_core::ErrorCode::DeadLettered);
+    assert_eq!(errors[0].codes, r#"["dead_lettered"]"#);
     assert!(errors[0].payload.contains("event.v99"));
     let dead: redis::streams::StreamRangeReply = conn(&url)
         .await
@@ -118,7 +127,7 @@ async fn undecodable_message_is_dead_lettered_and_logged_and_the_rest_flows() {
 
 #[tokio::test]
 async fn poison_message_is_dead_lettered_after_max_deliveries_and_never_blocks_the_rest() {
-    // Arrange: the sink refuses any batch that holds `poison`.
+    // Arrange: the store refuses `poison` (a trigger in the database raises on it).
     let redis = TestRedis::get();
     let url = redis.url();
     let prefix = unique_prefix("poison");
@@ -135,13 +144,17 @@ async fn poison_message_is_dead_lettered_after_max_deliveries_and_never_blocks_t
     q.enqueue(batch.into_iter().map(Message::EventV1).collect())
         .await
         .expect("enqueue");
-    let sink = MemorySink::failing_on([poison.id]);
+    let sink = TestStore::open().await;
+    sink.refuse(Some(poison.id)).await;
 
     // Act
     let w = start_worker(&url, &prefix, "w", Arc::clone(&sink));
-    let rest_flowed = eventually(Duration::from_secs(5), || async { sink.stored() == good }).await;
-    let dead_lettered = eventually(Duration::from_secs(15), || async {
-        !sink.errors().is_empty()
+    let rest_flowed = eventually(Duration::from_secs(10), || async {
+        sink.stored().await == good
+    })
+    .await;
+    let dead_lettered = eventually(Duration::from_secs(20), || async {
+        !sink.errors().await.is_empty()
     })
     .await;
     let stats = w.stop().await;
@@ -153,7 +166,12 @@ async fn poison_message_is_dead_lettered_after_max_deliveries_and_never_blocks_t
     );
     assert!(dead_lettered);
     assert_eq!(stats.dead_lettered, 1);
-    assert!(!sink.stored().contains(&poison.id));
+    assert!(!sink.stored().await.contains(&poison.id));
+    let n = good.len() as i64;
+    assert_eq!(sink.counters().await, (n, n), "the good ones counted once");
+    let errors = sink.errors().await;
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(errors[0].payload.contains(&poison.id.to_string()));
     let dead: redis::streams::StreamRangeReply = conn(&url)
         .await
         .xrange_all(&keys.dead)
@@ -194,16 +212,20 @@ async fn entries_left_pending_by_a_dead_consumer_are_claimed_and_stored() {
         .await
         .expect("XREADGROUP");
     assert_eq!(read.keys[0].ids.len(), 30, "the ghost holds every entry");
-    let sink = MemorySink::failing_on([]);
+    let sink = TestStore::open().await;
 
     // Act
     let w = start_worker(&url, &prefix, "survivor", Arc::clone(&sink));
-    let reclaimed = eventually(Duration::from_secs(10), || async { sink.stored() == ids }).await;
+    let reclaimed = eventually(Duration::from_secs(10), || async {
+        sink.stored().await == ids
+    })
+    .await;
     let stats = w.stop().await;
 
     // Assert
     assert!(reclaimed);
     assert_eq!(stats.claimed, 30);
+    assert_eq!(sink.counters().await, (30, 30));
     assert_eq!(xlen(&url, &keys.stream).await, 0);
 }
 
@@ -214,22 +236,21 @@ async fn worker_keeps_going_across_a_redis_restart() {
     let url = server.url();
     let prefix = unique_prefix("restart");
     let q = queue(&url, &prefix, 1000);
-    let sink = MemorySink::failing_on([]);
+    let sink = TestStore::open().await;
     let w = start_worker(&url, &prefix, "w", Arc::clone(&sink));
     let first = accepted("s");
     q.enqueue(vec![Message::EventV1(first.clone())])
         .await
         .expect("enqueue");
     assert!(
-        eventually(Duration::from_secs(5), || async {
-            sink.stored().contains(&first.id)
+        eventually(Duration::from_secs(10), || async {
+            sink.stored().await.contains(&first.id)
         })
         .await
     );
 
-    // Act: Redis crashes; the worker sees errors for a while; Redis comes back.
+    // Act: Redis crashes; the worker's next read fails; Redis comes back.
     server.kill();
-    tokio::time::sleep(Duration::from_millis(500)).await;
     server.restart();
     let second = accepted("s");
     let appended = eventually(Duration::from_secs(10), || async {
@@ -239,13 +260,14 @@ async fn worker_keeps_going_across_a_redis_restart() {
     })
     .await;
     let stored = eventually(Duration::from_secs(15), || async {
-        sink.stored().contains(&second.id)
+        sink.stored().await.contains(&second.id)
     })
     .await;
     w.stop().await;
 
     // Assert
     assert!(appended && stored, "appended {appended}, stored {stored}");
+    assert_eq!(sink.counters().await, (2, 2));
 }
 
 #[tokio::test]
@@ -262,19 +284,19 @@ async fn prefixes_keep_deployments_on_one_redis_apart() {
     qb.enqueue(vec![Message::EventV1(eb.clone())])
         .await
         .expect("enqueue");
-    let sink = MemorySink::failing_on([]);
+    let sink = TestStore::open().await;
 
     // Act
     let w = start_worker(&url, &pa, "w", Arc::clone(&sink));
-    let got_a = eventually(Duration::from_secs(5), || async {
-        sink.stored().contains(&ea.id)
+    let got_a = eventually(Duration::from_secs(10), || async {
+        sink.stored().await.contains(&ea.id)
     })
     .await;
     w.stop().await;
 
     // Assert
     assert!(got_a);
-    assert!(!sink.stored().contains(&eb.id));
+    assert!(!sink.stored().await.contains(&eb.id));
     assert_eq!(qb.backlog().await.expect("backlog"), 1);
 }
 
@@ -316,7 +338,7 @@ async fn idle_consumers_with_nothing_pending_are_removed_and_those_holding_entri
     let conn_w = eye_server::streams::connect(&url, config.response_timeout()).expect("URL");
 
     // Act
-    let w = Worker::new(conn_w, MemorySink::failing_on([]), config).spawn();
+    let w = Worker::new(conn_w, TestStore::open().await, config).spawn();
     let names = || {
         let mut c = c.clone();
         let stream = keys.stream.clone();
@@ -357,87 +379,125 @@ async fn a_store_outage_is_waited_out_and_dead_letters_nothing() {
     q.enqueue(events.into_iter().map(Message::EventV1).collect())
         .await
         .expect("enqueue");
-    let sink = MemorySink::failing_on([]);
+    let sink = TestStore::open().await;
     sink.down.store(true, std::sync::atomic::Ordering::SeqCst);
     let w = start_worker(&url, &prefix, "w", Arc::clone(&sink));
 
-    // Act: long enough for several claim rounds (claim_idle 300 ms), then recovery.
-    tokio::time::sleep(Duration::from_millis(2500)).await;
+    // Act: wait until every entry was delivered more often than max_deliveries, then
+    // the store recovers.
+    let past_the_limit = eventually(Duration::from_secs(30), || async {
+        let d = deliveries(&url, &prefix).await;
+        d.len() == 10 && d.iter().all(|&n| n > 3 + 1)
+    })
+    .await;
     sink.down.store(false, std::sync::atomic::Ordering::SeqCst);
-    let stored = eventually(Duration::from_secs(20), || async { sink.stored() == ids }).await;
+    let stored = eventually(Duration::from_secs(30), || async {
+        sink.stored().await == ids
+    })
+    .await;
     let stats = w.stop().await;
 
     // Assert
+    assert!(past_the_limit, "{:?}", deliveries(&url, &prefix).await);
     assert!(stored, "everything is stored once the store is back");
     assert_eq!(stats.dead_lettered, 0, "an outage is not poison");
-    assert!(sink.errors().is_empty());
+    assert!(sink.errors().await.is_empty());
+    assert_eq!(sink.counters().await, (10, 10));
     assert_eq!(xlen(&url, &Keys::new(&prefix).stream).await, 0);
 }
 
-/// The reviewer's repro: the store is down 4 s (claim_idle 300 ms, max_deliveries 3),
-/// events keep arriving. Before the fix every entry was redelivered past the limit and
-/// all 20 were dead-lettered once the store came back; none was stored.
-async fn store_outage_of_4_s(broken_not_down: bool) {
+/// The reviewer's repro: the store fails for a while (claim_idle 300 ms,
+/// max_deliveries 3), events keep arriving. Before the fix every entry was
+/// redelivered past the limit and all 20 were dead-lettered once the store came back;
+/// none was stored. `refused_as_data`: the real store refuses every write with an
+/// error that blames the data (a trigger), and so does its errors log; otherwise the
+/// store is down (transient errors, injected).
+async fn store_outage(refused_as_data: bool) {
     // Arrange
     let redis = TestRedis::get();
     let url = redis.url();
-    let prefix = unique_prefix("outage-4s");
+    let prefix = unique_prefix("outage");
     let keys = Keys::new(&prefix);
     let q = queue(&url, &prefix, 1000);
     let events: Vec<_> = (0..20).map(|_| accepted("s")).collect();
     let ids: std::collections::HashSet<_> = events.iter().map(|e| e.id).collect();
-    let sink = MemorySink::failing_on([]);
-    let flag = if broken_not_down {
-        &sink.broken
+    let sink = TestStore::open().await;
+    if refused_as_data {
+        sink.refuse(None).await;
     } else {
-        &sink.down
-    };
-    flag.store(true, std::sync::atomic::Ordering::SeqCst);
+        sink.down.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
     let w = start_worker(&url, &prefix, "w", Arc::clone(&sink));
-    tokio::time::sleep(Duration::from_millis(200)).await;
 
-    // Act: 10 events, then 10 more while the worker is failing on the first ones.
+    // Act: 10 events; once the worker holds them and has failed on them past
+    // max_deliveries, 10 more; then two more rounds of failures on the first ten.
     let (first, second) = events.split_at(10);
     q.enqueue(first.iter().cloned().map(Message::EventV1).collect())
         .await
         .expect("enqueue");
-    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let held = eventually(Duration::from_secs(30), || async {
+        let d = deliveries(&url, &prefix).await;
+        d.len() == 10 && d.iter().all(|&n| n > 3)
+    })
+    .await;
+    let rounds_before = deliveries(&url, &prefix)
+        .await
+        .into_iter()
+        .min()
+        .unwrap_or(0);
     q.enqueue(second.iter().cloned().map(Message::EventV1).collect())
         .await
         .expect("enqueue");
-    tokio::time::sleep(Duration::from_millis(3000)).await;
+    let two_more_rounds = eventually(Duration::from_secs(30), || async {
+        let d = deliveries(&url, &prefix).await;
+        d.iter().take(10).all(|&n| n >= rounds_before + 2)
+    })
+    .await;
     let pending: redis::streams::StreamPendingReply = conn(&url)
         .await
         .xpending(&keys.stream, &keys.group)
         .await
         .expect("XPENDING");
-    flag.store(false, std::sync::atomic::Ordering::SeqCst);
-    let stored = eventually(Duration::from_secs(20), || async { sink.stored() == ids }).await;
+    if refused_as_data {
+        sink.accept().await;
+    } else {
+        sink.down.store(false, std::sync::atomic::Ordering::SeqCst);
+    }
+    let stored = eventually(Duration::from_secs(30), || async {
+        sink.stored().await == ids
+    })
+    .await;
     let stats = w.stop().await;
 
     // Assert
+    assert!(
+        held && two_more_rounds,
+        "{:?}",
+        deliveries(&url, &prefix).await
+    );
     assert_eq!(
         pending.count(),
         10,
         "no new entries are read while the store is failing"
     );
-    assert!(stored, "stored {} of 20", sink.stored().len());
+    assert!(stored, "stored {} of 20", sink.stored().await.len());
     assert_eq!(stats.dead_lettered, 0, "an outage is not poison");
     assert_eq!(stats.stored, 20);
-    assert!(sink.errors().is_empty());
+    assert_eq!(sink.counters().await, (20, 20));
+    assert!(sink.errors().await.is_empty());
     assert_eq!(xlen(&url, &keys.stream).await, 0);
     assert_eq!(xlen(&url, &keys.dead).await, 0);
 }
 
 #[tokio::test]
-async fn a_4_s_outage_with_transient_store_errors_stores_everything_and_dead_letters_nothing() {
-    store_outage_of_4_s(false).await;
+async fn an_outage_with_transient_store_errors_stores_everything_and_dead_letters_nothing() {
+    store_outage(false).await;
 }
 
 #[tokio::test]
-async fn a_4_s_outage_with_errors_that_look_like_bad_data_stores_everything_and_dead_letters_nothing()
- {
-    store_outage_of_4_s(true).await;
+async fn an_outage_with_errors_that_look_like_bad_data_stores_everything_and_dead_letters_nothing()
+{
+    store_outage(true).await;
 }
 
 #[tokio::test]
@@ -453,10 +513,8 @@ async fn entries_stored_but_never_acknowledged_past_max_deliveries_are_acknowled
     let events: Vec<_> = (0..5).map(|_| accepted("s")).collect();
     let ids: std::collections::HashSet<_> = events.iter().map(|e| e.id).collect();
     let messages: Vec<_> = events.into_iter().map(Message::EventV1).collect();
-    let sink = MemorySink::failing_on([]);
-    eye_server::sink::Sink::write_batch(&*sink, &messages)
-        .await
-        .expect("stored");
+    let sink = TestStore::open().await;
+    sink.store.write_batch(&messages).await.expect("stored");
     let mut c = conn(&url).await;
     let _: () = c
         .xgroup_create_mkstream(&keys.stream, &keys.group, "0")
@@ -496,8 +554,9 @@ async fn entries_stored_but_never_acknowledged_past_max_deliveries_are_acknowled
     assert!(drained);
     assert_eq!(stats.dead_lettered, 0, "a stored event is acknowledged");
     assert_eq!(stats.duplicates, 5);
-    assert_eq!(sink.stored(), ids);
-    assert!(sink.errors().is_empty());
+    assert_eq!(sink.stored().await, ids);
+    assert_eq!(sink.counters().await, (5, 5), "not counted again");
+    assert!(sink.errors().await.is_empty());
     assert_eq!(xlen(&url, &keys.dead).await, 0);
 }
 
@@ -513,7 +572,7 @@ async fn replaying_dead_letters_puts_them_back_on_the_stream_for_the_workers() {
         .xadd(&keys.stream, "*", &[("m", r#"{"type":"event.v99"}"#)])
         .await
         .expect("XADD");
-    let sink = MemorySink::failing_on([]);
+    let sink = TestStore::open().await;
     let w = start_worker(&url, &prefix, "w", Arc::clone(&sink));
     assert!(
         eventually(Duration::from_secs(10), || async {

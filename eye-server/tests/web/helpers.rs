@@ -1,63 +1,105 @@
-//! A stub JSON API with the real middleware around it, so the HTML layer is tested
-//! against exactly what it wraps: handlers that answer JSON.
+//! The real router over a real SQLite store seeded with hostile data, for the HTML
+//! layer (`html.rs`), and the real server on a socket (`spawn_real`).
 
-use std::sync::Arc;
+use std::ops::Deref;
 
-use async_trait::async_trait;
+use axum::Router;
 use axum::body::{Body, to_bytes};
 use axum::http::{Request, StatusCode, header};
-use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::{Json, Router};
-use eye_server::auth::Authenticator;
-use eye_server::clock::FixedClock;
+use eye_core::{ErrorCode, Event, FieldError};
 use eye_server::config::ServeConfig;
-use eye_server::message::Message;
-use eye_server::queue::{Queue, QueueError};
-use eye_server::state::{AppState, Services};
-use eye_server::store::Store;
+use eye_server::message::{AcceptedEvent, Message, RejectedEvent};
+use eye_server::state::AppState;
 use serde_json::{Value, json};
 use tower::ServiceExt;
+use uuid::Uuid;
 
-/// A queue that takes everything and stores nothing.
-pub struct NullQueue;
+/// The id of the stored [`hostile_event`].
+pub const HOSTILE_ID: &str = "0190a3f0-8c2e-7cc3-8d4e-2b1a3f5e6d7c";
 
-#[async_trait]
-impl Queue for NullQueue {
-    async fn enqueue(&self, _: Vec<Message>) -> Result<(), QueueError> {
-        Ok(())
-    }
-    async fn backlog(&self) -> Result<u64, QueueError> {
-        Ok(0)
-    }
-    async fn ready(&self) -> Result<(), QueueError> {
-        Ok(())
-    }
-    fn kind(&self) -> &'static str {
-        "null"
+/// The hostile event's session id, as a path segment.
+pub const HOSTILE_SESSION_PATH: &str = "%3Cscript%3Ealert%28%27session%27%29%3C%2Fscript%3E";
+
+/// The real router (every route, the real middleware) over a fresh SQLite file that
+/// holds [`hostile_event`], 25 more page views and a hostile errors-log entry.
+/// Dereferences to the router.
+pub struct App {
+    router: Router,
+    /// The server's state (its store).
+    pub state: AppState,
+    _dir: tempfile::TempDir,
+}
+
+impl Deref for App {
+    type Target = Router;
+    fn deref(&self) -> &Router {
+        &self.router
     }
 }
 
-pub async fn state() -> AppState {
-    let store = Store::open("sqlite::memory:").await.unwrap();
-    AppState::new(Services {
-        limiter: eye_server::ratelimit::Limiter::local(),
-        queue: Arc::new(NullQueue),
-        auth: Authenticator::new(store.clone(), true),
-        store,
-        clock: Arc::new(FixedClock(
-            chrono::DateTime::parse_from_rfc3339("2026-11-27T04:00:00Z")
-                .unwrap()
-                .into(),
-        )),
-        config: Arc::new(ServeConfig::for_tests("sqlite::memory:")),
-    })
+/// [`App`] without keys (`--insecure-no-auth`), so pages render without credentials.
+pub async fn app() -> App {
+    app_with_auth(false).await
+}
+
+/// [`App`], with API keys required when `auth`.
+pub async fn app_with_auth(auth: bool) -> App {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("eye.db").display());
+    let mut config = ServeConfig::for_tests(&url);
+    config.http.insecure_no_auth = !auth;
+    let node = eye_server::wiring::Node::start(config).await.unwrap();
+    let state = node.state.clone();
+    let at = |s: &str| chrono::DateTime::parse_from_rfc3339(s).unwrap().to_utc();
+    let hostile = hostile_event();
+    let event = Event::form_submit(
+        hostile["session_id"].as_str().unwrap(),
+        "www.example.com",
+        "/",
+        hostile["data"]["form"].clone(),
+    )
+    .unwrap()
+    .with_timestamp(at("2026-11-27T03:00:00Z"));
+    let mut messages = vec![Message::EventV1(AcceptedEvent {
+        id: HOSTILE_ID.parse().unwrap(),
+        application: hostile["application"].as_str().unwrap().to_owned(),
+        received_at: at("2026-11-27T03:00:01Z"),
+        event,
+    })];
+    for i in 0..25 {
+        let event = Event::page_view("s1", "www.example.com", &format!("/{i}"))
+            .unwrap()
+            .with_timestamp(at("2026-11-27T02:00:00Z") + chrono::Duration::seconds(i));
+        messages.push(Message::EventV1(AcceptedEvent {
+            id: Uuid::now_v7(),
+            application: "shop".into(),
+            received_at: at("2026-11-27T02:30:00Z"),
+            event,
+        }));
+    }
+    messages.push(Message::RejectedV1(RejectedEvent {
+        key: Uuid::now_v7(),
+        application: "shop".into(),
+        received_at: at("2026-11-27T03:00:00Z"),
+        errors: vec![FieldError::new(
+            "/data/host",
+            ErrorCode::InvalidHost,
+            "<b>bad</b>",
+        )],
+        payload: r#"{"data": {"host": "<script>alert(1)</script>"}}"#.into(),
+    }));
+    state.store.write_batch(&messages).await.unwrap();
+    App {
+        router: eye_server::routes::router(state.clone()),
+        state,
+        _dir: dir,
+    }
 }
 
 /// Event data an attacker controls, trying every context of the page.
 pub fn hostile_event() -> Value {
     json!({
-        "id": "0190a3f0-8c2e-7cc3-8d4e-2b1a3f5e6d7c",
+        "id": HOSTILE_ID,
         "session_id": "<script>alert('session')</script>",
         "category": "form_interaction",
         "name": "submit",
@@ -70,73 +112,6 @@ pub fn hostile_event() -> Value {
         "application": "<svg onload=alert('app')>",
         "received_at": "2026-11-27T03:00:01.000000Z"
     })
-}
-
-fn page_of(results: Vec<Value>) -> Value {
-    json!({"count": 25, "next": "http://testserver/events?page=3", "previous": "javascript:alert(1)", "results": results})
-}
-
-async fn post_events(headers: axum::http::HeaderMap, body: String) -> Response {
-    let json_type = headers
-        .get(header::CONTENT_TYPE)
-        .is_some_and(|v| v == "application/json");
-    if !json_type {
-        return StatusCode::UNSUPPORTED_MEDIA_TYPE.into_response();
-    }
-    match serde_json::from_str::<Value>(&body) {
-        Ok(v) if v.get("session_id").is_some() => (
-            StatusCode::CREATED,
-            Json(json!({"accepted": 1, "rejected": 0, "results": []})),
-        )
-            .into_response(),
-        _ => (
-            StatusCode::BAD_REQUEST,
-            Json(json!({"error": {"code": "validation_failed", "message": "the event has 1 problem(s)"}})),
-        )
-            .into_response(),
-    }
-}
-
-async fn unauthorized() -> Response {
-    eye_server::error::ApiError::Unauthorized.into_response()
-}
-
-/// Stub handlers at the API's paths, wrapped in the web middleware.
-pub async fn app() -> Router {
-    let state = state().await;
-    let api = Router::new()
-        .route(
-            "/events",
-            get(|| async { Json(page_of(vec![hostile_event()])) }).post(post_events),
-        )
-        .route("/events/{id}", get(|| async { Json(hostile_event()) }))
-        .route(
-            "/sessions/{session_id}",
-            get(|| async {
-                Json(json!({"session_id": "<script>x</script>", "first_seen": "2026-11-27T03:00:00.000000Z",
-                    "last_seen": "2026-11-27T03:00:00.000000Z", "event_count": 1, "applications": ["shop"]}))
-            }),
-        )
-        .route(
-            "/sessions/{session_id}/events",
-            get(|| async { Json(page_of(vec![hostile_event()])) }),
-        )
-        .route(
-            "/errors",
-            get(|| async {
-                Json(json!({"count": 1, "next": null, "previous": null, "results": [{
-                    "id": 1, "application": "shop", "received_at": "2026-11-27T03:00:00.000000Z",
-                    "codes": ["invalid_host"], "errors": [{"path": "/data/host", "code": "invalid_host", "message": "<b>bad</b>"}],
-                    "payload": "{\"data\": {\"host\": \"<script>alert(1)</script>\"}}"}]}))
-            }),
-        )
-        .route("/private", get(unauthorized));
-    api.merge(eye_server::web::router())
-        .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            eye_server::web::negotiate,
-        ))
-        .with_state(state)
 }
 
 pub const BROWSER: &str = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8";

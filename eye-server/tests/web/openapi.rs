@@ -87,12 +87,52 @@ fn query_parameters_match_the_query_model() {
     assert_eq!(parameters(&doc["paths"]["/errors"]["get"]), from_model);
 }
 
+/// `value` with every `$ref` to `from...` pointing at `to...` instead.
+fn with_refs(value: &Value, from: &str, to: &str) -> Value {
+    match value {
+        Value::Object(map) => Value::Object(
+            map.iter()
+                .map(|(k, v)| match (k.as_str(), v.as_str()) {
+                    ("$ref", Some(r)) if r.starts_with(from) => {
+                        (k.clone(), Value::String(r.replacen(from, to, 1)))
+                    }
+                    _ => (k.clone(), with_refs(v, from, to)),
+                })
+                .collect(),
+        ),
+        Value::Array(items) => Value::Array(items.iter().map(|v| with_refs(v, from, to)).collect()),
+        other => other.clone(),
+    }
+}
+
 #[test]
 fn event_request_schema_is_the_one_eye_core_exports() {
+    // Arrange: eye-core's schema, and the document's `Event` with each definition it
+    // refers to put back under `$defs`, as a standalone schema.
+    let exported = eye_core::event_schema().to_value();
     let doc = document();
-    let event = &doc["components"]["schemas"]["Event"];
-    assert_eq!(event["oneOf"].as_array().unwrap().len(), 3);
-    assert_eq!(event["title"], "The Eye event");
+    let schemas = &doc["components"]["schemas"];
+    let mut rebuilt = with_refs(&schemas["Event"], "#/components/schemas/", "#/$defs/");
+    let defs: serde_json::Map<String, Value> = exported["$defs"]
+        .as_object()
+        .expect("eye-core's schema has definitions")
+        .keys()
+        .map(|name| {
+            let def = with_refs(&schemas[name], "#/components/schemas/", "#/$defs/");
+            (name.clone(), def)
+        })
+        .collect();
+    let obj = rebuilt.as_object_mut().unwrap();
+    obj.insert("$defs".into(), Value::Object(defs));
+    obj.insert("$schema".into(), exported["$schema"].clone());
+
+    // Assert: the same schema, every branch, constraint and definition.
+    assert_eq!(rebuilt, exported);
+    // And the request body takes one of them or a batch of them.
+    assert_eq!(
+        schemas["EventBatch"]["items"]["$ref"],
+        "#/components/schemas/Event"
+    );
 }
 
 /// Every `.route("PATH", ...)` literal in the server's source, and every route-path

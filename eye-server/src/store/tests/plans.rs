@@ -1,7 +1,7 @@
 //! Every query shape reads an index, never the whole table, and never sorts the
 //! matches: checked with `EXPLAIN QUERY PLAN` on the SQL the store runs.
 
-use eye_core::EventQuery;
+use eye_core::{ErrorQuery, EventQuery, Pagination};
 
 use super::*;
 use crate::store::conn::Dialect::Sqlite;
@@ -121,66 +121,88 @@ async fn every_direct_count_reads_one_index() {
 
 #[tokio::test]
 async fn session_and_errors_queries_use_their_indexes() {
+    // The store's own SQL (the functions its queries call), with its own arguments.
     let store = TestDb::sqlite().await;
-    let cases = [
+    let page = Pagination::default();
+    let session = crate::store::events::session_page_sql(Sqlite);
+    let session_args = [
+        Arg::Text("s".into()),
+        Arg::Int(i64::from(page.page_size)),
+        Arg::Int(0),
+    ];
+    let lines = explain(&store, &session, &session_args, 0).await;
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("COVERING INDEX events_session")),
+        "{session}: {lines:?}"
+    );
+    // The session's matches come out of the index in order; only the page itself
+    // (at most `page_size` rows, after the join) is sorted.
+    let page_read = lines.iter().position(|l| l == "SCAN page");
+    assert!(
+        page_read.is_some_and(|at| !lines[..at].iter().any(|l| l.contains("TEMP B-TREE"))),
+        "{lines:?}"
+    );
+    assert_no_table_scan(&lines, &session);
+
+    let errors = [
+        (ErrorQuery::default(), "INDEX errors_time"),
         (
-            "SELECT id FROM events INDEXED BY events_session WHERE session_id = ? \
-             ORDER BY timestamp, id LIMIT ? OFFSET ?",
-            "COVERING INDEX events_session",
-        ),
-        (
-            "SELECT e.id FROM errors AS e INDEXED BY errors_time ORDER BY e.received_at DESC, \
-             e.id DESC LIMIT ? OFFSET ?",
-            "INDEX errors_time",
-        ),
-        (
-            "SELECT e.id FROM errors AS e INDEXED BY errors_application WHERE e.application = ? \
-             ORDER BY e.received_at DESC, e.id DESC LIMIT ? OFFSET ?",
+            ErrorQuery {
+                application: Some("shop".into()),
+                ..ErrorQuery::default()
+            },
             "INDEX errors_application",
         ),
         (
-            "SELECT e.id FROM error_codes AS c JOIN errors AS e ON e.id = c.error_id \
-             WHERE c.code = ? ORDER BY c.received_at DESC, c.error_id DESC LIMIT ? OFFSET ?",
+            ErrorQuery {
+                code: Some("invalid_host".into()),
+                ..ErrorQuery::default()
+            },
             "SEARCH c USING PRIMARY KEY (code=?)",
         ),
     ];
-    for (sql, want) in cases {
-        let n = sql.matches('?').count();
-        let lines = explain(&store, sql, &[], n).await;
+    for (query, want) in errors {
+        let (sql, args) = crate::store::events::errors_page_sql(Sqlite, &query);
+        let lines = explain(&store, &sql, &args, 0).await;
         assert!(lines.iter().any(|l| l.contains(want)), "{sql}: {lines:?}");
         assert!(
             !lines.iter().any(|l| l.contains("TEMP B-TREE")),
             "{sql}: {lines:?}"
         );
-        assert_no_table_scan(&lines, sql);
+        assert_no_table_scan(&lines, &sql);
     }
 }
 
 #[tokio::test]
 async fn hourly_counters_are_read_newest_hour_first_without_sorting() {
     // The deep-page seek stops after the hour it needs only if the hours come out of
-    // the primary key in order, not out of a sort of every hour.
+    // the primary key in order, not out of a sort of every hour: the seek's own reads,
+    // at every level, for every query shape.
     let store = TestDb::sqlite().await;
-    for sql in [
-        "SELECT hour, sum(events) FROM event_hours GROUP BY hour ORDER BY hour DESC LIMIT 128",
-        "SELECT hour, sum(events) FROM event_hours WHERE category = ? AND hour < ? \
-         GROUP BY hour ORDER BY hour DESC LIMIT 128",
-        "SELECT bucket, sum(events) FROM event_buckets WHERE width = ? AND category = ? \
-         AND bucket >= ? AND bucket < ? GROUP BY bucket ORDER BY bucket DESC LIMIT 128",
-    ] {
-        let n = sql.matches('?').count();
-        let lines = explain(&store, sql, &[], n).await;
-        assert!(
-            !lines.iter().any(|l| l.contains("TEMP B-TREE")),
-            "{sql}: {lines:?}"
-        );
-        if sql.contains("width = ?") {
-            assert!(
-                lines
-                    .iter()
-                    .any(|l| l.contains("SEARCH") && l.contains("PRIMARY KEY")),
-                "{sql}: {lines:?}"
-            );
+    for (q, _) in shapes() {
+        let plan = EventPlan::new(&q).unwrap();
+        if !plan.has_counters() {
+            continue; // a session's pages come from its index, not the counters
+        }
+        for level in 0..crate::store::tree::WIDTHS.len() {
+            for (first, last) in [(None, None), (Some(0), Some(1_000_000))] {
+                let (sql, f) = crate::store::tree::buckets_sql(Sqlite, &plan, level, first, last);
+                let lines = explain(&store, &sql, &f.args, 0).await;
+                assert!(
+                    !lines.iter().any(|l| l.contains("TEMP B-TREE")),
+                    "{q:?} level {level}: {sql}: {lines:?}"
+                );
+                if level > 0 {
+                    assert!(
+                        lines
+                            .iter()
+                            .any(|l| l.contains("SEARCH") && l.contains("PRIMARY KEY")),
+                        "{q:?} level {level}: {sql}: {lines:?}"
+                    );
+                }
+            }
         }
     }
 }

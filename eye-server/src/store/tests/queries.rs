@@ -10,7 +10,7 @@ conformance!(
     category_and_name_of_different_types_match_nothing,
     pages_partition_the_results_in_order_and_keep_the_total,
     session_timeline_is_oldest_first_and_paginated,
-    count_events_agrees_with_query_events_for_every_shape,
+    count_events_and_query_events_match_the_fixture_for_every_shape,
     time_range_counts_are_exact_across_hour_edges,
 );
 
@@ -231,8 +231,8 @@ async fn session_timeline_is_oldest_first_and_paginated(store: TestDb) {
     assert_eq!((count, none.len()), (0, 0));
 }
 
-async fn count_events_agrees_with_query_events_for_every_shape(store: TestDb) {
-    let (store, _) = fixture(store).await;
+async fn count_events_and_query_events_match_the_fixture_for_every_shape(store: TestDb) {
+    let (store, batch) = fixture(store).await;
     let queries = [
         EventQuery::new(),
         EventQuery::new().session("a").name("page_view"),
@@ -249,11 +249,31 @@ async fn count_events_agrees_with_query_events_for_every_shape(store: TestDb) {
             .name("page_view"),
     ];
     for q in queries {
+        // What the fixture holds, filtered here, not by the store.
+        let want = expected(&batch, |e| matches(&q, e));
         let (count, events) = store
             .query_events(&q.clone().page_size(1000))
             .await
             .unwrap();
-        assert_eq!(count, events.len() as u64, "{q:?}");
-        assert_eq!(store.count_events(&q).await.unwrap(), count, "{q:?}");
+        let listed: Vec<Uuid> = events.iter().map(|e| e.id).collect();
+        assert_eq!((count, listed), (want.len() as u64, want.clone()), "{q:?}");
+        assert_eq!(
+            store.count_events(&q).await.unwrap(),
+            want.len() as u64,
+            "{q:?}"
+        );
     }
+}
+
+/// Whether `e` matches every filter of `q`: the query's meaning, written out.
+fn matches(q: &EventQuery, e: &AcceptedEvent) -> bool {
+    let t = e.event.event_type();
+    q.session_id
+        .as_deref()
+        .is_none_or(|s| e.event.session_id().as_str() == s)
+        && q.category.as_deref().is_none_or(|c| t.category() == c)
+        && q.name.as_deref().is_none_or(|n| t.name() == n)
+        && q.application.as_deref().is_none_or(|a| e.application == a)
+        && q.time.start.is_none_or(|s| e.event.timestamp() >= s)
+        && q.time.end.is_none_or(|end| e.event.timestamp() <= end)
 }
