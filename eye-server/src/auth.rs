@@ -369,6 +369,11 @@ scoped_caller!(
     QueryCaller,
     Scope::Query
 );
+scoped_caller!(
+    /// An authenticated caller whose key has the `admin` scope (erasure).
+    AdminCaller,
+    Scope::Admin
+);
 
 /// Names the caller's application in the current request's log span, so the
 /// request's log line says who sent it.

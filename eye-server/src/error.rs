@@ -91,6 +91,11 @@ pub enum ApiError {
         /// How long until the request would fit.
         retry_after: std::time::Duration,
     },
+    /// An erasure removed the session from the store (and suppressed it) but could not
+    /// reach its dead letters (503 `erase_incomplete` with `Retry-After`): send the
+    /// same request again.
+    #[error("erasure incomplete: {0}")]
+    EraseIncomplete(String),
     /// Anything else (500, opaque body, cause logged).
     #[error("internal error: {0}")]
     Internal(String),
@@ -146,7 +151,7 @@ impl ApiError {
             Self::InvalidPage | Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
             Self::Forbidden(_) | Self::CrossSiteRequest => StatusCode::FORBIDDEN,
-            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Unavailable(_) | Self::EraseIncomplete(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -173,6 +178,7 @@ impl ApiError {
             Self::Forbidden(_) => "forbidden",
             Self::CrossSiteRequest => "cross_site_request",
             Self::Unavailable(_) => "unavailable",
+            Self::EraseIncomplete(_) => "erase_incomplete",
             Self::RateLimited { .. } => "rate_limited",
             Self::Internal(_) => "internal",
         }
@@ -227,6 +233,7 @@ impl ApiError {
                 format!("this API key lacks the `{}` scope", match scope {
                     Scope::Ingest => "ingest",
                     Scope::Query => "query",
+                    Scope::Admin => "admin",
                 }),
                 Value::Null,
             ),
@@ -246,6 +253,12 @@ impl ApiError {
                     .into(),
                 json!({ "retry_after_ms": u64::try_from(retry_after.as_millis()).unwrap_or(u64::MAX) }),
             ),
+            Self::EraseIncomplete(_) => (
+                "the session is erased from the store, not yet from the dead letters; send \
+                 the same request again"
+                    .into(),
+                Value::Null,
+            ),
             Self::Internal(_) => ("internal error".into(), Value::Null),
         }
     }
@@ -256,7 +269,9 @@ impl IntoResponse for ApiError {
         let status = self.status();
         match &self {
             Self::Internal(cause) => tracing::error!(%cause, "internal error"),
-            Self::Unavailable(cause) => tracing::warn!(%cause, "answering 503"),
+            Self::Unavailable(cause) | Self::EraseIncomplete(cause) => {
+                tracing::warn!(%cause, "answering 503")
+            }
             _ => {}
         }
         let (message, details) = self.message_and_details();
@@ -285,7 +300,7 @@ impl IntoResponse for ApiError {
                     HeaderValue::from_static(r#"Bearer realm="the-eye""#),
                 );
             }
-            Self::Unavailable(_) => {
+            Self::Unavailable(_) | Self::EraseIncomplete(_) => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
             }
             Self::RateLimited { retry_after } => {

@@ -23,7 +23,7 @@ pub(crate) fn database_url(dir: &Path) -> String {
 }
 
 /// Runs the binary to completion in `dir` (so no stray `.env` is read).
-fn run(dir: &Path, args: &[&str]) -> Output {
+pub(crate) fn run(dir: &Path, args: &[&str]) -> Output {
     Command::new(BIN)
         .args(args)
         .current_dir(dir)
@@ -33,7 +33,7 @@ fn run(dir: &Path, args: &[&str]) -> Output {
         .expect("run eye-server")
 }
 
-fn stdout(output: &Output) -> String {
+pub(crate) fn stdout(output: &Output) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
@@ -104,6 +104,12 @@ impl Server {
             assert!(Instant::now() < deadline, "server did not exit");
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// SIGTERM, then waits for a clean exit.
+    pub(crate) fn stop(mut self) {
+        self.signal("-TERM");
+        assert_eq!(self.wait(), Some(0), "{}", self.stderr_text());
     }
 
     pub(crate) fn stderr_text(&self) -> String {
