@@ -469,6 +469,11 @@ scoped_caller!(
     QueryCaller,
     Scope::Query
 );
+scoped_caller!(
+    /// An authenticated caller whose key has the `admin` scope (erasure).
+    AdminCaller,
+    Scope::Admin
+);
 
 /// Names the caller's application in the current request's log span, so the
 /// request's log line says who sent it.
@@ -506,7 +511,7 @@ mod tests {
             header::AUTHORIZATION,
             HeaderValue::from_str(&format!("Bearer {key}")).unwrap(),
         );
-        let check = || auth.authenticate(&Method::GET, &headers, Scope::Query);
+        let check = || auth.authenticate(&Method::GET, &headers, None, Scope::Query);
         assert!(check().await.is_ok(), "a live key");
         store.revoke_app("old").await.unwrap();
         let ttl_ms = u64::try_from(AUTH_CACHE_TTL.as_millis()).unwrap();

@@ -1,12 +1,12 @@
-//! The command line: `serve` (default), `worker`, `replay-dead-letters`, `migrate`,
-//! `apps`, `schema`, `openapi`. Parsing and dispatch only: what `serve` and `worker`
+//! The command line: `serve` (default), `worker`, `replay-dead-letters`, `erase`,
+//! `migrate`, `apps`, `schema`, `openapi`. Parsing and dispatch only: what `serve` and `worker`
 //! start is [`crate::wiring`]'s.
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::auth::{create_app_with_key, create_publishable_app, parse_origin};
 use crate::config::{ServeConfig, StoreConfig};
-use crate::store::Scopes;
+use crate::store::{Retention, Scopes};
 use crate::wiring;
 
 /// The Eye: collects user web interactions from trusted applications.
@@ -50,6 +50,10 @@ pub enum Command {
     Worker(Box<ServeConfig>),
     /// Move every dead-lettered Redis message back onto the stream (Redis mode).
     ReplayDeadLetters(Box<ServeConfig>),
+    /// Erase a session for good: its events, session row, errors-log entries and dead
+    /// letters; its events that arrive later are dropped for 30 days. Prints what was
+    /// removed as JSON.
+    Erase(Box<EraseArgs>),
     /// Apply the database migrations and exit.
     Migrate(StoreConfig),
     /// Manage applications and their API keys.
@@ -65,6 +69,18 @@ pub enum Command {
     Schema,
     /// Print the OpenAPI 3.1 document of the HTTP API (what `GET /openapi.json` serves).
     Openapi,
+}
+
+/// `erase`: the session, and the settings that say where the store and the dead
+/// letters are (the same flags and `EYE_*` variables as `serve`).
+#[derive(Debug, Args)]
+pub struct EraseArgs {
+    /// The session id to erase.
+    #[arg(long)]
+    pub session: String,
+    /// Where the store, the journal and Redis are.
+    #[command(flatten)]
+    pub config: ServeConfig,
 }
 
 /// Where the `apps` commands find the database. Global within `apps`, so both
@@ -111,8 +127,8 @@ pub enum AppsCommand {
         #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
         rate_limit: Option<u32>,
     },
-    /// List applications: name, scopes, state, rate limit, and for a publishable key
-    /// `publishable` and its origins.
+    /// List applications: name, scopes, state, rate limit, retention, and for a
+    /// publishable key `publishable` and its origins.
     List,
     /// Replace a publishable key's origins (API nodes apply it within 5 s).
     SetOrigins {
@@ -129,6 +145,14 @@ pub enum AppsCommand {
         name: String,
         /// Events per second, or `none` to remove the limit.
         limit: RateLimitArg,
+    },
+    /// Set how long an application's events are kept: a number of days, `forever`, or
+    /// `default` (as `--retention-days` says). Retention applies it at its next pass.
+    SetRetention {
+        /// The application's name.
+        name: String,
+        /// Days, `forever` or `default`.
+        retention: RetentionArg,
     },
     /// Revoke an application's key (its events stay).
     Revoke {
@@ -157,6 +181,27 @@ impl std::str::FromStr for RateLimitArg {
     }
 }
 
+/// An application's retention on the command line: days, `forever` or `default`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetentionArg(pub Retention);
+
+impl std::str::FromStr for RetentionArg {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "default" => Ok(Self(Retention::Default)),
+            "forever" | "none" => Ok(Self(Retention::Forever)),
+            _ => match s.parse::<u32>() {
+                Ok(n) if n > 0 => Ok(Self(Retention::Days(n))),
+                _ => Err(format!(
+                    "`{s}` is not a positive number of days, `forever` or `default`"
+                )),
+            },
+        }
+    }
+}
+
 /// Scopes as the CLI names them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum ScopeArg {
@@ -164,7 +209,9 @@ pub enum ScopeArg {
     Ingest,
     /// Read events.
     Query,
-    /// Both.
+    /// Erase data (`DELETE /sessions/{id}`).
+    Admin,
+    /// Every scope: ingest, query and admin.
     All,
 }
 
@@ -173,6 +220,7 @@ impl From<ScopeArg> for Scopes {
         match s {
             ScopeArg::Ingest => Scopes::INGEST_ONLY,
             ScopeArg::Query => Scopes::QUERY_ONLY,
+            ScopeArg::Admin => Scopes::ADMIN_ONLY,
             ScopeArg::All => Scopes::ALL,
         }
     }
@@ -185,6 +233,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Some(Command::Serve(config)) => wiring::serve(*config).await,
         Some(Command::Worker(config)) => wiring::run_worker(*config).await,
         Some(Command::ReplayDeadLetters(config)) => wiring::replay_dead_letters(*config).await,
+        Some(Command::Erase(args)) => wiring::erase(&args.session, &args.config).await,
         Some(Command::Migrate(store)) => {
             wiring::open_store_url(&store.database_url).await?;
             eprintln!(
@@ -252,13 +301,20 @@ async fn apps(store: &AppsStore, command: AppsCommand) -> anyhow::Result<()> {
                     .map_or_else(|| "unlimited".to_owned(), |n| format!("{n}/s"));
                 match &app.origins {
                     Some(origins) => println!(
-                        "{}\t{}\t{}\t{rate}\tpublishable\t{}",
+                        "{}\t{}\t{}\t{rate}\tretention {}\tpublishable\t{}",
                         app.name,
                         app.scopes.to_db(),
                         state,
+                        app.retention,
                         origins.join(" ")
                     ),
-                    None => println!("{}\t{}\t{}\t{rate}", app.name, app.scopes.to_db(), state),
+                    None => println!(
+                        "{}\t{}\t{}\t{rate}\tretention {}",
+                        app.name,
+                        app.scopes.to_db(),
+                        state,
+                        app.retention
+                    ),
                 }
             }
         }
@@ -267,6 +323,16 @@ async fn apps(store: &AppsStore, command: AppsCommand) -> anyhow::Result<()> {
             match limit.0 {
                 Some(n) => eprintln!("`{name}` may send {n} events per second"),
                 None => eprintln!("`{name}` has no rate limit"),
+            }
+        }
+        AppsCommand::SetRetention { name, retention } => {
+            store.set_retention(&name, retention.0).await?;
+            match retention.0 {
+                Retention::Default => {
+                    eprintln!("`{name}` keeps its events as --retention-days says")
+                }
+                Retention::Forever => eprintln!("`{name}` keeps its events forever"),
+                Retention::Days(n) => eprintln!("`{name}` keeps its events {n} days"),
             }
         }
         AppsCommand::Revoke { name } => {

@@ -31,6 +31,65 @@ pub struct ServeConfig {
     /// Query pagination.
     #[command(flatten)]
     pub query: QueryConfig,
+    /// Retention of events and of the errors log.
+    #[command(flatten)]
+    pub retention: RetentionConfig,
+}
+
+/// Retention: how long events and errors-log entries are kept (docs/lifecycle.md).
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Retention")]
+pub struct RetentionConfig {
+    /// Delete events whose timestamp is more than this many days old, at start and
+    /// then every `--retention-interval-secs`, in small batches. Default: keep events
+    /// forever. Per application: `eye-server apps set-retention NAME DAYS|forever|default`.
+    #[arg(long, env = "EYE_RETENTION_DAYS", value_parser = clap::value_parser!(u32).range(1..))]
+    pub retention_days: Option<u32>,
+    /// Delete errors-log entries received more than this many days ago (`none`: keep
+    /// them forever).
+    #[arg(long, env = "EYE_ERRORS_RETENTION_DAYS", default_value = "30")]
+    pub errors_retention_days: DaysArg,
+    /// Seconds between two retention passes (the first runs at start).
+    #[arg(long, env = "EYE_RETENTION_INTERVAL_SECS", default_value_t = 600,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub retention_interval_secs: u64,
+    /// Most rows deleted in one transaction. Between two, retention waits as long as
+    /// the last one took, so ingest and queries keep going.
+    #[arg(long, env = "EYE_RETENTION_BATCH", default_value_t = 1000,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub retention_batch: u32,
+}
+
+impl RetentionConfig {
+    /// The interval between passes as a duration.
+    pub fn interval(&self) -> Duration {
+        Duration::from_secs(self.retention_interval_secs)
+    }
+}
+
+/// A number of days on the command line, or `none`.
+///
+/// ```
+/// use eye_server::config::DaysArg;
+/// assert_eq!("30".parse::<DaysArg>().unwrap(), DaysArg(Some(30)));
+/// assert_eq!("none".parse::<DaysArg>().unwrap(), DaysArg(None));
+/// assert!("0".parse::<DaysArg>().is_err());
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DaysArg(pub Option<u32>);
+
+impl std::str::FromStr for DaysArg {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        if s.eq_ignore_ascii_case("none") {
+            return Ok(Self(None));
+        }
+        match s.parse::<u32>() {
+            Ok(n) if n > 0 => Ok(Self(Some(n))),
+            _ => Err(format!("`{s}` is not a positive number of days or `none`")),
+        }
+    }
 }
 
 /// HTTP settings.
@@ -457,6 +516,9 @@ impl ServeConfig {
         let mut c = Wrapper::parse_from(["eye-server"]).config;
         c.store.database_url = database_url.to_owned();
         c.http.bind = ([127, 0, 0, 1], 0).into();
+        // Tests write errors-log entries received years ago; a test that wants the
+        // errors log's retention turns it on.
+        c.retention.errors_retention_days = DaysArg(None);
         c
     }
 }

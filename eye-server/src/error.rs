@@ -106,6 +106,11 @@ pub enum ApiError {
         /// How long until the request would fit.
         retry_after: std::time::Duration,
     },
+    /// An erasure removed the session from the store (and suppressed it) but could not
+    /// reach its dead letters (503 `erase_incomplete` with `Retry-After`): send the
+    /// same request again.
+    #[error("erasure incomplete: {0}")]
+    EraseIncomplete(String),
     /// Anything else (500, opaque body, cause logged).
     #[error("internal error: {0}")]
     Internal(String),
@@ -166,7 +171,7 @@ impl ApiError {
             | Self::CrossSiteRequest
             | Self::PublishableKey
             | Self::OriginNotAllowed => StatusCode::FORBIDDEN,
-            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Unavailable(_) | Self::EraseIncomplete(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -197,6 +202,7 @@ impl ApiError {
             Self::OriginNotAllowed => "origin_not_allowed",
             Self::InvalidSentAt(_) => "invalid_sent_at",
             Self::Unavailable(_) => "unavailable",
+            Self::EraseIncomplete(_) => "erase_incomplete",
             Self::RateLimited { .. } => "rate_limited",
             Self::Internal(_) => "internal",
         }
@@ -251,6 +257,7 @@ impl ApiError {
                 format!("this API key lacks the `{}` scope", match scope {
                     Scope::Ingest => "ingest",
                     Scope::Query => "query",
+                    Scope::Admin => "admin",
                 }),
                 Value::Null,
             ),
@@ -296,6 +303,12 @@ impl ApiError {
                     .into(),
                 json!({ "retry_after_ms": u64::try_from(retry_after.as_millis()).unwrap_or(u64::MAX) }),
             ),
+            Self::EraseIncomplete(_) => (
+                "the session is erased from the store, not yet from the dead letters; send \
+                 the same request again"
+                    .into(),
+                Value::Null,
+            ),
             Self::Internal(_) => ("internal error".into(), Value::Null),
         }
     }
@@ -306,7 +319,9 @@ impl IntoResponse for ApiError {
         let status = self.status();
         match &self {
             Self::Internal(cause) => tracing::error!(%cause, "internal error"),
-            Self::Unavailable(cause) => tracing::warn!(%cause, "answering 503"),
+            Self::Unavailable(cause) | Self::EraseIncomplete(cause) => {
+                tracing::warn!(%cause, "answering 503")
+            }
             _ => {}
         }
         let (message, details) = self.message_and_details();
@@ -335,7 +350,7 @@ impl IntoResponse for ApiError {
                     HeaderValue::from_static(r#"Bearer realm="the-eye""#),
                 );
             }
-            Self::Unavailable(_) => {
+            Self::Unavailable(_) | Self::EraseIncomplete(_) => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
             }
             Self::RateLimited { retry_after } => {

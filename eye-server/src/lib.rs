@@ -22,6 +22,7 @@
 //!
 //! ```text
 //! cli -> wiring -> server -> routes, web, openapi -> state, auth, error
+//!                  wiring, routes -> lifecycle -> store, queue (journal), streams
 //!                  wiring -> queue, worker -> sink -> store -> message
 //!                            queue (redis), worker -> streams
 //!                  everything may record through metrics (a leaf)
@@ -47,6 +48,8 @@
 //! - [`streams`]: the Redis Streams plumbing the queue and the worker share (key
 //!   names, the message field, the connection, dead-letter replay).
 //! - [`sink`]: the one fallback rule for writing to a store that may fail.
+//! - [`lifecycle`]: erasing a session everywhere (store and dead letters), and the
+//!   retention task.
 //! - [`store`]: the store: events, sessions, errors log, applications.
 //! - [`message`]: the queue's message format, a leaf every side imports.
 //! - [`metrics`]: metric names, the Prometheus recorder and the HTTP middleware; a
@@ -63,6 +66,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod error;
+pub mod lifecycle;
 pub(crate) mod memory;
 pub mod message;
 pub mod metrics;

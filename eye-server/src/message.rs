@@ -133,9 +133,69 @@ pub enum Message {
     RejectedV1(RejectedEvent),
 }
 
+/// Whether `text` (an errors-log payload, a queue message, a dead letter) carries
+/// `session_id`: as the value of a `session_id` member anywhere in it, including
+/// inside a string member that itself holds JSON (a rejected message's payload, a
+/// dead letter's raw message). Text that is not JSON (cut at
+/// [`MAX_LOGGED_PAYLOAD`], or malformed) carries it when the id appears in it as a
+/// JSON string, plain or escaped once.
+///
+/// ```
+/// use eye_server::message::carries_session;
+/// assert!(carries_session(r#"{"session_id":"abc","name":"x"}"#, "abc"));
+/// assert!(!carries_session(r#"{"session_id":"abcd"}"#, "abc"));
+/// // A queue message whose event is nested, and a rejected event's payload in a string.
+/// assert!(carries_session(r#"{"type":"event.v1","event":{"session_id":"abc"}}"#, "abc"));
+/// assert!(carries_session(r#"{"payload":"{\"session_id\":\"abc\"}"}"#, "abc"));
+/// // Cut short: not JSON, but the id is there as a string.
+/// assert!(carries_session(r#"{"session_id":"abc","data":{"form":{"a"#, "abc"));
+/// ```
+pub fn carries_session(text: &str, session_id: &str) -> bool {
+    match serde_json::from_str::<serde_json::Value>(text) {
+        Ok(value) => value_carries(&value, session_id),
+        Err(_) => {
+            let literal = serde_json::to_string(session_id).unwrap_or_default();
+            let escaped = serde_json::to_string(&literal).unwrap_or_default();
+            let escaped = escaped
+                .strip_prefix('"')
+                .and_then(|s| s.strip_suffix('"'))
+                .unwrap_or(&escaped);
+            text.contains(&literal) || text.contains(escaped)
+        }
+    }
+}
+
+fn value_carries(value: &serde_json::Value, session_id: &str) -> bool {
+    use serde_json::Value;
+    match value {
+        Value::Object(map) => map.iter().any(|(key, v)| {
+            (key == "session_id" && v.as_str() == Some(session_id)) || value_carries(v, session_id)
+        }),
+        Value::Array(items) => items.iter().any(|v| value_carries(v, session_id)),
+        // JSON held as text: a rejected event's raw payload, a dead letter's message.
+        Value::String(s) => {
+            (s.starts_with('{') || s.starts_with('[')) && carries_session(s, session_id)
+        }
+        _ => false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_session_id_in_another_member_is_not_carried() {
+        assert!(!carries_session(
+            r#"{"session_id":"x","name":"abc"}"#,
+            "abc"
+        ));
+        assert!(carries_session(
+            r#"[{"session_id":"x"},{"session_id":"abc"}]"#,
+            "abc"
+        ));
+        assert!(!carries_session("not json at all abc", "abc"));
+    }
 
     #[test]
     fn truncation_keeps_a_character_boundary() {

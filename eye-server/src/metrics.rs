@@ -67,6 +67,12 @@ pub mod names {
     pub const EVENTS_DUPLICATE: &str = "eye_events_duplicate_total";
     /// Rejected events written to the errors log.
     pub const ERRORS_LOGGED: &str = "eye_errors_logged_total";
+    /// Events of erased sessions that reached the store later and were dropped.
+    pub const EVENTS_SUPPRESSED: &str = "eye_events_suppressed_total";
+    /// Rows deleted by retention, by `table` (`events`, `errors`).
+    pub const RETENTION_DELETED: &str = "eye_retention_deleted_total";
+    /// Sessions erased on request.
+    pub const SESSIONS_ERASED: &str = "eye_sessions_erased_total";
     /// Messages per enqueue call (one per request: 1, or a batch's size).
     pub const ENQUEUE_BATCH_SIZE: &str = "eye_enqueue_batch_size";
     /// Time an enqueue took, by `outcome` (`ok`, `full`, `unavailable`,
@@ -198,6 +204,13 @@ pub fn batch_committed(messages: usize, inserted: u64, duplicates: u64, elapsed:
 /// Records rejected events written to the errors log.
 pub fn errors_logged(n: u64) {
     counter!(names::ERRORS_LOGGED).increment(n);
+}
+
+/// Records events of erased sessions dropped at write time.
+pub fn events_suppressed(n: u64) {
+    if n > 0 {
+        counter!(names::EVENTS_SUPPRESSED).increment(n);
+    }
 }
 
 /// Records `n` messages the queue refused or lost, and why (`full`, `unavailable`,

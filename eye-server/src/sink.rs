@@ -162,4 +162,5 @@ fn add(total: &mut WriteOutcome, part: WriteOutcome) {
     total.inserted += part.inserted;
     total.duplicates += part.duplicates;
     total.errors_logged += part.errors_logged;
+    total.suppressed += part.suppressed;
 }

@@ -98,6 +98,65 @@ pub async fn replay_dead_letters(url: &str, keys: &Keys) -> Result<u64, RedisErr
     }
 }
 
+/// Deletes from the dead-letter stream every entry whose message carries `session_id`
+/// ([`crate::message::carries_session`]), reading it 500 entries at a time. Returns how
+/// many it deleted. Safe while workers run: a new dead letter is appended after the
+/// point read, and a replay (which moves entries back to the stream) leaves nothing
+/// to delete here; the store drops a replayed event of an erased session.
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), redis::RedisError> {
+/// use eye_server::streams::{Keys, erase_dead_letters};
+/// let n = erase_dead_letters("redis://127.0.0.1:6379/", &Keys::new("eye"), "abc").await?;
+/// println!("{n} dead letters of session abc deleted");
+/// # Ok(()) }
+/// ```
+pub async fn erase_dead_letters(
+    url: &str,
+    keys: &Keys,
+    session_id: &str,
+) -> Result<u64, RedisError> {
+    let mut conn = redis::Client::open(url)?
+        .get_multiplexed_async_connection()
+        .await?;
+    let mut start = "-".to_owned();
+    let mut deleted = 0;
+    loop {
+        let page: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
+            .arg(&keys.dead)
+            .arg(&start)
+            .arg("+")
+            .arg("COUNT")
+            .arg(500)
+            .query_async(&mut conn)
+            .await?;
+        let Some(last) = page.ids.last() else {
+            return Ok(deleted);
+        };
+        // Exclusive start for the next page.
+        start = format!("({}", last.id);
+        let doomed: Vec<&str> = page
+            .ids
+            .iter()
+            .filter(|entry| match entry.map.get(MESSAGE_FIELD) {
+                Some(redis::Value::BulkString(bytes)) => {
+                    crate::message::carries_session(&String::from_utf8_lossy(bytes), session_id)
+                }
+                _ => false,
+            })
+            .map(|entry| entry.id.as_str())
+            .collect();
+        if !doomed.is_empty() {
+            let n: u64 = redis::cmd("XDEL")
+                .arg(&keys.dead)
+                .arg(&doomed)
+                .query_async(&mut conn)
+                .await?;
+            deleted += n;
+        }
+    }
+}
+
 /// Opens a connection manager: one multiplexed connection that reconnects by itself.
 /// It is created lazily, so a service starts (and reports not ready) while Redis is
 /// down. Connection attempts fail fast (few retries) so ingest can answer 503 quickly;

@@ -24,6 +24,7 @@ use tokio::net::TcpListener;
 use crate::auth::{Authenticator, create_app_with_key};
 use crate::clock::{SharedClock, SystemClock};
 use crate::config::{AckAfter, ServeConfig};
+use crate::lifecycle::RetentionTask;
 use crate::queue::Queue;
 use crate::queue::embedded::{EmbeddedConfig, EmbeddedQueue};
 use crate::queue::journal::{JournalConfig, JournalQueue};
@@ -42,6 +43,7 @@ pub struct Node {
     /// What every handler shares.
     pub state: AppState,
     worker: Option<WorkerHandle>,
+    retention: RetentionTask,
 }
 
 impl Node {
@@ -76,6 +78,8 @@ impl Node {
             ),
             None => Limiter::local(),
         };
+        let retention =
+            RetentionTask::spawn(store.clone(), config.retention.clone(), Arc::clone(&clock));
         let state = AppState::new(Services {
             limiter,
             queue,
@@ -85,7 +89,11 @@ impl Node {
             clock,
             config: Arc::new(config),
         });
-        Ok(Self { state, worker })
+        Ok(Self {
+            state,
+            worker,
+            retention,
+        })
     }
 
     /// Serves the API on `listener` until `shutdown` completes; then the queue is
@@ -108,6 +116,7 @@ impl Node {
     }
 
     async fn stop_background(self) {
+        self.retention.stop().await;
         if let Some(worker) = self.worker {
             let stats = worker.stop().await;
             tracing::info!(?stats, "worker stopped");
@@ -244,7 +253,13 @@ pub async fn run_worker(config: ServeConfig) -> anyhow::Result<()> {
     let store = open_store(&config).await?;
     let shutdown = crate::server::shutdown_signal();
     let handle = start_worker(&store, &config)?;
+    let retention = RetentionTask::spawn(
+        store.clone(),
+        config.retention.clone(),
+        Arc::new(SystemClock),
+    );
     shutdown.await;
+    retention.stop().await;
     let stats = handle.stop().await;
     store.close().await;
     tracing::info!(?stats, "worker exited cleanly");
@@ -263,6 +278,19 @@ pub async fn replay_dead_letters(config: ServeConfig) -> anyhow::Result<()> {
         "moved {moved} dead-lettered message(s) from {} back to {}",
         keys.dead, keys.stream
     );
+    Ok(())
+}
+
+/// `eye-server erase --session ID`: erases a session from the store and the dead
+/// letters the configuration names, and prints what was removed as JSON.
+pub async fn erase(session_id: &str, config: &ServeConfig) -> anyhow::Result<()> {
+    let store = open_store(config).await?;
+    let places = crate::lifecycle::DeadLetterPlaces::from_config(config);
+    let erased =
+        crate::lifecycle::erase_session(&store, &places, session_id, chrono::Utc::now()).await;
+    store.close().await;
+    let erased = erased?;
+    println!("{}", serde_json::to_string(&erased)?);
     Ok(())
 }
 

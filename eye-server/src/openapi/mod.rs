@@ -3,7 +3,8 @@
 //! Every request and response body schema comes from the Rust types that validate and
 //! produce it (schemars derives in `eye-core`), so the document cannot drift from the
 //! code: the event schema is [`eye_core::event_schema`], answers are [`StoredEvent`],
-//! [`Page`], [`Session`], [`ErrorRecord`], [`IngestResponse`] and [`ErrorBody`]. The
+//! [`Page`], [`Session`], [`ErrorRecord`], [`IngestResponse`], [`ErrorBody`] and
+//! [`crate::lifecycle::Erasure`]. The
 //! paths and parameters are declared in [`paths`], next to a test that checks every
 //! route the router serves is documented and every documented route is served.
 //!
@@ -58,6 +59,10 @@ pub fn document() -> Value {
         generator.subschema_for::<IngestResponse>(),
     );
     register("ErrorBody", generator.subschema_for::<ErrorBody>());
+    register(
+        "Erasure",
+        generator.subschema_for::<crate::lifecycle::Erasure>(),
+    );
     register("EventPage", generator.subschema_for::<Page<StoredEvent>>());
     register("ErrorPage", generator.subschema_for::<Page<ErrorRecord>>());
     let mut schemas = generator.take_definitions(true);
@@ -83,12 +88,13 @@ pub fn document() -> Value {
             "title": "The Eye",
             "version": env!("CARGO_PKG_VERSION"),
             "summary": "Collects user web interactions (page views, CTA clicks, form submissions) from trusted applications.",
-            "description": "Applications send events with an API key that has the `ingest` scope; analysts read them with a key that has the `query` scope. Send the key as `Authorization: Bearer <key>`, or as the password of HTTP Basic (any user name), which lets a browser prompt for it. Every 4xx and 5xx answer has the body `{\"error\": {\"code\", \"message\", \"details\"}}`.\n\nEvery `GET` that answers JSON also answers HTML to a browser (`Accept: text/html`): the browsable API.",
+            "description": "Applications send events with an API key that has the `ingest` scope; analysts read them with a key that has the `query` scope; erasing a session needs the `admin` scope. Send the key as `Authorization: Bearer <key>`, or as the password of HTTP Basic (any user name), which lets a browser prompt for it. Every 4xx and 5xx answer has the body `{\"error\": {\"code\", \"message\", \"details\"}}`.\n\nEvery `GET` that answers JSON also answers HTML to a browser (`Accept: text/html`): the browsable API.",
             "license": {"name": "MIT OR Apache-2.0", "identifier": "MIT OR Apache-2.0"}
         },
         "tags": [
             {"name": "ingest", "description": "Sending events."},
             {"name": "query", "description": "Reading events, sessions and the errors log."},
+            {"name": "admin", "description": "Erasing data on request (the `admin` scope)."},
             {"name": "meta", "description": "Health, metrics, schemas and documentation."}
         ],
         "paths": paths::paths(),

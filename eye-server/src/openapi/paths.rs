@@ -310,6 +310,22 @@ fn get_session() -> Value {
     })
 }
 
+fn erase_session() -> Value {
+    json!({
+        "tags": ["admin"],
+        "operationId": "eraseSession",
+        "summary": "Erase a session for good",
+        "description": "Removes the session's events, its session row, the errors-log entries whose payload carries its id, and its dead letters (the journal's dead-letter file, the Redis dead-letter stream); counters and the dashboard stay exact. Events of the session that reach the store later (a client's retry, a queue's redelivery) are dropped until `suppressed_until`, 30 days on. Erasing again is harmless, and a session never seen answers zeros (and is suppressed all the same). Needs a key with the `admin` scope (`--scope admin` or `--scope all`; keys created before the scope existed do not have it).",
+        "security": security(),
+        "parameters": [path_param("session_id", "The session id.", json!({"type": "string"}))],
+        "responses": responses(vec![
+            ("200", json_body("Erased: how many of each were removed.", schema_ref("Erasure"))),
+            ("400", error(NOT_UTF8)),
+            ("503", error("`erase_incomplete`: erased from the store, not yet from the dead letters (Redis unreachable); `unavailable`: the store is busy or unreachable. Send the same request again after `Retry-After` seconds.")),
+        ], true)
+    })
+}
+
 fn get_session_events() -> Value {
     let mut params = vec![path_param(
         "session_id",
@@ -402,7 +418,7 @@ pub fn paths() -> Value {
         "/events/": {"post": alias(post_events(), "/events"), "get": alias(get_events(), "/events"),
             "options": alias(preflight_events(), "/events")},
         "/events/{id}": {"get": get_event()},
-        "/sessions/{session_id}": {"get": get_session()},
+        "/sessions/{session_id}": {"get": get_session(), "delete": erase_session()},
         "/sessions/{session_id}/events": {"get": get_session_events()},
         "/errors": {"get": get_errors()},
         "/healthz": {"get": meta("healthz", "Alive: the process answers", "application/json", json!({"type": "object"}))},

@@ -7,6 +7,7 @@
 //! | `GET /events`, `/events/` | query | 200, 400, 401, 403, 404 (`Invalid page.`) |
 //! | `GET /events/{id}` | query | 200, 404 |
 //! | `GET /sessions/{session_id}` | query | 200, 404 |
+//! | `DELETE /sessions/{session_id}` | admin | 200, 503 |
 //! | `GET /sessions/{session_id}/events` | query | 200, 404 |
 //! | `GET /errors` | query | 200, 400, 404 |
 //! | `GET /healthz`, `/readyz` | none | 200, 503 |

@@ -1,5 +1,6 @@
-//! `GET /sessions/{session_id}` (the session row) and
-//! `GET /sessions/{session_id}/events` (its events in the order they occurred).
+//! `GET /sessions/{session_id}` (the session row),
+//! `GET /sessions/{session_id}/events` (its events in the order they occurred) and
+//! `DELETE /sessions/{session_id}` (erasing it for good, scope `admin`).
 
 use axum::extract::{Path, State};
 use axum::routing::get;
@@ -7,14 +8,18 @@ use axum::{Json, Router};
 use eye_core::{Page, Pagination, Session, StoredEvent};
 
 use super::listing::Listing;
-use crate::auth::QueryCaller;
+use crate::auth::{AdminCaller, QueryCaller};
 use crate::error::ApiError;
+use crate::lifecycle::{DeadLetterPlaces, EraseError, Erasure};
 use crate::state::AppState;
 
 /// The session routes.
 pub fn router() -> Router<AppState> {
     Router::new()
-        .route("/sessions/{session_id}", get(get_session))
+        .route(
+            "/sessions/{session_id}",
+            get(get_session).delete(erase_session),
+        )
         .route("/sessions/{session_id}/events", get(session_events))
 }
 
@@ -29,6 +34,26 @@ async fn get_session(
         .await?
         .map(Json)
         .ok_or(ApiError::NotFound("session"))
+}
+
+/// Erases the session everywhere ([`crate::lifecycle::erase_session`]) and says how
+/// many of each were removed; a session never seen answers zeros (and is suppressed
+/// all the same).
+async fn erase_session(
+    State(state): State<AppState>,
+    AdminCaller(caller): AdminCaller,
+    Path(session_id): Path<String>,
+) -> Result<Json<Erasure>, ApiError> {
+    let places = DeadLetterPlaces::from_config(&state.config);
+    let now = state.clock.now();
+    match crate::lifecycle::erase_session(&state.store, &places, &session_id, now).await {
+        Ok(erasure) => {
+            tracing::info!(application = %caller.application, "erasure requested over HTTP");
+            Ok(Json(erasure))
+        }
+        Err(EraseError::Store(e)) => Err(e.into()),
+        Err(EraseError::DeadLetters(why)) => Err(ApiError::EraseIncomplete(why)),
+    }
 }
 
 /// Oldest first, paginated; an unknown session is a 404.

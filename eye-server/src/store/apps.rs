@@ -16,6 +16,9 @@ pub enum Scope {
     Ingest,
     /// Read events, sessions and the errors log.
     Query,
+    /// Erase data (`DELETE /sessions/{id}`). Only keys created with it have it: keys
+    /// made before it existed keep exactly the scopes they had.
+    Admin,
 }
 
 /// A set of scopes.
@@ -25,6 +28,8 @@ pub struct Scopes {
     pub ingest: bool,
     /// May read.
     pub query: bool,
+    /// May erase data.
+    pub admin: bool,
 }
 
 impl Scopes {
@@ -32,18 +37,28 @@ impl Scopes {
     pub const ALL: Scopes = Scopes {
         ingest: true,
         query: true,
+        admin: true,
     };
 
     /// Sending events only: an SDK's key.
     pub const INGEST_ONLY: Scopes = Scopes {
         ingest: true,
         query: false,
+        admin: false,
     };
 
     /// Reading only: an analyst's or a dashboard's key.
     pub const QUERY_ONLY: Scopes = Scopes {
         ingest: false,
         query: true,
+        admin: false,
+    };
+
+    /// Erasing only: an operator's key for data-protection requests.
+    pub const ADMIN_ONLY: Scopes = Scopes {
+        ingest: false,
+        query: false,
+        admin: true,
     };
 
     /// True when this set includes `scope`.
@@ -51,10 +66,20 @@ impl Scopes {
         match scope {
             Scope::Ingest => self.ingest,
             Scope::Query => self.query,
+            Scope::Admin => self.admin,
         }
     }
 
-    /// Stored form: `ingest,query`.
+    /// Stored form: the scopes' names joined by commas, `ingest,query,admin`. Each
+    /// scope is stored by name, so a key stored before a scope existed does not gain
+    /// it.
+    ///
+    /// ```
+    /// use eye_server::store::Scopes;
+    /// assert_eq!(Scopes::ALL.to_db(), "ingest,query,admin");
+    /// // A key created with "every scope" before `admin` existed keeps what it had.
+    /// assert_eq!(Scopes::from_db("ingest,query"), Scopes { ingest: true, query: true, admin: false });
+    /// ```
     pub fn to_db(self) -> String {
         let mut v = Vec::new();
         if self.ingest {
@@ -62,6 +87,9 @@ impl Scopes {
         }
         if self.query {
             v.push("query");
+        }
+        if self.admin {
+            v.push("admin");
         }
         v.join(",")
     }
@@ -71,6 +99,50 @@ impl Scopes {
         Scopes {
             ingest: s.split(',').any(|p| p == "ingest"),
             query: s.split(',').any(|p| p == "query"),
+            admin: s.split(',').any(|p| p == "admin"),
+        }
+    }
+}
+
+/// How long an application's events are kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Retention {
+    /// As `--retention-days` says (forever when it is not set).
+    #[default]
+    Default,
+    /// Forever, whatever `--retention-days` says.
+    Forever,
+    /// This many days after the event's timestamp.
+    Days(u32),
+}
+
+impl Retention {
+    /// Stored form: NULL for [`Retention::Default`], 0 for [`Retention::Forever`].
+    fn to_db(self) -> Option<i64> {
+        match self {
+            Self::Default => None,
+            Self::Forever => Some(0),
+            Self::Days(n) => Some(i64::from(n)),
+        }
+    }
+
+    fn from_db(v: Option<i64>) -> Self {
+        match v {
+            None => Self::Default,
+            Some(n) if n <= 0 => Self::Forever,
+            Some(n) => Self::Days(u32::try_from(n).unwrap_or(u32::MAX)),
+        }
+    }
+}
+
+impl std::fmt::Display for Retention {
+    /// As `apps list` shows it: `default`, `forever`, `30d`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Default => f.write_str("default"),
+            Self::Forever => f.write_str("forever"),
+            Self::Days(n) => write!(f, "{n}d"),
         }
     }
 }
@@ -90,6 +162,8 @@ pub struct AppRecord {
     pub revoked_at: Option<DateTime<Utc>>,
     /// Most events per second it may send (a burst of one second's worth), if limited.
     pub rate_limit: Option<u32>,
+    /// How long its events are kept.
+    pub retention: Retention,
     /// `Some` for a publishable key (the browser tracker's): the origins
     /// (`https://shop.example`) whose pages may send events with it. `None` for a
     /// secret key.
@@ -127,6 +201,7 @@ struct AppRow {
     revoked_at: Option<i64>,
     rate_limit: Option<i64>,
     origins: Option<String>,
+    retention_days: Option<i64>,
 }
 
 impl TryFrom<AppRow> for AppRecord {
@@ -148,12 +223,14 @@ impl TryFrom<AppRow> for AppRecord {
                     })
                 })
                 .transpose()?,
+            retention: Retention::from_db(r.retention_days),
         })
     }
 }
 
 const APP_COLUMNS: &str =
-    "SELECT id, name, scopes, created_at, revoked_at, rate_limit, origins FROM applications";
+    "SELECT id, name, scopes, created_at, revoked_at, rate_limit, origins, retention_days \
+     FROM applications";
 
 /// The stored form of a publishable key's origins: a JSON array.
 fn origins_to_db(origins: &[String]) -> String {
@@ -189,6 +266,7 @@ impl Store {
                 revoked_at: None,
                 rate_limit: None,
                 origins: app.origins.clone(),
+                retention: Retention::Default,
             }),
             Err(StoreError::Database(sqlx::Error::Database(db)))
                 if db.is_unique_violation()
@@ -265,6 +343,31 @@ impl Store {
             ),
             None => (
                 "UPDATE applications SET rate_limit = NULL WHERE name = ? RETURNING id",
+                vec![Arg::Text(name.to_owned())],
+            ),
+        };
+        let found: Option<(i64,)> = self
+            .small_writer()
+            .await?
+            .conn()
+            .fetch_optional(sql, &args)
+            .await?;
+        match found {
+            Some(_) => Ok(()),
+            None => Err(StoreError::AppNotFound(name.to_owned())),
+        }
+    }
+
+    /// Sets how long an application's events are kept; retention applies it at its
+    /// next pass.
+    pub async fn set_retention(&self, name: &str, retention: Retention) -> Result<(), StoreError> {
+        let (sql, args) = match retention.to_db() {
+            Some(n) => (
+                "UPDATE applications SET retention_days = ? WHERE name = ? RETURNING id",
+                vec![Arg::Int(n), Arg::Text(name.to_owned())],
+            ),
+            None => (
+                "UPDATE applications SET retention_days = NULL WHERE name = ? RETURNING id",
                 vec![Arg::Text(name.to_owned())],
             ),
         };

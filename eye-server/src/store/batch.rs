@@ -71,29 +71,52 @@ impl<'a> Deltas<'a> {
     pub(super) fn of(inserted: &[&NewEvent<'a>]) -> Self {
         let mut d = Self::default();
         for e in inserted {
-            let (sid, app) = (e.session(), e.application());
-            d.sessions
-                .entry(sid)
-                .and_modify(|s| {
-                    s.first = s.first.min(e.timestamp);
-                    s.last = s.last.max(e.timestamp);
-                    s.count += 1;
-                })
-                .or_insert(SessionDelta {
-                    first: e.timestamp,
-                    last: e.timestamp,
-                    count: 1,
-                });
-            d.session_apps.insert((sid, app));
-            let key = (app, e.category, e.name);
-            *d.totals.entry(key).or_default() += 1;
-            *d.hours.entry((hour_of(e.timestamp), key)).or_default() += 1;
-            for &width in fine_widths() {
-                *d.buckets
-                    .entry((width, bucket_of(e.timestamp, width), key))
-                    .or_default() += 1;
-            }
+            d.add(
+                e.session(),
+                (e.application(), e.category, e.name),
+                e.timestamp,
+            );
         }
         d
+    }
+
+    /// Counts one event of `session` with counter key `key` at `timestamp`.
+    pub(super) fn add(&mut self, session: &'a str, key: CounterKey<'a>, timestamp: i64) {
+        self.sessions
+            .entry(session)
+            .and_modify(|s| {
+                s.first = s.first.min(timestamp);
+                s.last = s.last.max(timestamp);
+                s.count += 1;
+            })
+            .or_insert(SessionDelta {
+                first: timestamp,
+                last: timestamp,
+                count: 1,
+            });
+        self.session_apps.insert((session, key.0));
+        *self.totals.entry(key).or_default() += 1;
+        *self.hours.entry((hour_of(timestamp), key)).or_default() += 1;
+        for &width in fine_widths() {
+            *self
+                .buckets
+                .entry((width, bucket_of(timestamp, width), key))
+                .or_default() += 1;
+        }
+    }
+
+    /// The same deltas with every counter negated: what removing the events takes
+    /// off the counters.
+    pub(super) fn negated(mut self) -> Self {
+        for n in self.totals.values_mut() {
+            *n = -*n;
+        }
+        for n in self.hours.values_mut() {
+            *n = -*n;
+        }
+        for n in self.buckets.values_mut() {
+            *n = -*n;
+        }
+        self
     }
 }

@@ -20,6 +20,8 @@ pub struct WriteOutcome {
     pub duplicates: u64,
     /// Rejected events newly recorded in the errors log.
     pub errors_logged: u64,
+    /// Events of erased sessions, dropped (see [`Store::erase_session`]).
+    pub suppressed: u64,
 }
 
 /// A row offset or limit as a SQL integer.

@@ -32,6 +32,8 @@
 //! - `tree`: the counter tree (events per hour, minute, second, 10 ms) behind both.
 //! - `rows`: stored rows and their conversion to the model.
 //! - `apps`: applications and their keys.
+//! - `lifecycle`: erasing a session, retention, the suppression list of erased
+//!   sessions; `removal` holds what both backends' removal paths share.
 //! - `stats`: dashboard figures (totals by type, events per hour, newest sessions).
 //! - `sqlite`: opening SQLite, its write path, and releasing its page caches when idle.
 //! - `postgres`: opening PostgreSQL and its bulk write path.
@@ -42,7 +44,9 @@ mod batch;
 mod conn;
 mod count;
 mod events;
+mod lifecycle;
 mod postgres;
+mod removal;
 mod rows;
 mod sql;
 mod sqlite;
@@ -56,8 +60,9 @@ mod tree;
 use sqlx::SqlitePool;
 use sqlx::postgres::{PgDatabaseError, PgPool};
 
-pub use apps::{AppRecord, NewApp, Scope, Scopes};
+pub use apps::{AppRecord, NewApp, Retention, Scope, Scopes};
 pub use events::WriteOutcome;
+pub use lifecycle::{ERASED_KEPT_DAYS, Erased};
 pub use sqlite::Synchronous;
 pub use stats::{HourCount, StoreSize, TypeCount};
 
@@ -98,6 +103,10 @@ pub enum StoreError {
     /// The application's key is a secret key, not a publishable one.
     #[error("application `{0}` has a secret key; only publishable keys have origins")]
     NotPublishable(String),
+    /// Concurrent work kept a write from completing (sessions erased again and again
+    /// while a batch of them was written); retrying later succeeds.
+    #[error("contended: {0}")]
+    Contended(String),
 }
 
 impl StoreError {
@@ -112,7 +121,7 @@ impl StoreError {
     pub fn is_transient(&self) -> bool {
         match self {
             Self::Database(e) | Self::Connect { source: e, .. } => is_transient(e),
-            Self::Migrate(_) => true,
+            Self::Migrate(_) | Self::Contended(_) => true,
             Self::InvalidUrl(_)
             | Self::Corrupt(_)
             | Self::AppExists(_)

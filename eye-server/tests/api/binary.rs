@@ -41,11 +41,11 @@ fn command(dir: &Path) -> Command {
 }
 
 /// Runs the binary to completion in `dir`.
-fn run(dir: &Path, args: &[&str]) -> Output {
+pub(crate) fn run(dir: &Path, args: &[&str]) -> Output {
     command(dir).args(args).output().expect("run eye-server")
 }
 
-fn stdout(output: &Output) -> String {
+pub(crate) fn stdout(output: &Output) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
@@ -114,6 +114,12 @@ impl Server {
             assert!(Instant::now() < deadline, "server did not exit");
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// SIGTERM, then waits for a clean exit.
+    pub(crate) fn stop(mut self) {
+        self.signal("-TERM");
+        assert_eq!(self.wait(), Some(0), "{}", self.stderr_text());
     }
 
     pub(crate) fn stderr_text(&self) -> String {

@@ -17,6 +17,7 @@ mod failures;
 mod helpers;
 mod ingest;
 mod journal_faults;
+mod lifecycle;
 mod limits;
 mod probes;
 mod publishable;

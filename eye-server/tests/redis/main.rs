@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, missing_docs)]
 
 mod e2e;
+mod erase;
 mod harness;
 mod multinode;
 mod pipeline;

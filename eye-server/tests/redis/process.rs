@@ -87,6 +87,14 @@ impl Deployment {
         Proc::start(cmd, Wait::WorkerStarted)
     }
 
+    /// `erase --session ID` run to completion.
+    pub fn erase(&self, session: &str) -> std::process::Output {
+        self.command()
+            .args(["erase", "--session", session])
+            .output()
+            .expect("run eye-server erase")
+    }
+
     /// The store, opened from the test.
     pub async fn store(&self) -> Store {
         Store::open(&self.database_url())

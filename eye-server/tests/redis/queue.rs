@@ -217,14 +217,14 @@ async fn concurrent_appends_share_round_trips_and_each_event_is_stored_once() {
     let answers = enqueue_concurrently(&q, 300, |i| i % 3 + 1).await;
     let calls = script_calls(&url).await;
     let appended = xlen(&url, &Keys::new(&prefix).stream).await;
-    let sink = MemorySink::failing_on([]);
+    let sink = TestStore::open().await;
     let w = start_worker(&url, &prefix, "w", Arc::clone(&sink));
     let ids: std::collections::HashSet<_> = answers
         .iter()
         .flat_map(|(ids, _)| ids.iter().copied())
         .collect();
     let all_stored = eventually(Duration::from_secs(10), || async {
-        sink.stored().is_superset(&ids)
+        sink.stored().await.is_superset(&ids)
     })
     .await;
     let stats = w.stop().await;
@@ -265,10 +265,10 @@ async fn requests_sharing_a_round_trip_each_get_their_own_backlog_answer() {
         .iter()
         .filter(|(_, a)| matches!(a, Err(QueueError::Full { limit: 150, .. })))
         .count();
-    let sink = MemorySink::failing_on([]);
+    let sink = TestStore::open().await;
     let w = start_worker(&url, &prefix, "w", Arc::clone(&sink));
     let drained = eventually(Duration::from_secs(10), || async {
-        sink.stored().len() >= 150
+        sink.stored().await.len() >= 150
     })
     .await;
     let stats = w.stop().await;
@@ -278,6 +278,6 @@ async fn requests_sharing_a_round_trip_each_get_their_own_backlog_answer() {
     assert_eq!(full, 50, "the rest answered Full");
     assert_eq!(appended, 150);
     assert!(drained);
-    assert_eq!(sink.stored(), accepted_ids);
+    assert_eq!(sink.stored().await, accepted_ids);
     assert_eq!(stats.stored, 150);
 }

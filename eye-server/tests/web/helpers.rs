@@ -64,6 +64,7 @@ pub async fn app_with_auth(auth: bool) -> App {
         id: HOSTILE_ID.parse().unwrap(),
         application: hostile["application"].as_str().unwrap().to_owned(),
         received_at: at("2026-11-27T03:00:01Z"),
+        client_timestamp: None,
         event,
     })];
     for i in 0..25 {
@@ -74,6 +75,7 @@ pub async fn app_with_auth(auth: bool) -> App {
             id: Uuid::now_v7(),
             application: "shop".into(),
             received_at: at("2026-11-27T02:30:00Z"),
+            client_timestamp: None,
             event,
         }));
     }

@@ -284,6 +284,16 @@ async fn real_answers_match_their_documented_schemas() {
         assert_eq!(r.status().as_u16(), 200, "{template}");
         assert_documented(&doc, template, "get", 200, &r.json().await.unwrap());
     }
+    let r = client
+        .delete(format!("{}/sessions/doc-s", app.base))
+        .bearer_auth(&app.key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let erased: Value = r.json().await.unwrap();
+    assert_eq!(erased["removed"]["events"], 1, "{erased}");
+    assert_documented(&doc, "/sessions/{session_id}", "delete", 200, &erased);
     let r = get("/events?page=99".to_owned()).await.unwrap();
     assert_eq!(r.status().as_u16(), 404);
     assert_documented(&doc, "/events", "get", 404, &r.json().await.unwrap());

@@ -28,7 +28,7 @@
 //! - `reader`: follows the journal from disk and decodes batches.
 //! - `store_task`: writes the batches to the store (the fallback rule of
 //!   [`crate::sink`]) and deletes stored segments.
-//! - `dead_letters`: the dead-letter file.
+//! - `dead_letters`: the dead-letter file, and erasing a session's lines from it.
 //! - [`segment`]: the file format.
 
 mod appender;
@@ -38,6 +38,8 @@ pub mod segment;
 mod store_task;
 #[cfg(test)]
 mod tests;
+
+pub use dead_letters::{DEAD_LETTER_FILE, erase_dead_letters};
 
 use std::fs::{self, File, OpenOptions};
 use std::path::PathBuf;

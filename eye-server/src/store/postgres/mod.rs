@@ -18,7 +18,9 @@
 //! # Layout
 //!
 //! - `write`: the bulk write path (`UNNEST` inserts, one statement per table).
+//! - `remove`: erasure and retention batches, and their lock order.
 
+mod remove;
 mod write;
 
 use std::str::FromStr;

@@ -56,24 +56,78 @@ impl PgStore {
         rejected.sort_by_key(|r| r.key);
 
         let started = std::time::Instant::now();
-        let mut tx = self.pool.begin().await?;
-        let inserted = insert_events(&mut tx, &events).await?;
-        update_aggregates(&mut tx, &inserted).await?;
-        let errors_logged = log_errors(&mut tx, &rejected).await?;
-        tx.commit().await?;
-        let inserted = inserted.len() as u64;
-        let duplicates = total_events - inserted;
+        let mut attempts = 0;
+        let (inserted, suppressed, errors_logged) = loop {
+            let mut tx = self.pool.begin().await?;
+            let inserted = insert_events(&mut tx, &events).await?;
+            update_aggregates(&mut tx, &inserted).await?;
+            // After the session rows are locked (see `erased_among`).
+            let erased = erased_among(&mut tx, &events).await?;
+            if inserted.iter().any(|e| erased.contains(e.session())) {
+                // An erasure of one of these sessions committed while this batch was
+                // being written: start again; the insert now sees it and drops them.
+                tx.rollback().await?;
+                attempts += 1;
+                if attempts >= MAX_ERASURE_RETRIES {
+                    return Err(StoreError::Contended(
+                        "sessions erased while a batch of them was written".into(),
+                    ));
+                }
+                continue;
+            }
+            let suppressed = events
+                .iter()
+                .filter(|e| erased.contains(e.session()))
+                .count() as u64;
+            let errors_logged = log_errors(&mut tx, &rejected).await?;
+            tx.commit().await?;
+            break (inserted.len() as u64, suppressed, errors_logged);
+        };
+        let duplicates = total_events - inserted - suppressed;
         crate::metrics::batch_committed(messages.len(), inserted, duplicates, started.elapsed());
         crate::metrics::errors_logged(errors_logged);
+        crate::metrics::events_suppressed(suppressed);
         Ok(WriteOutcome {
             inserted,
             duplicates,
             errors_logged,
+            suppressed,
         })
     }
 }
 
+/// How often a batch is written again because sessions of it were erased meanwhile.
+/// Each retry sees the erasures committed before it, so a second attempt succeeds
+/// unless yet another erasure of the same batch's sessions commits meanwhile.
+const MAX_ERASURE_RETRIES: u32 = 5;
+
+/// The sessions of `events` that are erased, read after this transaction has upserted
+/// the session row of every event it inserted.
+///
+/// Why that closes the race with an erasure: the erasure locks the session's row (it
+/// creates a placeholder when there is none) before it deletes the session's events,
+/// and each holds its lock until it commits. If this write locked the row first, the
+/// erasure waits, then deletes what this write committed. If the erasure did, this
+/// write waits at its session upsert until the erasure commits, and this read (a new
+/// statement, so a new snapshot under READ COMMITTED) sees the erasure.
+async fn erased_among(
+    conn: &mut PgConnection,
+    events: &[NewEvent<'_>],
+) -> Result<HashSet<String>, StoreError> {
+    if events.is_empty() {
+        return Ok(HashSet::new());
+    }
+    let sessions: BTreeSet<&str> = events.iter().map(NewEvent::session).collect();
+    let rows: Vec<(String,)> =
+        sqlx::query_as("SELECT session_id FROM erased_sessions WHERE session_id = ANY($1)")
+            .bind(sessions.into_iter().collect::<Vec<_>>())
+            .fetch_all(&mut *conn)
+            .await?;
+    Ok(rows.into_iter().map(|(s,)| s).collect())
+}
+
 /// Inserts `events` (distinct ids, sorted), returning those that were not stored yet.
+/// Events of erased sessions are left out (see `erased_among`).
 async fn insert_events<'e, 'a>(
     conn: &mut PgConnection,
     events: &'e [NewEvent<'a>],
@@ -101,6 +155,10 @@ async fn insert_events<'e, 'a>(
          received_at, client_timestamp) \
          SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], \
          $6::text[], $7::bigint[], $8::bigint[], $9::bigint[]) \
+         AS u (id, application, session_id, category, name, data, timestamp, received_at, \
+         client_timestamp) \
+         WHERE NOT EXISTS (SELECT 1 FROM erased_sessions AS x \
+         WHERE x.session_id = u.session_id) \
          ON CONFLICT (id) DO NOTHING RETURNING id",
     )
     .bind(ids)
@@ -130,13 +188,12 @@ async fn update_aggregates(
     if inserted.is_empty() {
         return Ok(());
     }
+    let deltas = Deltas::of(inserted);
     let Deltas {
         sessions,
         session_apps,
-        totals,
-        hours,
-        buckets,
-    } = Deltas::of(inserted);
+        ..
+    } = &deltas;
 
     sqlx::query(
         "INSERT INTO sessions (session_id, first_seen, last_seen, event_count) \
@@ -161,7 +218,21 @@ async fn update_aggregates(
     .bind(session_apps.iter().map(|(_, a)| *a).collect::<Vec<_>>())
     .execute(&mut *conn)
     .await?;
+    upsert_counters(conn, &deltas).await
+}
 
+/// Adds `deltas`' counters (negative when events are removed) to `event_counts`,
+/// `event_hours` and `event_buckets`, one statement per table, keys sorted.
+pub(super) async fn upsert_counters(
+    conn: &mut PgConnection,
+    deltas: &Deltas<'_>,
+) -> Result<(), StoreError> {
+    let Deltas {
+        totals,
+        hours,
+        buckets,
+        ..
+    } = deltas;
     sqlx::query(
         "INSERT INTO event_counts (application, category, name, events) \
          SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::bigint[]) \

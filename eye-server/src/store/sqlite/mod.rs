@@ -6,9 +6,11 @@
 //! # Layout
 //!
 //! - `write`: the write path for events and the errors log.
+//! - `remove`: erasure, retention batches, giving free pages back.
 //! - `idle`: releases the page caches once the store has been quiet for a while.
 
 pub(crate) mod idle;
+mod remove;
 mod write;
 
 use std::str::FromStr;
@@ -16,7 +18,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::SqlitePool;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::sqlite::{
+    SqliteAutoVacuum, SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous,
+};
 
 use super::{StoreError, is_in_memory};
 
@@ -87,6 +91,12 @@ impl SqliteStore {
     pub async fn open(url: &str, synchronous: Synchronous) -> Result<Self, StoreError> {
         let options = SqliteConnectOptions::from_str(url)?
             .create_if_missing(true)
+            // Takes effect only on a new database (set before its first table), which
+            // then gives the pages retention frees back to the file system
+            // (`PRAGMA incremental_vacuum`, see `remove`). A database created before
+            // keeps `NONE`: its free pages are reused for new rows, and a `VACUUM`
+            // with the server stopped converts it (docs/lifecycle.md).
+            .auto_vacuum(SqliteAutoVacuum::Incremental)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(synchronous.into())
             .busy_timeout(Duration::from_secs(10))

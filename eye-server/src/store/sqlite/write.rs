@@ -14,7 +14,7 @@ type SqlQuery<'q> = sqlx::query::Query<'q, Sqlite, SqliteArguments>;
 
 /// Rows per multi-row `INSERT`: 8 columns each, far below SQLite's 32,766 variables,
 /// and large enough that statement overhead is small.
-const ROWS_PER_INSERT: usize = 100;
+pub(super) const ROWS_PER_INSERT: usize = 100;
 
 impl SqliteStore {
     /// Writes a batch of queue messages in one transaction: events are inserted once
@@ -45,6 +45,9 @@ impl SqliteStore {
         events.sort_by_key(|e| e.timestamp);
         let started = std::time::Instant::now();
         let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
+        // In the transaction: an erasure (same writer, or another process through
+        // SQLite's lock) is either wholly before this check or wholly after the commit.
+        let suppressed = drop_erased(&mut tx, &mut events).await?;
         let inserted = insert_events(&mut tx, &events).await?;
         update_aggregates(&mut tx, &inserted).await?;
         let mut errors_logged = 0;
@@ -53,15 +56,58 @@ impl SqliteStore {
         }
         tx.commit().await?;
         let inserted = inserted.len() as u64;
+        // Events of erased sessions were taken out of `events` above.
         let duplicates = events.len() as u64 - inserted;
         crate::metrics::batch_committed(messages.len(), inserted, duplicates, started.elapsed());
         crate::metrics::errors_logged(errors_logged);
+        crate::metrics::events_suppressed(suppressed);
         Ok(WriteOutcome {
             inserted,
             duplicates,
             errors_logged,
+            suppressed,
         })
     }
+}
+
+/// Drops the events of erased sessions from `events` (see `erased_sessions`); returns
+/// how many. One cheap look at the table when it is empty, the common case.
+async fn drop_erased(
+    conn: &mut SqliteConnection,
+    events: &mut Vec<NewEvent<'_>>,
+) -> Result<u64, StoreError> {
+    if events.is_empty() {
+        return Ok(0);
+    }
+    let (any,): (i64,) = sqlx::query_as("SELECT EXISTS (SELECT 1 FROM erased_sessions)")
+        .fetch_one(&mut *conn)
+        .await?;
+    if any == 0 {
+        return Ok(0);
+    }
+    let sessions: Vec<&str> = events
+        .iter()
+        .map(NewEvent::session)
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let mut erased = std::collections::HashSet::new();
+    for chunk in sessions.chunks(ROWS_PER_INSERT) {
+        let sql = multi_row(
+            "SELECT session_id FROM erased_sessions WHERE session_id IN (",
+            "?",
+            chunk.len(),
+            ")",
+        );
+        let mut q = sqlx::query_as::<_, (String,)>(AssertSqlSafe(sql));
+        for sid in chunk {
+            q = q.bind(*sid);
+        }
+        erased.extend(q.fetch_all(&mut *conn).await?.into_iter().map(|(s,)| s));
+    }
+    let before = events.len();
+    events.retain(|e| !erased.contains(e.session()));
+    Ok((before - events.len()) as u64)
 }
 
 /// `INSERT ... ON CONFLICT(id) DO NOTHING RETURNING id` for `rows` rows.
@@ -121,14 +167,8 @@ async fn update_aggregates(
     if inserted.is_empty() {
         return Ok(());
     }
-    let Deltas {
-        sessions,
-        session_apps,
-        totals,
-        hours,
-        buckets,
-    } = Deltas::of(inserted);
-    let sessions: Vec<_> = sessions.into_iter().collect();
+    let deltas = Deltas::of(inserted);
+    let sessions: Vec<_> = deltas.sessions.iter().collect();
     for chunk in sessions.chunks(ROWS_PER_INSERT) {
         let sql = multi_row(
             "INSERT INTO sessions (session_id, first_seen, last_seen, event_count) VALUES ",
@@ -146,7 +186,7 @@ async fn update_aggregates(
         q.execute(&mut *conn).await?;
     }
 
-    let session_apps: Vec<_> = session_apps.into_iter().collect();
+    let session_apps: Vec<_> = deltas.session_apps.iter().collect();
     for chunk in session_apps.chunks(ROWS_PER_INSERT) {
         let sql = multi_row(
             "INSERT INTO session_applications (session_id, application) VALUES ",
@@ -161,7 +201,16 @@ async fn update_aggregates(
         q.execute(&mut *conn).await?;
     }
 
-    let totals: Vec<_> = totals.into_iter().collect();
+    upsert_counters(conn, &deltas).await
+}
+
+/// Adds `deltas`' counters (negative when events are removed) to `event_counts`,
+/// `event_hours` and `event_buckets`.
+pub(super) async fn upsert_counters(
+    conn: &mut SqliteConnection,
+    deltas: &Deltas<'_>,
+) -> Result<(), StoreError> {
+    let totals: Vec<_> = deltas.totals.iter().collect();
     for chunk in totals.chunks(ROWS_PER_INSERT) {
         let sql = multi_row(
             "INSERT INTO event_counts (application, category, name, events) VALUES ",
@@ -176,7 +225,7 @@ async fn update_aggregates(
         q.execute(&mut *conn).await?;
     }
 
-    let hours: Vec<_> = hours.into_iter().collect();
+    let hours: Vec<_> = deltas.hours.iter().collect();
     for chunk in hours.chunks(ROWS_PER_INSERT) {
         let sql = multi_row(
             "INSERT INTO event_hours (hour, application, category, name, events) VALUES ",
@@ -191,7 +240,7 @@ async fn update_aggregates(
         q.execute(&mut *conn).await?;
     }
 
-    let buckets: Vec<_> = buckets.into_iter().collect();
+    let buckets: Vec<_> = deltas.buckets.iter().collect();
     for chunk in buckets.chunks(ROWS_PER_INSERT) {
         let sql = multi_row(
             "INSERT INTO event_buckets (width, bucket, application, category, name, events) \
@@ -216,7 +265,7 @@ async fn update_aggregates(
 }
 
 /// `head` followed by `rows` copies of `row` separated by commas, then `tail`.
-fn multi_row(head: &str, row: &str, rows: usize, tail: &str) -> String {
+pub(super) fn multi_row(head: &str, row: &str, rows: usize, tail: &str) -> String {
     let mut sql = String::with_capacity(head.len() + rows * (row.len() + 1) + tail.len());
     sql.push_str(head);
     for i in 0..rows {

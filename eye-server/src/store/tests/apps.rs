@@ -13,10 +13,7 @@ fn app(name: &str, key: u8) -> NewApp {
     NewApp {
         name: name.to_owned(),
         key_hash: [key; 32],
-        scopes: Scopes {
-            ingest: true,
-            query: false,
-        },
+        scopes: Scopes::INGEST_ONLY,
         origins: None,
     }
 }

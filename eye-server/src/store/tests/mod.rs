@@ -22,6 +22,8 @@
 //!   main shapes on Postgres.
 //! - `stats`: dashboard figures.
 //! - `tree`: the counter tree's counts and deep-page seek against plain queries.
+//! - `lifecycle`: erasure, the suppression list and retention, each followed by
+//!   `recount`, which compares every counter with a recount from the rows.
 
 #![allow(clippy::unwrap_used)]
 
@@ -33,9 +35,11 @@ mod concurrent;
 mod deep_pages;
 mod errors_log;
 mod idle;
+mod lifecycle;
 mod pg;
 mod plans;
 mod queries;
+mod recount;
 mod stats;
 mod tree;
 mod writes;
