@@ -1,12 +1,15 @@
 //! eye-core stays pure so the SDK and WebAssembly frontends can use it: its manifest
 //! names only the model's dependencies (no tokio, sqlx, redis or reqwest).
 
-/// The only crates eye-core may depend on outside tests and benchmarks.
-const ALLOWED: [&str; 6] = [
+/// The only crates eye-core may depend on outside tests and benchmarks. `base64` and
+/// `sha2` (pure computation, no I/O, fine on WebAssembly) encode and check cursors.
+const ALLOWED: [&str; 8] = [
+    "base64",
     "chrono",
     "schemars",
     "serde",
     "serde_json",
+    "sha2",
     "thiserror",
     "uuid",
 ];

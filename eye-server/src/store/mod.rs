@@ -27,6 +27,7 @@
 //!
 //! - `conn`: one connection of either backend, and the few ways the read path uses it.
 //! - `events`: the event, session and errors-log queries.
+//! - `keyset`: pages read from a cursor's position (keyset pagination).
 //! - `sql`: how an [`eye_core::EventQuery`] becomes SQL (index choice, count plan).
 //! - `count`: totals from the counters, and the deep-page seek through them.
 //! - `tree`: the counter tree (events per hour, minute, second, 10 ms) behind both.
@@ -42,6 +43,7 @@ mod batch;
 mod conn;
 mod count;
 mod events;
+mod keyset;
 mod postgres;
 mod rows;
 mod sql;
@@ -58,6 +60,7 @@ use sqlx::postgres::{PgDatabaseError, PgPool};
 
 pub use apps::{AppRecord, NewApp, Scope, Scopes};
 pub use events::WriteOutcome;
+pub use keyset::KeysetPage;
 pub use sqlite::Synchronous;
 pub use stats::{HourCount, StoreSize, TypeCount};
 
