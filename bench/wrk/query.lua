@@ -4,7 +4,9 @@
 --   EYE_KEY          API key with the query scope (optional)
 --   BENCH_QUERY      session | category | range | page1 | page10000 | session_events |
 --                    page10000_category (the deep page of one category) |
---                    since (events from a random instant on: a count over partial hours)
+--                    since (events from a random instant on: a count over partial hours) |
+--                    path (always BENCH_PATH_Q, e.g. a cursor URL)
+--   BENCH_PATH_Q     with `path`: the path and query to ask for
 --   BENCH_SESSIONS   sessions to pick from at random, `session-00000`.. (default 10000)
 --   BENCH_DEEP_PAGE  the page `page10000` asks for (default 10000; smaller stores need less)
 --   BENCH_RANGE_FROM, BENCH_RANGE_TO  epoch seconds the stored timestamps cover;
@@ -51,6 +53,8 @@ function request()
    elseif shape == "since" then
       local start = math.random(range_from, range_to)
       p = "/events?start_time=" .. os.date("!%Y-%m-%dT%H:%M:%SZ", start)
+   elseif shape == "path" then
+      p = os.getenv("BENCH_PATH_Q")
    elseif shape == "session_events" then
       p = "/sessions/" .. session() .. "/events"
    else

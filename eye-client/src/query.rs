@@ -5,7 +5,8 @@
 use std::future::Future;
 
 use eye_core::{
-    ErrorBody, ErrorQuery, ErrorRecord, EventQuery, Page, Pagination, Session, StoredEvent,
+    Cursor, CursorParam, ErrorBody, ErrorQuery, ErrorRecord, EventQuery, Page, Pagination, Session,
+    StoredEvent, TimelineQuery,
 };
 use futures_util::{Stream, StreamExt, stream};
 use reqwest::Url;
@@ -30,8 +31,11 @@ impl EyeClient {
         self.get(&["events"], &query.to_pairs()).await
     }
 
-    /// Every event matching `query`, following pages from `query`'s page on, as a
-    /// stream. Pages are offsets: events stored while the stream runs can shift them.
+    /// Every event matching `query`, newest first, as a stream: a walk by cursor from
+    /// `query.cursor` (the first page when unset; `query`'s page number is not used),
+    /// `query`'s page size at a time. Each page costs the server the same at any
+    /// depth, and events stored while the stream runs never shift it: no event is
+    /// yielded twice, and every event stored before the stream started is yielded.
     ///
     /// ```no_run
     /// # async fn demo(client: eye_client::EyeClient) -> Result<(), eye_client::RequestError> {
@@ -45,11 +49,27 @@ impl EyeClient {
         query: EventQuery,
     ) -> impl Stream<Item = Result<StoredEvent, RequestError>> + Send + 'static {
         let client = self.clone();
-        let first = query.pagination.page;
-        paged(first, move |page| {
+        let first = query.cursor.unwrap_or(CursorParam::First);
+        walked(first, move |at| {
             let client = client.clone();
-            let q = query.clone().page(page);
+            let q = query.clone().cursor(at);
             async move { client.events(&q).await }
+        })
+    }
+
+    /// The whole errors log matching `query`, newest first, as a stream walked by
+    /// cursor (see [`EyeClient::events_stream`]).
+    pub fn errors_stream(
+        &self,
+        query: ErrorQuery,
+    ) -> impl Stream<Item = Result<ErrorRecord, RequestError>> + Send + 'static {
+        let client = self.clone();
+        let first = query.cursor.unwrap_or(CursorParam::First);
+        walked(first, move |at| {
+            let client = client.clone();
+            let mut q = query.clone();
+            q.cursor = Some(at);
+            async move { client.errors(&q).await }
         })
     }
 
@@ -77,23 +97,36 @@ impl EyeClient {
         self.get(&["sessions", session_id, "events"], &pairs).await
     }
 
-    /// A session's whole timeline, oldest first, as a stream.
+    /// One page of a session's events, oldest first, by page number or by cursor
+    /// (`GET /sessions/{session_id}/events`).
+    pub async fn timeline(&self, query: &TimelineQuery) -> Result<Page<StoredEvent>, RequestError> {
+        self.get(
+            &["sessions", &query.session_id, "events"],
+            &query.to_pairs(),
+        )
+        .await
+    }
+
+    /// A session's whole timeline, oldest first, as a stream walked by cursor, 500
+    /// events a page: events the session gets while the stream runs are yielded too
+    /// (they come last), none twice.
     pub fn session_timeline(
         &self,
         session_id: &str,
     ) -> impl Stream<Item = Result<StoredEvent, RequestError>> + Send + 'static {
         let client = self.clone();
         let session_id = session_id.to_owned();
-        paged(1, move |page| {
+        walked(CursorParam::First, move |at| {
             let client = client.clone();
-            let session_id = session_id.clone();
-            async move {
-                let p = Pagination {
-                    page,
+            let q = TimelineQuery {
+                session_id: session_id.clone(),
+                pagination: Pagination {
+                    page: 1,
                     page_size: 500,
-                };
-                client.session_events(&session_id, p).await
-            }
+                },
+                cursor: Some(at),
+            };
+            async move { client.timeline(&q).await }
         })
     }
 
@@ -163,20 +196,20 @@ fn api_error(status: u16, body: &[u8]) -> RequestError {
     }
 }
 
-/// Follows pages from `first` while the server names a next one; an error ends the
+/// Follows `next` cursors from `first` while the server names one; an error ends the
 /// stream after being yielded.
-fn paged<T, F, Fut>(first: u64, fetch: F) -> impl Stream<Item = Result<T, RequestError>>
+fn walked<T, F, Fut>(first: CursorParam, fetch: F) -> impl Stream<Item = Result<T, RequestError>>
 where
-    F: FnMut(u64) -> Fut,
+    F: FnMut(CursorParam) -> Fut,
     Fut: Future<Output = Result<Page<T>, RequestError>>,
 {
-    stream::unfold((fetch, Some(first)), |(mut fetch, page)| async move {
-        let page = page?;
-        let (items, next) = match fetch(page).await {
-            Ok(p) => {
-                let next = (p.next.is_some() && !p.results.is_empty()).then_some(page + 1);
-                (p.results.into_iter().map(Ok).collect::<Vec<_>>(), next)
-            }
+    stream::unfold((fetch, Some(first)), |(mut fetch, at)| async move {
+        let at = at?;
+        let (items, next) = match fetch(at).await {
+            Ok(p) => match next_cursor(p.next.as_deref()) {
+                Ok(next) => (p.results.into_iter().map(Ok).collect::<Vec<_>>(), next),
+                Err(e) => (vec![Err(e)], None),
+            },
             Err(e) => (vec![Err(e)], None),
         };
         Some((stream::iter(items), (fetch, next)))
@@ -184,9 +217,43 @@ where
     .flatten()
 }
 
+/// The cursor of a `next` link, if there is one. Only the `cursor` parameter is
+/// taken from the link: the request goes to the client's own base URL, whatever host
+/// the server named.
+fn next_cursor(next: Option<&str>) -> Result<Option<CursorParam>, RequestError> {
+    let Some(next) = next else {
+        return Ok(None);
+    };
+    let bad = || RequestError::Decode(format!("the next link has no valid cursor: {next}"));
+    let url = Url::parse(next).map_err(|_| bad())?;
+    let token = url
+        .query_pairs()
+        .find(|(k, _)| k == "cursor")
+        .map(|(_, v)| v.into_owned())
+        .ok_or_else(bad)?;
+    Cursor::decode(&token)
+        .map(|c| Some(CursorParam::At(c)))
+        .map_err(|_| bad())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_next_link_gives_its_cursor_and_no_link_ends_the_walk() {
+        let c = Cursor::new(
+            eye_core::CursorListing::Events,
+            eye_core::Direction::Next,
+            1,
+            2,
+            3,
+        );
+        let link = format!("http://h/events?category=a&cursor={}", c.encode());
+        assert_eq!(next_cursor(Some(&link)).unwrap(), Some(CursorParam::At(c)));
+        assert_eq!(next_cursor(None).unwrap(), None);
+        assert!(next_cursor(Some("http://h/events?page=2")).is_err());
+    }
 
     #[test]
     fn drf_invalid_page_body_gets_the_invalid_page_code() {

@@ -43,6 +43,7 @@
 //!   [`ErrorRecord`], [`IngestResponse`], [`ErrorBody`]).
 //! - `schema`: [`event_schema`], the JSON Schema of the wire format.
 
+mod cursor;
 mod error;
 mod event;
 mod fields;
@@ -52,6 +53,9 @@ mod records;
 mod schema;
 mod timestamp;
 
+pub use cursor::{
+    CURSOR_PATTERN, Cursor, CursorError, CursorListing, CursorParam, Direction, filters_fingerprint,
+};
 pub use error::{ErrorCode, FieldError, MAX_ERRORS_PER_EVENT, ValidationErrors, cap_errors};
 pub use event::{
     CtaClick, Event, EventType, Form, FormSubmit, MAX_EVENT_BYTES, MAX_FORM_DEPTH, PageView,
@@ -59,7 +63,9 @@ pub use event::{
 };
 pub use fields::{Element, FieldProblem, Host, SessionId, UrlPath};
 pub use parse::{EVENT_FIELDS, ValidationContext};
-pub use query::{ErrorQuery, EventQuery, Page, PageLimits, Pagination, QueryError, TimeRange};
+pub use query::{
+    ErrorQuery, EventQuery, Page, PageLimits, Pagination, QueryError, TimeRange, TimelineQuery,
+};
 pub use records::{
     ErrorBody, ErrorDetail, ErrorRecord, EventResult, IngestResponse, Session, StoredEvent,
 };

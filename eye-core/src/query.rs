@@ -6,6 +6,7 @@ use chrono::{DateTime, NaiveDate, NaiveTime, TimeZone, Utc};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use crate::cursor::{Cursor, CursorListing, CursorParam, filters_fingerprint};
 use crate::timestamp::{parse_date, parse_instant};
 
 /// Page-size bounds, configured by the server.
@@ -43,7 +44,8 @@ pub struct QueryError {
     pub parameter: String,
     /// Stable machine code: `invalid_page` (answered 404 as DRF does),
     /// `invalid_page_size`, `invalid_time`, `invalid_time_range`, `invalid_filter`,
-    /// `repeated_parameter` (a parameter given twice). The server answers each with
+    /// `invalid_cursor` (a cursor that is malformed, of another query, or given with
+    /// `page`), `repeated_parameter` (a parameter given twice). The server answers each with
     /// 400 `invalid_query` (404 for `invalid_page`) and this code in `details`.
     pub code: String,
     /// Human explanation.
@@ -129,8 +131,12 @@ pub struct EventQuery {
     pub application: Option<String>,
     /// Only events that occurred in this range.
     pub time: TimeRange,
-    /// Which page.
+    /// Which page, and how many per page (`page` is ignored when `cursor` is set).
     pub pagination: Pagination,
+    /// Keyset paging: `Some` reads by cursor instead of by page number.
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub cursor: Option<CursorParam>,
 }
 
 /// Filters for `GET /errors`, the log of rejected events.
@@ -142,8 +148,12 @@ pub struct ErrorQuery {
     pub code: Option<String>,
     /// Only errors received in this range.
     pub time: TimeRange,
-    /// Which page.
+    /// Which page, and how many per page (`page` is ignored when `cursor` is set).
     pub pagination: Pagination,
+    /// Keyset paging: `Some` reads by cursor instead of by page number.
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub cursor: Option<CursorParam>,
 }
 
 /// Parses the parameters every query shares; the rest go to `extra`.
@@ -154,11 +164,31 @@ pub struct ErrorQuery {
 struct Common<'a> {
     time: TimeRange,
     pagination: Pagination,
+    /// The `cursor` parameter as given (`Some("")`: the first page by cursor).
+    cursor: Option<&'a str>,
     extra: Vec<(&'a str, &'a str)>,
 }
 
+impl Common<'_> {
+    /// Decodes the `cursor` parameter for `listing`, checking it was made for filters
+    /// with this fingerprint.
+    fn cursor(
+        &self,
+        listing: CursorListing,
+        filters: u64,
+    ) -> Result<Option<CursorParam>, QueryError> {
+        match self.cursor {
+            None => Ok(None),
+            Some("") => Ok(Some(CursorParam::First)),
+            Some(token) => Cursor::decode_for(token, listing, filters)
+                .map(|c| Some(CursorParam::At(c)))
+                .map_err(|e| QueryError::new("cursor", "invalid_cursor", e.to_string())),
+        }
+    }
+}
+
 /// The parameters [`parse_common`] reads itself.
-const COMMON_PARAMETERS: [&str; 4] = ["start_time", "end_time", "page", "page_size"];
+const COMMON_PARAMETERS: [&str; 5] = ["start_time", "end_time", "page", "page_size", "cursor"];
 
 fn parse_common<'a, I>(
     pairs: I,
@@ -175,6 +205,8 @@ where
         page_size: limits.default_page_size,
     };
     let mut extra = Vec::new();
+    let mut cursor = None;
+    let mut page_given = false;
     for (key, value) in pairs {
         if COMMON_PARAMETERS.contains(&key) || known.contains(&key) {
             if seen.contains(&key) {
@@ -186,6 +218,11 @@ where
             }
             seen.push(key);
         }
+        // An empty cursor is meaningful: the first page by cursor.
+        if key == "cursor" {
+            cursor = Some(value);
+            continue;
+        }
         // Empty values mean "no filter", as django-filter treats them.
         if value.is_empty() {
             continue;
@@ -194,6 +231,7 @@ where
             "start_time" => time.start = Some(parse_bound(key, value, Bound::Start)?),
             "end_time" => time.end = Some(parse_bound(key, value, Bound::End)?),
             "page" => {
+                page_given = true;
                 pagination.page = match value.parse::<u64>() {
                     Ok(p) if p >= 1 => p,
                     _ => return Err(QueryError::new(key, "invalid_page", "Invalid page.")),
@@ -226,9 +264,17 @@ where
             "start_time is later than end_time",
         ));
     }
+    if cursor.is_some() && page_given {
+        return Err(QueryError::new(
+            "cursor",
+            "invalid_cursor",
+            "give either page or cursor, not both",
+        ));
+    }
     Ok(Common {
         time,
         pagination,
+        cursor,
         extra,
     })
 }
@@ -307,7 +353,7 @@ impl EventQuery {
             pagination: common.pagination,
             ..Self::default()
         };
-        for (key, value) in common.extra {
+        for &(key, value) in &common.extra {
             let slot = match key {
                 "session_id" => &mut q.session_id,
                 "category" => &mut q.category,
@@ -317,7 +363,22 @@ impl EventQuery {
             };
             *slot = Some(filter_value(key, value)?);
         }
+        q.cursor = common.cursor(CursorListing::Events, q.filters_fingerprint())?;
         Ok(q)
+    }
+
+    /// The fingerprint of this query's filters (everything but paging) that its
+    /// cursors carry: a cursor is valid only with the filters it was made for.
+    pub fn filters_fingerprint(&self) -> u64 {
+        let (start, end) = time_keys(&self.time);
+        filters_fingerprint(&[
+            self.session_id.as_deref(),
+            self.category.as_deref(),
+            self.name.as_deref(),
+            self.application.as_deref(),
+            start.as_deref(),
+            end.as_deref(),
+        ])
     }
 
     /// The query as URL pairs, the inverse of [`EventQuery::from_pairs`].
@@ -343,7 +404,12 @@ impl EventQuery {
                 pairs.push((key, v.clone()));
             }
         }
-        push_common(&mut pairs, &self.time, &self.pagination);
+        push_common(
+            &mut pairs,
+            &self.time,
+            &self.pagination,
+            self.cursor.as_ref(),
+        );
         pairs
     }
 
@@ -408,6 +474,30 @@ impl EventQuery {
         self.pagination.page_size = page_size.max(1);
         self
     }
+
+    /// Reads by cursor: [`CursorParam::First`] for the first page (whose `next` link
+    /// is then a cursor), or the cursor of a `next`/`previous` link.
+    ///
+    /// ```
+    /// use eye_core::{CursorParam, EventQuery};
+    /// let pairs = EventQuery::new().category("page_interaction").cursor(CursorParam::First).to_pairs();
+    /// assert!(pairs.contains(&("cursor", String::new())));
+    /// assert!(!pairs.iter().any(|(k, _)| *k == "page"));
+    /// ```
+    #[must_use]
+    pub fn cursor(mut self, cursor: CursorParam) -> Self {
+        self.cursor = Some(cursor);
+        self
+    }
+}
+
+/// Time bounds as fingerprint keys (microseconds, so every spelling of one instant
+/// gives the same fingerprint).
+fn time_keys(time: &TimeRange) -> (Option<String>, Option<String>) {
+    (
+        time.start.map(|t| t.timestamp_micros().to_string()),
+        time.end.map(|t| t.timestamp_micros().to_string()),
+    )
 }
 
 impl ErrorQuery {
@@ -429,7 +519,7 @@ impl ErrorQuery {
             pagination: common.pagination,
             ..Self::default()
         };
-        for (key, value) in common.extra {
+        for &(key, value) in &common.extra {
             let slot = match key {
                 "application" => &mut q.application,
                 "code" => &mut q.code,
@@ -437,7 +527,19 @@ impl ErrorQuery {
             };
             *slot = Some(filter_value(key, value)?);
         }
+        q.cursor = common.cursor(CursorListing::Errors, q.filters_fingerprint())?;
         Ok(q)
+    }
+
+    /// The fingerprint of this query's filters that its cursors carry.
+    pub fn filters_fingerprint(&self) -> u64 {
+        let (start, end) = time_keys(&self.time);
+        filters_fingerprint(&[
+            self.application.as_deref(),
+            self.code.as_deref(),
+            start.as_deref(),
+            end.as_deref(),
+        ])
     }
 
     /// The query as URL pairs.
@@ -448,7 +550,76 @@ impl ErrorQuery {
                 pairs.push((key, v.clone()));
             }
         }
-        push_common(&mut pairs, &self.time, &self.pagination);
+        push_common(
+            &mut pairs,
+            &self.time,
+            &self.pagination,
+            self.cursor.as_ref(),
+        );
+        pairs
+    }
+}
+
+/// A session's timeline (`GET /sessions/{session_id}/events`): paging only, by page
+/// number or by cursor.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TimelineQuery {
+    /// The session.
+    pub session_id: String,
+    /// Which page, and how many per page (`page` is ignored when `cursor` is set).
+    pub pagination: Pagination,
+    /// Keyset paging: `Some` reads by cursor instead of by page number.
+    pub cursor: Option<CursorParam>,
+}
+
+impl TimelineQuery {
+    /// Parses `page`, `page_size` and `cursor` for `session_id`'s timeline; other
+    /// parameters are ignored.
+    ///
+    /// ```
+    /// use eye_core::{CursorParam, PageLimits, TimelineQuery};
+    /// let q = TimelineQuery::from_pairs("abc", [("cursor", ""), ("page_size", "50")],
+    ///     &PageLimits::default()).unwrap();
+    /// assert_eq!((q.cursor, q.pagination.page_size), (Some(CursorParam::First), 50));
+    /// ```
+    pub fn from_pairs<'a, I>(
+        session_id: &str,
+        pairs: I,
+        limits: &PageLimits,
+    ) -> Result<Self, QueryError>
+    where
+        I: IntoIterator<Item = (&'a str, &'a str)>,
+    {
+        let pairs = pairs
+            .into_iter()
+            .filter(|(k, _)| matches!(*k, "page" | "page_size" | "cursor"));
+        let common = parse_common(pairs, limits, &[])?;
+        let fingerprint = Self::fingerprint_of(session_id);
+        Ok(Self {
+            session_id: session_id.to_owned(),
+            pagination: common.pagination,
+            cursor: common.cursor(CursorListing::SessionEvents, fingerprint)?,
+        })
+    }
+
+    /// The fingerprint of this timeline (its session id) that its cursors carry.
+    pub fn filters_fingerprint(&self) -> u64 {
+        Self::fingerprint_of(&self.session_id)
+    }
+
+    fn fingerprint_of(session_id: &str) -> u64 {
+        filters_fingerprint(&[Some(session_id)])
+    }
+
+    /// The paging parameters as URL pairs (the session id is in the path).
+    pub fn to_pairs(&self) -> Vec<(&'static str, String)> {
+        let mut pairs = Vec::new();
+        push_common(
+            &mut pairs,
+            &TimeRange::default(),
+            &self.pagination,
+            self.cursor.as_ref(),
+        );
         pairs
     }
 }
@@ -466,14 +637,22 @@ impl Pagination {
     }
 }
 
-fn push_common(pairs: &mut Vec<(&'static str, String)>, time: &TimeRange, p: &Pagination) {
+fn push_common(
+    pairs: &mut Vec<(&'static str, String)>,
+    time: &TimeRange,
+    p: &Pagination,
+    cursor: Option<&CursorParam>,
+) {
     if let Some(s) = time.start {
         pairs.push(("start_time", crate::format_timestamp(&s)));
     }
     if let Some(e) = time.end {
         pairs.push(("end_time", crate::format_timestamp(&e)));
     }
-    pairs.push(("page", p.page.to_string()));
+    match cursor {
+        Some(c) => pairs.push(("cursor", c.to_param())),
+        None => pairs.push(("page", p.page.to_string())),
+    }
     pairs.push(("page_size", p.page_size.to_string()));
 }
 

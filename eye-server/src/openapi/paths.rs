@@ -111,6 +111,28 @@ fn page_params() -> [Value; 2] {
     ]
 }
 
+/// `cursor`: keyset paging. Its pattern is exactly the tokens' shape; which tokens are
+/// valid (made by this server, for this listing and these filters) no schema can say.
+fn cursor_param(order: &str) -> Value {
+    query_param(
+        "cursor",
+        &format!(
+            "Keyset paging instead of page numbers. Empty (`cursor=`) asks for the first \
+             page and makes `next` and `previous` cursor links; otherwise the value must be \
+             the `cursor` of a `next` or `previous` link of this listing, used with the same \
+             filters. A cursor is an opaque, versioned token: base64url (no padding) of a \
+             position `(timestamp, id)` in the order {order}, a direction, a fingerprint of the \
+             filters and a checksum. A page from a cursor costs the same at any depth, and \
+             events stored between two pages never shift a walk: no row is skipped or \
+             repeated. A malformed or altered cursor, one made for other filters or another \
+             listing, or a cursor together with `page` is refused with 400 `invalid_query` \
+             (`details.code` `invalid_cursor`). `page_size` may change from page to page. \
+             The answer's `count` is the total, as with page numbers."
+        ),
+        json!({"anyOf": [{"const": ""}, {"type": "string", "pattern": eye_core::CURSOR_PATTERN}]}),
+    )
+}
+
 /// A filter: any string up to 256 characters (longer is 400 `invalid_filter`). A value
 /// no event has is not an error: it matches nothing.
 fn filter(examples: &[&str]) -> Value {
@@ -148,6 +170,7 @@ fn event_query_params() -> Vec<Value> {
     ];
     params.extend(time_params());
     params.extend(page_params());
+    params.push(cursor_param("newest first, ties by id"));
     params
 }
 
@@ -166,6 +189,7 @@ fn error_query_params() -> Vec<Value> {
     ];
     params.extend(time_params());
     params.extend(page_params());
+    params.push(cursor_param("newest first by received time, ties by id"));
     params
 }
 
@@ -261,7 +285,7 @@ fn get_events() -> Value {
         "tags": ["query"],
         "operationId": "listEvents",
         "summary": "List events, newest first",
-        "description": format!("Filters combine freely. {SECURED}"),
+        "description": format!("Filters combine freely. Paged by `page` (DRF's page numbers) or by `cursor` (keyset: the same cost at any depth; use it to walk far). A deep `page` is found through per-time-bucket counters, so it is cheap when timestamps are spread out; when many events share one timestamp (a batch import, coarse clocks), or with a `session_id` filter, it costs time proportional to the rows skipped inside that timestamp or session: walk by `cursor` instead. {SECURED}"),
         "security": security(),
         "parameters": event_query_params(),
         "responses": responses(vec![
@@ -273,7 +297,7 @@ fn get_events() -> Value {
 }
 
 /// The 400 of a listing.
-const MALFORMED_QUERY: &str = "`invalid_query`: a malformed parameter, a parameter given twice (`details.code` `repeated_parameter`), or `start_time` later than `end_time` (`invalid_time_range`, which no schema can express); `details.parameter` names it.";
+const MALFORMED_QUERY: &str = "`invalid_query`: a malformed parameter, a parameter given twice (`details.code` `repeated_parameter`), `start_time` later than `end_time` (`invalid_time_range`), or a cursor this server did not make for this listing and these filters, or given with `page` (`invalid_cursor`), which no schema can express; `details.parameter` names it.";
 
 /// The 400 of a route with a path parameter.
 const NOT_UTF8: &str = "A path segment that is not UTF-8 once percent-decoded (`bad_request`).";
@@ -333,6 +357,7 @@ fn get_session_events() -> Value {
         json!({"type": "string"}),
     )];
     params.extend(page_params());
+    params.push(cursor_param("oldest first, ties by id"));
     json!({
         "tags": ["query"],
         "operationId": "listSessionEvents",
@@ -342,7 +367,7 @@ fn get_session_events() -> Value {
         "parameters": params,
         "responses": responses(vec![
             ("200", browsable("One page of the session's events in the order they occurred.", schema_ref("EventPage"))),
-            ("400", error("A malformed `page_size`, `page` or `page_size` given twice (`invalid_query`), or a path segment that is not UTF-8 once percent-decoded (`bad_request`).")),
+            ("400", error("A malformed `page_size` or `cursor`, a parameter given twice, or `cursor` with `page` (`invalid_query`), or a path segment that is not UTF-8 once percent-decoded (`bad_request`).")),
             ("404", error("No such session, or a page past the end.")),
         ], true)
     })

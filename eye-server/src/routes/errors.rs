@@ -4,7 +4,7 @@
 use axum::extract::State;
 use axum::routing::get;
 use axum::{Json, Router};
-use eye_core::{ErrorQuery, ErrorRecord, Page};
+use eye_core::{Cursor, CursorListing, ErrorQuery, ErrorRecord, Page};
 
 use super::listing::Listing;
 use crate::auth::QueryCaller;
@@ -22,6 +22,23 @@ async fn list_errors(
     listing: Listing,
 ) -> Result<Json<Page<ErrorRecord>>, ApiError> {
     let query = ErrorQuery::from_pairs(listing.borrowed(), &state.config.query.limits())?;
+    if query.cursor.is_some() {
+        let page = state.store.errors_by_cursor(&query).await?;
+        let filters = query.filters_fingerprint();
+        return Ok(Json(listing.cursor_page(
+            page,
+            query.cursor.as_ref(),
+            |d, e| {
+                Cursor::new(
+                    CursorListing::Errors,
+                    d,
+                    e.received_at.timestamp_micros(),
+                    u128::try_from(e.id).unwrap_or(0),
+                    filters,
+                )
+            },
+        )));
+    }
     let (count, errors) = state.store.query_errors(&query).await?;
     Ok(Json(listing.page(count, &query.pagination, errors)?))
 }

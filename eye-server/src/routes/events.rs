@@ -3,7 +3,7 @@
 use axum::extract::{Path, State};
 use axum::routing::get;
 use axum::{Json, Router};
-use eye_core::{EventQuery, Page, StoredEvent};
+use eye_core::{Cursor, CursorListing, EventQuery, Page, StoredEvent};
 use uuid::Uuid;
 
 use super::listing::Listing;
@@ -20,13 +20,30 @@ pub fn router() -> Router<AppState> {
 }
 
 /// The seed's filters (`session_id`, `category`, `start_time`, `end_time`) in any
-/// combination, plus `name` and `application`; `page` and `page_size`.
+/// combination, plus `name` and `application`; `page` and `page_size`, or `cursor`.
 async fn list_events(
     State(state): State<AppState>,
     _caller: QueryCaller,
     listing: Listing,
 ) -> Result<Json<Page<StoredEvent>>, ApiError> {
     let query = EventQuery::from_pairs(listing.borrowed(), &state.config.query.limits())?;
+    if query.cursor.is_some() {
+        let page = state.store.events_by_cursor(&query).await?;
+        let filters = query.filters_fingerprint();
+        return Ok(Json(listing.cursor_page(
+            page,
+            query.cursor.as_ref(),
+            |d, e| {
+                Cursor::new(
+                    CursorListing::Events,
+                    d,
+                    e.timestamp.timestamp_micros(),
+                    e.id.as_u128(),
+                    filters,
+                )
+            },
+        )));
+    }
     let (count, events) = state.store.query_events(&query).await?;
     Ok(Json(listing.page(count, &query.pagination, events)?))
 }

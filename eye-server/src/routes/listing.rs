@@ -4,10 +4,11 @@
 use axum::extract::{FromRequestParts, Query};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, Uri, header};
-use eye_core::{Page, Pagination, QueryError};
+use eye_core::{Cursor, CursorParam, Direction, Page, Pagination, QueryError};
 
 use crate::error::ApiError;
 use crate::state::AppState;
+use crate::store::KeysetPage;
 
 /// A list request: its query pairs, in order, and the absolute URL of its path, from
 /// which page links are built.
@@ -70,6 +71,56 @@ impl Listing {
             previous,
             results,
         })
+    }
+
+    /// Wraps one page read by cursor (`asked` is the request's `cursor`): its links
+    /// are this URL with `cursor` set to the cursor `cursor_of` makes from the page's
+    /// last row (`next`) or first row (`previous`), every other parameter kept but
+    /// `page`. There is no `previous` from the first page, and no `next` when the
+    /// store found nothing after the page.
+    pub fn cursor_page<T>(
+        &self,
+        page: KeysetPage<T>,
+        asked: Option<&CursorParam>,
+        cursor_of: impl Fn(Direction, &T) -> Cursor,
+    ) -> Page<T> {
+        let backward =
+            matches!(asked, Some(CursorParam::At(c)) if c.direction == Direction::Previous);
+        let from_start = matches!(asked, None | Some(CursorParam::First));
+        // Whether rows lie after the page and before it, in the listing's order.
+        let (after, before) = if backward {
+            (!page.results.is_empty(), page.more)
+        } else {
+            (page.more, !from_start && !page.results.is_empty())
+        };
+        let next = page
+            .results
+            .last()
+            .filter(|_| after)
+            .map(|r| self.cursor_link(&cursor_of(Direction::Next, r)));
+        let previous = page
+            .results
+            .first()
+            .filter(|_| before)
+            .map(|r| self.cursor_link(&cursor_of(Direction::Previous, r)));
+        Page {
+            count: page.count,
+            next,
+            previous,
+            results: page.results,
+        }
+    }
+
+    /// The URL of the page at `cursor`, keeping every other parameter but `page`.
+    fn cursor_link(&self, cursor: &Cursor) -> String {
+        let mut query: Vec<String> = self
+            .pairs
+            .iter()
+            .filter(|(k, _)| k != "page" && k != "cursor")
+            .map(|(k, v)| format!("{}={}", encode(k), encode(v)))
+            .collect();
+        query.push(format!("cursor={}", cursor.encode()));
+        format!("{}?{}", self.base, query.join("&"))
     }
 
     /// The URL of `page`, keeping every other parameter. Page 1 carries no `page`

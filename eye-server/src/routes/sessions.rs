@@ -5,7 +5,7 @@
 use axum::extract::{Path, State};
 use axum::routing::get;
 use axum::{Json, Router};
-use eye_core::{Page, Pagination, Session, StoredEvent};
+use eye_core::{Cursor, CursorListing, Page, Session, StoredEvent, TimelineQuery};
 
 use super::listing::Listing;
 use crate::auth::{AdminCaller, QueryCaller};
@@ -56,14 +56,39 @@ async fn erase_session(
     }
 }
 
-/// Oldest first, paginated; an unknown session is a 404.
+/// Oldest first, by page number or by cursor; an unknown session is a 404.
 async fn session_events(
     State(state): State<AppState>,
     _caller: QueryCaller,
     Path(session_id): Path<String>,
     listing: Listing,
 ) -> Result<Json<Page<StoredEvent>>, ApiError> {
-    let pagination = Pagination::from_pairs(listing.borrowed(), &state.config.query.limits())?;
+    let query = TimelineQuery::from_pairs(
+        &session_id,
+        listing.borrowed(),
+        &state.config.query.limits(),
+    )?;
+    if query.cursor.is_some() {
+        let page = state.store.session_events_by_cursor(&query).await?;
+        if page.count == 0 && state.store.get_session(&session_id).await?.is_none() {
+            return Err(ApiError::NotFound("session"));
+        }
+        let filters = query.filters_fingerprint();
+        return Ok(Json(listing.cursor_page(
+            page,
+            query.cursor.as_ref(),
+            |d, e| {
+                Cursor::new(
+                    CursorListing::SessionEvents,
+                    d,
+                    e.timestamp.timestamp_micros(),
+                    e.id.as_u128(),
+                    filters,
+                )
+            },
+        )));
+    }
+    let pagination = query.pagination;
     let (count, events) = state.store.session_events(&session_id, &pagination).await?;
     if count == 0 && state.store.get_session(&session_id).await?.is_none() {
         return Err(ApiError::NotFound("session"));

@@ -27,6 +27,7 @@
 //!
 //! - `conn`: one connection of either backend, and the few ways the read path uses it.
 //! - `events`: the event, session and errors-log queries.
+//! - `keyset`: pages read from a cursor's position (keyset pagination).
 //! - `sql`: how an [`eye_core::EventQuery`] becomes SQL (index choice, count plan).
 //! - `count`: totals from the counters, and the deep-page seek through them.
 //! - `tree`: the counter tree (events per hour, minute, second, 10 ms) behind both.
@@ -45,6 +46,7 @@ mod conn;
 mod count;
 mod events;
 mod lifecycle;
+mod keyset;
 mod postgres;
 mod removal;
 mod rows;
@@ -63,6 +65,7 @@ use sqlx::postgres::{PgDatabaseError, PgPool};
 pub use apps::{AppRecord, NewApp, Retention, Scope, Scopes};
 pub use events::WriteOutcome;
 pub use lifecycle::{ERASED_KEPT_DAYS, Erased};
+pub use keyset::KeysetPage;
 pub use sqlite::Synchronous;
 pub use stats::{HourCount, StoreSize, TypeCount};
 

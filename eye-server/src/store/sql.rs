@@ -57,6 +57,12 @@ impl Filter {
         self.args.push(arg);
     }
 
+    /// Adds a built `term` with several `?` and their arguments, in order.
+    pub fn push_terms(&mut self, term: String, args: impl IntoIterator<Item = Arg>) {
+        self.terms.push(Cow::Owned(term));
+        self.args.extend(args);
+    }
+
     /// Appends `other`'s terms and arguments.
     pub fn extend(&mut self, other: Filter) {
         self.terms.extend(other.terms);
@@ -183,6 +189,22 @@ impl EventPlan {
              ORDER BY e.timestamp DESC, e.id DESC",
             cols = super::rows::EVENT_COLUMNS,
             ids = self.ids_sql(dialect),
+        )
+    }
+
+    /// The SQL of one keyset page: the ids under `filter` (the plan's filter plus a
+    /// `(timestamp, id)` bound) read from the plan's index in `(timestamp, id)` order,
+    /// descending or not, then the rows by primary key in the same order. Binds:
+    /// `filter`'s, then the limit.
+    pub fn keyset_sql(&self, dialect: Dialect, descending: bool, filter: &Filter) -> String {
+        let o = if descending { "DESC" } else { "ASC" };
+        format!(
+            "SELECT {cols} FROM (SELECT id FROM {from}{w} ORDER BY timestamp {o}, id {o} \
+             LIMIT ?) AS page JOIN events AS e ON e.id = page.id \
+             ORDER BY e.timestamp {o}, e.id {o}",
+            cols = super::rows::EVENT_COLUMNS,
+            from = self.events_from(dialect),
+            w = filter.sql(),
         )
     }
 

@@ -74,11 +74,14 @@ fn pager(
     let page_no = ctx.number("page", 1).max(1);
     let size = ctx.number("page_size", 10).max(1);
     let pages = count.div_ceil(size).max(1);
+    // By cursor, a page has a position, not a number.
+    let by_cursor = ctx.query.iter().any(|(k, _)| k == "cursor");
     html! {
         div.pager {
             @if let Some(prev) = safe_link(previous) { a rel="prev" href=(prev) { "← previous" } }
             @else { span.muted { "← previous" } }
-            span { "page " (page_no) " of " (pages) " · " (count) " result" @if count != 1 { "s" } }
+            @if by_cursor { span { (count) " result" @if count != 1 { "s" } " · by cursor" } }
+            @else { span { "page " (page_no) " of " (pages) " · " (count) " result" @if count != 1 { "s" } } }
             @if let Some(next) = safe_link(next) { a rel="next" href=(next) { "next →" } }
             @else { span.muted { "next →" } }
         }

@@ -12,6 +12,7 @@ mod auth;
 mod binary;
 mod connections;
 mod cross_site;
+mod cursors;
 mod error_bounds;
 mod failures;
 mod helpers;

@@ -12,6 +12,7 @@
 //!
 //! - `harness`: the per-test SQLite file or Postgres database, and the macro.
 //! - `writes`: idempotency, atomicity, sessions and counters.
+//! - `cursors`: keyset pages and walks by cursor, with writes between pages.
 //! - `concurrent`: four writers on one Postgres database racing on the same ids.
 //! - `queries`: every filter, ordering, pagination and totals.
 //! - `errors_log`: the errors log and its filters.
@@ -32,6 +33,7 @@ mod harness;
 
 mod apps;
 mod concurrent;
+mod cursors;
 mod deep_pages;
 mod errors_log;
 mod idle;
