@@ -228,8 +228,7 @@ impl TryFrom<AppRow> for AppRecord {
     }
 }
 
-const APP_COLUMNS: &str =
-    "SELECT id, name, scopes, created_at, revoked_at, rate_limit, origins, retention_days \
+const APP_COLUMNS: &str = "SELECT id, name, scopes, created_at, revoked_at, rate_limit, origins, retention_days \
      FROM applications";
 
 /// The stored form of a publishable key's origins: a JSON array.

@@ -45,8 +45,8 @@ mod batch;
 mod conn;
 mod count;
 mod events;
-mod lifecycle;
 mod keyset;
+mod lifecycle;
 mod postgres;
 mod removal;
 mod rows;
@@ -64,8 +64,8 @@ use sqlx::postgres::{PgDatabaseError, PgPool};
 
 pub use apps::{AppRecord, NewApp, Retention, Scope, Scopes};
 pub use events::WriteOutcome;
-pub use lifecycle::{ERASED_KEPT_DAYS, Erased};
 pub use keyset::KeysetPage;
+pub use lifecycle::{ERASED_KEPT_DAYS, Erased};
 pub use sqlite::Synchronous;
 pub use stats::{HourCount, StoreSize, TypeCount};
 

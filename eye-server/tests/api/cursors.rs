@@ -41,6 +41,7 @@ async fn cursor_walk_over_one_timestamp_with_concurrent_inserts_sees_every_event
     let app = spawn_app().await;
     let before = same_instant(150, "s1");
     app.ingest(&before).await;
+    app.settled().await;
     let before: HashSet<String> = before
         .as_array()
         .unwrap()
@@ -58,6 +59,7 @@ async fn cursor_walk_over_one_timestamp_with_concurrent_inserts_sees_every_event
         };
         url = path(&app, next).to_owned();
         app.ingest(&same_instant(4, "s1")).await;
+        app.settled().await;
     }
     // Assert: no event twice, every event stored before the walk seen.
     let unique: HashSet<String> = seen.iter().cloned().collect();
@@ -70,7 +72,9 @@ async fn cursor_links_keep_filters_drop_page_and_walk_both_ways() {
     // Arrange
     let app = spawn_app().await;
     app.ingest(&same_instant(25, "s1")).await;
+    app.settled().await;
     app.ingest(&same_instant(5, "s2")).await;
+    app.settled().await;
     let all = app
         .get_json("/events?session_id=s1&page_size=100", 200)
         .await;
@@ -111,6 +115,7 @@ async fn session_timeline_and_errors_log_page_by_cursor() {
     // Arrange
     let app = spawn_app().await;
     app.ingest(&same_instant(12, "s1")).await;
+    app.settled().await;
     // Act
     let first = app
         .get_json("/sessions/s1/events?page_size=5&cursor=", 200)
@@ -135,6 +140,7 @@ async fn bad_tampered_or_foreign_cursors_are_400_invalid_cursor() {
     // Arrange: a valid cursor of `session_id=s1`.
     let app = spawn_app().await;
     app.ingest(&same_instant(5, "s1")).await;
+    app.settled().await;
     let first = app
         .get_json("/events?session_id=s1&page_size=2&cursor=", 200)
         .await;
@@ -180,6 +186,7 @@ async fn bad_tampered_or_foreign_cursors_are_400_invalid_cursor() {
 async fn without_cursor_page_links_are_unchanged() {
     let app = spawn_app().await;
     app.ingest(&same_instant(3, "s1")).await;
+    app.settled().await;
     let page = app.get_json("/events?page_size=2", 200).await;
     assert_eq!(
         page["next"],

@@ -52,6 +52,7 @@ fn grant(headers: &HeaderMap) -> Option<&str> {
 }
 
 async fn event_count(app: &TestApp, session: &str) -> u64 {
+    app.settled().await;
     let response = app.get(&format!("/sessions/{session}")).await;
     if response.status() == 404 {
         return 0;
@@ -269,6 +270,7 @@ async fn basic_credentials_a_beacon_carries_are_ignored_for_a_key_in_the_url() {
         .await
         .unwrap();
     assert_eq!(response.status(), 201);
+    app.settled().await;
     let session = app.get_json("/sessions/with-basic", 200).await;
     assert_eq!(session["applications"], json!(["web"]));
     app.stop().await;
@@ -289,6 +291,7 @@ async fn sent_at_corrects_a_fast_client_clock_and_keeps_its_timestamp() {
         .await
         .unwrap();
     assert_eq!(response.status(), 201);
+    app.settled().await;
     let page = app.get_json("/sessions/skewed/events", 200).await;
     let stored = &page["results"][0];
     let timestamp = eye_core::parse_timestamp(stored["timestamp"].as_str().unwrap()).unwrap();
@@ -317,6 +320,7 @@ async fn sent_at_corrects_a_fast_client_clock_and_keeps_its_timestamp() {
         .unwrap();
     assert_eq!(header.status(), 201);
     app.ingest(&now_event("unskewed")).await;
+    app.settled().await;
     let page = app.get_json("/sessions/unskewed/events", 200).await;
     assert!(
         page["results"][0].get("client_timestamp").is_none(),
