@@ -10,6 +10,9 @@ reported as a mismatch.
   0000, which an offset can move before year 0).
 - `start_time` later than `end_time` is refused (`invalid_time_range`). The two are
   swapped, which always gives a range in order.
+- `sent_at` (query) and `Eye-Sent-At` (header) say when the request was sent: the
+  server moves every event's timestamp by its clock minus `sent_at`, so a value far
+  from its clock moves events out of range. They are set to the time of sending.
 """
 import datetime
 import re
@@ -66,10 +69,25 @@ def _instant(value, end):
     return secs * 10**6 + int(frac)
 
 
+def _now():
+    return datetime.datetime.now(datetime.timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+@schemathesis.hook
+def map_headers(ctx, headers):
+    if isinstance(headers, dict):
+        for name in list(headers):
+            if name.lower() == "eye-sent-at":
+                headers[name] = _now()
+    return headers
+
+
 @schemathesis.hook
 def map_query(ctx, query):
     if not isinstance(query, dict):
         return query
+    if "sent_at" in query:
+        query["sent_at"] = _now()
     start, end = query.get("start_time"), query.get("end_time")
     if isinstance(start, str) and isinstance(end, str) and start and end:
         s, e = _instant(start, False), _instant(end, True)
