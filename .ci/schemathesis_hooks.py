@@ -10,11 +10,9 @@ reported as a mismatch.
   0000, which an offset can move before year 0).
 - `start_time` later than `end_time` is refused (`invalid_time_range`). The two are
   swapped, which always gives a range in order.
-- A `cursor` must be one the server made for this listing and these filters (its
-  checksum and fingerprint say so), and comes without `page` (`invalid_cursor`). A
-  generated token of the right shape becomes `""` (the first page by cursor); a
-  cursor given with a valid `page` loses the `page` (with an invalid `page`, the
-  cursor goes, so the case stays a negative one).
+- `sent_at` (query) and `Eye-Sent-At` (header) say when the request was sent: the
+  server moves every event's timestamp by its clock minus `sent_at`, so a value far
+  from its clock moves events out of range. They are set to the time of sending.
 """
 import datetime
 import re
@@ -71,25 +69,25 @@ def _instant(value, end):
     return secs * 10**6 + int(frac)
 
 
-CURSOR = re.compile(r"^[A-Za-z0-9_-]{52}$")
+def _now():
+    return datetime.datetime.now(datetime.timezone.utc).isoformat().replace("+00:00", "Z")
 
 
-def _page_ok(value):
-    return value == "" or (str(value).isdigit() and int(value) >= 1)
+@schemathesis.hook
+def map_headers(ctx, headers):
+    if isinstance(headers, dict):
+        for name in list(headers):
+            if name.lower() == "eye-sent-at":
+                headers[name] = _now()
+    return headers
 
 
 @schemathesis.hook
 def map_query(ctx, query):
     if not isinstance(query, dict):
         return query
-    cursor = query.get("cursor")
-    if isinstance(cursor, str) and CURSOR.match(cursor):
-        query["cursor"] = ""
-    if "cursor" in query and "page" in query:
-        if _page_ok(query["page"]):
-            del query["page"]
-        else:
-            del query["cursor"]
+    if "sent_at" in query:
+        query["sent_at"] = _now()
     start, end = query.get("start_time"), query.get("end_time")
     if isinstance(start, str) and isinstance(end, str) and start and end:
         s, e = _instant(start, False), _instant(end, True)

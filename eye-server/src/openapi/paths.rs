@@ -205,16 +205,12 @@ fn post_events() -> Value {
         "tags": ["ingest"],
         "operationId": "postEvents",
         "summary": "Send one event or a batch",
-        "description": "One event object, or an array of up to 1000 events. Each is validated before anything is queued; a 2xx means every accepted event is durable. Bodies may be gzip-compressed (`Content-Encoding: gzip`); the size limit applies after decompression. Needs a key with the `ingest` scope, or a publishable key (`eye_pk_...`, the browser tracker's) from one of its application's origins; a publishable key may come as `?key=` and its body as `text/plain` holding the same JSON, and its answers carry a CORS grant for that origin. With `sent_at` (or `Eye-Sent-At`), each event's timestamp is corrected by the server's receive time minus `sent_at` before validation, and the sender's own timestamp is kept as `client_timestamp`.",
+        "description": "One event object, or an array of up to 1000 events. Each is validated before anything is queued; a 2xx means every accepted event is durable. Bodies may be gzip-compressed (`Content-Encoding: gzip`); the size limit applies after decompression. Needs a key with the `ingest` scope, or a publishable key (`eye_pk_...`, the browser tracker's) from one of its application's origins; a publishable key may come as `?key=` and its body as `text/plain` holding the same JSON (what `navigator.sendBeacon` and a CORS simple request send; `415` from any other key), and its answers carry a CORS grant for that origin. With `sent_at` (or `Eye-Sent-At`), each event's timestamp is corrected by the server's receive time minus `sent_at` before validation, and the sender's own timestamp is kept as `client_timestamp`.",
         "security": security(),
         "parameters": ingest_params(),
         "requestBody": {
             "required": true,
-            "content": {
-              "text/plain": {
-                "schema": {"type": "string", "description": "The same JSON as `application/json`; accepted from publishable keys only (415 otherwise): what `navigator.sendBeacon` and a CORS simple request send."}
-              },
-              "application/json": {
+            "content": {"application/json": {
                 "schema": {"oneOf": [schema_ref("Event"), schema_ref("EventBatch")]},
                 "examples": {
                     "page_view": {"summary": "One page view (the seed's example)", "value": seed_example()},
@@ -251,8 +247,8 @@ fn post_events() -> Value {
 fn ingest_params() -> Vec<Value> {
     vec![
         json!({"name": "key", "in": "query", "required": false,
-            "description": "A publishable key (`eye_pk_...`) for requests that cannot set `Authorization` (`navigator.sendBeacon`). Secret keys are refused here (400 `secret_key_in_url`): URLs end up in logs.",
-            "schema": {"type": "string"}}),
+            "description": "A publishable key (`eye_pk_...`) for requests that cannot set `Authorization` (`navigator.sendBeacon`); when given, it is the request's only credential. Secret keys are refused here (400 `secret_key_in_url`): URLs end up in logs.",
+            "schema": {"type": "string", "pattern": "^eye_pk_[A-Za-z0-9_-]{43}$"}}),
         json!({"name": "sent_at", "in": "query", "required": false,
             "description": "When this request (this attempt) was sent, by the sender's clock, RFC 3339. Every event's timestamp is corrected by the server's receive time minus `sent_at`; the sender's timestamp is kept as `client_timestamp`. 400 `invalid_sent_at` when it is not a timestamp.",
             "schema": {"type": "string", "examples": ["2022-04-11T01:08:01.407Z"]}}),

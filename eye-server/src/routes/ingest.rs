@@ -129,8 +129,9 @@ async fn create_events(
 
 /// `OPTIONS /events`: a CORS preflight (a page posting `application/json` or with
 /// `Eye-Sent-At`; the tracker's own requests are simple and need none). Granted only
-/// for a publishable `?key=` from one of its origins; anything else is answered
-/// without a grant, so the browser blocks the request.
+/// for a publishable `?key=` from one of its origins; a `key` is checked as ingest
+/// checks it (400, 401, 403), and without one the answer is a `204` without a grant,
+/// so the browser blocks the request.
 async fn preflight(
     State(state): State<AppState>,
     method: Method,
@@ -140,26 +141,34 @@ async fn preflight(
     let asked = headers
         .get(header::ACCESS_CONTROL_REQUEST_METHOD)
         .is_some_and(|m| m == "POST");
-    let key = IngestParams::of(&uri).ok().and_then(|p| p.key);
+    let key = match IngestParams::of(&uri) {
+        Ok(p) => p.key,
+        Err(e) => return e.into_response(),
+    };
     let mut response = StatusCode::NO_CONTENT.into_response();
-    response
-        .headers_mut()
-        .insert(header::ALLOW, HeaderValue::from_static("POST, OPTIONS"));
-    if !asked || key.is_none() {
+    response.headers_mut().insert(
+        header::ALLOW,
+        HeaderValue::from_static("GET, POST, OPTIONS"),
+    );
+    let Some(key) = key else {
         return response;
-    }
+    };
+    // A key is checked as ingest would check it (400 for a secret key, 401 unknown,
+    // 403 from another origin), whether or not the request is a preflight.
     match state
         .auth
-        .authenticate(&method, &headers, key.as_deref(), Scope::Ingest)
+        .authenticate(&method, &headers, Some(&key), Scope::Ingest)
         .await
     {
-        Ok(caller) if caller.is_publishable() => {
-            if let Some(origin) = request_origin(&headers) {
+        Ok(caller) => {
+            if asked
+                && caller.is_publishable()
+                && let Some(origin) = request_origin(&headers)
+            {
                 grant_preflight(response.headers_mut(), &origin);
             }
             response
         }
-        Ok(_) => response,
         Err(e) => e.into_response(),
     }
 }
