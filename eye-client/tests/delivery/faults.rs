@@ -1,4 +1,6 @@
-//! Retries, splits and refusals.
+//! Retries, splits and refusals. The real server produces 413, per-event rejections,
+//! 401, 403 and refused connections; a wiremock stub stands in only for the faults it
+//! cannot be made to produce on demand, each marked "A stub:".
 
 use std::time::{Duration, Instant};
 
@@ -9,10 +11,11 @@ use uuid::Uuid;
 use wiremock::matchers::method;
 use wiremock::{Mock, MockServer, Request, ResponseTemplate};
 
-use crate::scripted::{
-    Ingest, builder, decode, fast_retries, mount_after, mount_ingest, page_view, sorted, track_n,
-};
+use crate::real::{Limits, Server, from_the_future};
+use crate::scripted::{Ingest, builder, decode, fast_retries, mount_after, page_view, track_n};
 
+/// A stub: the real server answers 503 only when it is overloaded or shutting down,
+/// not once on demand.
 #[tokio::test]
 async fn service_unavailable_then_created_is_delivered_after_one_retry() {
     let server = MockServer::start().await;
@@ -30,22 +33,44 @@ async fn service_unavailable_then_created_is_delivered_after_one_retry() {
     assert_eq!(server.received_requests().await.unwrap().len(), 2);
 }
 
+/// A stub: the real server's 429 carries a Retry-After its rate limiter computes; this
+/// needs a fixed one. The wait is measured on the stub's side, from the moment it
+/// answered 429 to the arrival of the retry; a loaded machine can only lengthen it.
 #[tokio::test]
 async fn too_many_requests_waits_at_least_retry_after() {
     let server = MockServer::start().await;
     let ingest = Ingest::default();
-    let limited = ResponseTemplate::new(429).insert_header("retry-after", "1");
-    mount_after(&server, limited, 1, &ingest).await;
+    let answered_429 = std::sync::Arc::new(std::sync::Mutex::new(None::<Instant>));
+    let limited = {
+        let answered_429 = std::sync::Arc::clone(&answered_429);
+        move |_: &Request| {
+            *answered_429.lock().unwrap() = Some(Instant::now());
+            ResponseTemplate::new(429).insert_header("retry-after", "1")
+        }
+    };
+    Mock::given(method("POST"))
+        .respond_with(limited)
+        .up_to_n_times(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .respond_with(ingest.clone())
+        .mount(&server)
+        .await;
     let client = builder(&server.uri()).build().unwrap();
 
     track_n(&client, 3);
-    let started = Instant::now();
     let report = client.flush().await;
 
     assert_eq!(report.delivered, 3, "{report}");
     // The backoff alone would retry after at most 50 ms.
+    let answered = answered_429.lock().unwrap().expect("the 429 was sent");
     let retried_at = ingest.seen()[0].at;
-    assert!(retried_at.duration_since(started) >= Duration::from_secs(1));
+    assert!(
+        retried_at.duration_since(answered) >= Duration::from_secs(1),
+        "retried {:?} after the 429",
+        retried_at.duration_since(answered)
+    );
 }
 
 #[tokio::test]
@@ -81,18 +106,22 @@ async fn every_attempt_carries_its_own_sent_at() {
 
 #[tokio::test]
 async fn payload_too_large_splits_the_batch_until_it_fits() {
-    let server = MockServer::start().await;
-    let ingest = Ingest::max_events(2);
-    mount_ingest(&server, &ingest).await;
-    let client = builder(&server.uri()).build().unwrap();
+    // The real server refuses bodies over 1024 bytes (about 260 bytes an event).
+    let server = Server::start_with(Limits {
+        max_body_bytes: Some(1024),
+        ..Limits::default()
+    })
+    .await;
+    let client = server.client().gzip(false).build().unwrap();
 
-    let ids = track_n(&client, 7);
+    track_n(&client, 7);
     let report = client.flush().await;
 
     assert_eq!(report.delivered, 7, "{report}");
+    assert!(client.stats().requests > 1, "the batch was split");
     assert_eq!(
-        sorted(ingest.accepted_ids()),
-        sorted(ids),
+        server.stored_eventually(7).await,
+        7,
         "each event stored exactly once"
     );
     assert_eq!(client.stats().retried, 0, "a split is not a retry");
@@ -100,12 +129,20 @@ async fn payload_too_large_splits_the_batch_until_it_fits() {
 
 #[tokio::test]
 async fn a_single_event_too_large_fails_without_retry() {
-    let server = MockServer::start().await;
-    let ingest = Ingest::max_events(0);
-    mount_ingest(&server, &ingest).await;
-    let client = builder(&server.uri()).build().unwrap();
+    // Each event alone is over the real server's body limit.
+    let server = Server::start_with(Limits {
+        max_body_bytes: Some(1024),
+        ..Limits::default()
+    })
+    .await;
+    let client = server.client().gzip(false).build().unwrap();
+    let form = json!({"comment": "x".repeat(2000)});
 
-    track_n(&client, 2);
+    for i in 0..2 {
+        let e = eye_core::Event::form_submit(&format!("s{i}"), "shop.example", "/f", form.clone())
+            .unwrap();
+        client.track(e).unwrap();
+    }
     let report = client.flush().await;
 
     assert_eq!(report.failed, 2, "{report}");
@@ -113,10 +150,13 @@ async fn a_single_event_too_large_fails_without_retry() {
         report
             .failures
             .iter()
-            .all(|f| f.reason == FailureReason::TooLarge)
+            .all(|f| f.reason == FailureReason::TooLarge),
+        "{report}"
     );
     // One request for the pair, one for each half.
-    assert_eq!(ingest.seen().len(), 3);
+    assert_eq!(client.stats().requests, 3);
+    assert_eq!(client.stats().retried, 0);
+    assert_eq!(server.store.total_events().await.unwrap(), 0);
 }
 
 #[tokio::test]
@@ -125,28 +165,43 @@ async fn connection_refused_then_accepted_is_delivered() {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap().port()
     };
-    let client = builder(&format!("http://127.0.0.1:{port}"))
-        .retry_policy(fast_retries(50))
+    let base = format!("http://127.0.0.1:{port}");
+    // The server's key is made when it starts: it takes any key until then.
+    let client = builder(&base)
+        .retry_policy(fast_retries(1000))
         .build()
         .unwrap();
-    let ids = track_n(&client, 4);
+    track_n(&client, 4);
     let flushing = tokio::spawn({
         let client = client.clone();
         async move { client.flush().await }
     });
 
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let listener = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
-    let server = MockServer::builder().listener(listener).start().await;
-    let ingest = Ingest::default();
-    mount_ingest(&server, &ingest).await;
+    // Once a connection was refused and retried, the real server starts on the port.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while client.stats().retried == 0 {
+        assert!(Instant::now() < deadline, "no retry within 30 s");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let server = Server::start_on(
+        listener,
+        Limits {
+            insecure_no_auth: true,
+            ..Limits::default()
+        },
+    )
+    .await;
     let report = flushing.await.unwrap();
 
     assert_eq!(report.delivered, 4, "{report}");
-    assert_eq!(ingest.accepted_ids(), ids);
+    assert_eq!(server.stored_eventually(4).await, 4);
     assert!(client.stats().retried >= 1);
 }
 
+/// A stub: the real server cannot be made to answer slowly on demand.
 #[tokio::test]
 async fn slow_answer_past_the_timeout_is_retried_without_duplicates() {
     let server = MockServer::start().await;
@@ -166,6 +221,8 @@ async fn slow_answer_past_the_timeout_is_retried_without_duplicates() {
     assert_eq!(client.stats().retried, 1);
 }
 
+/// A stub: the SDK only sends well-formed JSON, so the real server never answers it
+/// `malformed_json`.
 #[tokio::test]
 async fn bad_request_is_never_retried() {
     let server = MockServer::start().await;
@@ -188,54 +245,65 @@ async fn bad_request_is_never_retried() {
 
 #[tokio::test]
 async fn unauthorized_and_forbidden_are_never_retried() {
-    for status in [401, 403] {
-        let server = MockServer::start().await;
-        let refused = ResponseTemplate::new(status).set_body_json(json!({"error": {
-            "code": "unauthorized", "message": "bad key"}}));
-        mount_after(&server, refused, 10, &Ingest::default()).await;
-        let client = builder(&server.uri()).build().unwrap();
+    // The real server: an unknown key is 401, a key without the ingest scope 403.
+    let server = Server::start().await;
+    let keys = [
+        (401, "eye_not_a_key_it_knows".to_owned()),
+        (403, server.query_only_key.clone()),
+    ];
+    for (status, key) in keys {
+        let client = server.client().api_key(&key).build().unwrap();
 
         track_n(&client, 2);
         let report = client.flush().await;
 
         assert_eq!(report.failed, 2, "{status}: {report}");
-        assert_eq!(server.received_requests().await.unwrap().len(), 1);
+        assert!(
+            report.failures.iter().all(|f| matches!(
+                &f.reason,
+                FailureReason::Refused { status: s, .. } if *s == status
+            )),
+            "{status}: {report}"
+        );
+        let stats = client.stats();
+        assert_eq!((stats.requests, stats.retried), (1, 0), "{status}");
     }
+    assert_eq!(server.store.total_events().await.unwrap(), 0);
 }
 
 #[tokio::test]
 async fn per_event_rejections_are_reported_with_reasons_and_not_retried() {
-    let server = MockServer::start().await;
-    let ingest = Ingest::default();
-    mount_ingest(&server, &ingest).await;
-    let client = builder(&server.uri()).build().unwrap();
+    let server = Server::start().await;
+    let client = server.client().build().unwrap();
 
-    let good = client.track(page_view("fine")).unwrap();
-    let bad = client.track(page_view("reject-me")).unwrap();
+    client.track(page_view("fine")).unwrap();
+    let bad = client.track(from_the_future("reject-me")).unwrap();
     let report = client.flush().await;
 
     assert_eq!((report.delivered, report.rejected), (1, 1), "{report}");
     let rejection = &report.rejections[0];
     assert_eq!(rejection.id(), bad);
     assert!(rejection.errors.has_code(ErrorCode::TimestampInFuture));
-    assert_eq!(ingest.seen().len(), 1);
-    assert_eq!(ingest.seen()[0].ids, vec![good, bad]);
+    let stats = client.stats();
+    assert_eq!((stats.requests, stats.retried), (1, 0));
+    assert_eq!(server.stored_eventually(1).await, 1);
 }
 
 #[tokio::test]
 async fn a_batch_of_only_rejections_answered_400_is_not_retried() {
-    let server = MockServer::start().await;
-    let ingest = Ingest::default();
-    mount_ingest(&server, &ingest).await;
-    let client = builder(&server.uri()).build().unwrap();
+    let server = Server::start().await;
+    let client = server.client().build().unwrap();
 
-    client.track(page_view("reject-me")).unwrap();
+    client.track(from_the_future("reject-me")).unwrap();
     let report = client.flush().await;
 
     assert_eq!(report.rejected, 1, "{report}");
-    assert_eq!(ingest.seen().len(), 1);
+    let stats = client.stats();
+    assert_eq!((stats.requests, stats.retried), (1, 0));
+    assert_eq!(server.store.total_events().await.unwrap(), 0);
 }
 
+/// A stub: the real server does not answer 500 on demand.
 #[tokio::test]
 async fn retries_exhausted_are_reported_as_failed() {
     let server = MockServer::start().await;
@@ -267,6 +335,7 @@ fn unexpected(report: &eye_client::DeliveryReport) -> Vec<u16> {
         .collect()
 }
 
+/// A stub: a proxy or another service answering in the server's place.
 #[tokio::test]
 async fn a_2xx_that_is_not_an_eye_answer_fails_without_retry_instead_of_delivering() {
     let answers = [
@@ -297,6 +366,7 @@ async fn a_2xx_that_is_not_an_eye_answer_fails_without_retry_instead_of_deliveri
     }
 }
 
+/// A stub: the real server always answers one result per event.
 #[tokio::test]
 async fn results_that_do_not_cover_the_batch_deliver_nothing_unconfirmed() {
     // One result short: no event can be matched to its result.

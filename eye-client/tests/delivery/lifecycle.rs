@@ -1,24 +1,30 @@
-//! The bounded buffer, flush, shutdown, drop, and what each reports.
+//! The bounded buffer, flush, shutdown, drop, and what each reports, against the
+//! real server (or none listening, for a server that is down).
 
 use std::time::Duration;
 
-use eye_client::{DeliveryReport, TrackError};
-use eye_core::Event;
+use eye_client::{DeliveryReport, EyeClient, TrackError};
+use eye_core::{Event, EventQuery};
 use serde_json::json;
 use uuid::Uuid;
-use wiremock::matchers::method;
-use wiremock::{Mock, MockServer, ResponseTemplate};
+use wiremock::MockServer;
 
-use crate::scripted::{
-    Ingest, builder, mount_after, mount_ingest, page_view, sorted, track_n, unavailable_for_good,
-};
+use crate::real::{DOWN, Limits, Server, from_the_future};
+use crate::scripted::{Ingest, builder, fast_retries, mount_ingest, page_view, track_n};
+
+/// A client of a server that is down for good (nothing listens): nothing is ever
+/// delivered, and it keeps retrying.
+fn unavailable_for_good() -> EyeClient {
+    builder(DOWN)
+        .retry_policy(fast_retries(1000))
+        .build()
+        .unwrap()
+}
 
 #[tokio::test]
 async fn full_buffer_refuses_events_and_counts_the_drops() {
-    let server = MockServer::start().await;
-    let stuck = ResponseTemplate::new(503).set_delay(Duration::from_secs(30));
-    mount_after(&server, stuck, 1000, &Ingest::default()).await;
-    let client = builder(&server.uri())
+    let client = builder(DOWN)
+        .retry_policy(fast_retries(1000))
         .batch_size(1)
         .buffer_capacity(4)
         .max_in_flight(1)
@@ -43,7 +49,7 @@ async fn full_buffer_refuses_events_and_counts_the_drops() {
 
 #[tokio::test]
 async fn shutdown_past_its_deadline_reports_the_rest_as_pending() {
-    let (_server, client) = unavailable_for_good().await;
+    let client = unavailable_for_good();
 
     track_n(&client, 5);
     let report = client.shutdown(Duration::from_millis(300)).await;
@@ -55,43 +61,45 @@ async fn shutdown_past_its_deadline_reports_the_rest_as_pending() {
 
 #[tokio::test]
 async fn shutdown_delivers_everything_buffered() {
-    let server = MockServer::start().await;
-    let ingest = Ingest::default();
-    mount_ingest(&server, &ingest).await;
-    let client = builder(&server.uri())
+    let server = Server::start().await;
+    let client = server
+        .client()
         .flush_interval(Duration::from_secs(3600))
         .batch_size(64)
         .build()
         .unwrap();
 
-    let ids = track_n(&client, 1000);
-    let report = client.shutdown(Duration::from_secs(10)).await;
+    track_n(&client, 1000);
+    let report = client.shutdown(Duration::from_secs(30)).await;
 
     assert_eq!(report.delivered, 1000, "{report}");
-    // Up to 4 batches are in flight at once, so batches may arrive in any order.
-    assert_eq!(sorted(ingest.accepted_ids()), sorted(ids), "each once");
-    assert!(ingest.seen().iter().all(|s| s.gzip && s.ids.len() <= 64));
+    assert_eq!(server.stored_eventually(1000).await, 1000, "each once");
+    // Batches of at most 64: at least 16 requests.
+    assert!(client.stats().requests >= 16, "{:?}", client.stats());
 }
 
-#[tokio::test]
+// Two worker threads: the drop blocks one while it delivers, and the in-process server
+// answers on the other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dropping_the_last_clone_delivers_the_buffer() {
-    let server = MockServer::start().await;
-    let ingest = Ingest::default();
-    mount_ingest(&server, &ingest).await;
-    let client = builder(&server.uri())
+    let server = Server::start().await;
+    let client = server
+        .client()
         .flush_interval(Duration::from_secs(3600))
         .build()
         .unwrap();
-    let ids = track_n(&client, 10);
+    track_n(&client, 10);
 
     let clone = client.clone();
     drop(client);
-    assert!(ingest.seen().is_empty(), "a clone is still alive");
+    assert_eq!(clone.stats().requests, 0, "a clone is still alive");
     drop(clone);
 
-    assert_eq!(ingest.accepted_ids(), ids);
+    assert_eq!(server.stored_eventually(10).await, 10);
 }
 
+/// A stub: the real server cannot show in what encoding a request came; this looks at
+/// the request itself.
 #[tokio::test]
 async fn gzip_can_be_turned_off() {
     let server = MockServer::start().await;
@@ -108,25 +116,31 @@ async fn gzip_can_be_turned_off() {
 
 #[tokio::test]
 async fn an_event_with_an_id_keeps_it() {
-    let server = MockServer::start().await;
-    let ingest = Ingest::default();
-    mount_ingest(&server, &ingest).await;
-    let client = builder(&server.uri()).build().unwrap();
+    let server = Server::start().await;
+    let client = server.client().build().unwrap();
     let id = Uuid::now_v7();
 
     let tracked = client.track(page_view("s").with_id(id)).unwrap();
-    let _ = client.flush().await;
+    let report = client.flush().await;
+    server.stored_eventually(1).await;
+    let stored = client.events(&EventQuery::new()).await.unwrap();
 
-    assert_eq!(tracked, id);
-    assert_eq!(ingest.accepted_ids(), vec![id]);
+    assert_eq!((tracked, report.delivered), (id, 1), "{report}");
+    let ids: Vec<Uuid> = stored.results.iter().map(|e| e.id).collect();
+    assert_eq!(ids, vec![id]);
 }
 
 #[tokio::test]
 async fn batches_over_the_byte_limit_are_split_before_sending() {
-    let server = MockServer::start().await;
-    let ingest = Ingest::default();
-    mount_ingest(&server, &ingest).await;
-    let client = builder(&server.uri())
+    // The server refuses bodies over 2048 bytes too: a batch sent whole would be
+    // answered 413 and split in halves (1 + 2 + 4 + 8 requests for 16 events).
+    let server = Server::start_with(Limits {
+        max_body_bytes: Some(2048),
+        ..Limits::default()
+    })
+    .await;
+    let client = server
+        .client()
         .max_batch_bytes(2048)
         .flush_interval(Duration::from_secs(3600))
         .build()
@@ -140,25 +154,20 @@ async fn batches_over_the_byte_limit_are_split_before_sending() {
     let report = client.flush().await;
 
     assert_eq!(report.delivered, 16, "{report}");
-    let seen = ingest.seen();
-    assert!(seen.iter().all(|s| s.ids.len() <= 3), "{seen:?}");
-    assert_eq!(
-        client.stats().requests,
-        seen.len() as u64,
-        "no request was refused"
-    );
+    assert_eq!(server.stored_eventually(16).await, 16);
+    // About 560 bytes an event: two or three a request, so at most eight requests,
+    // where sending the batch whole and splitting it on 413s takes fifteen.
+    assert!(client.stats().requests <= 8, "{:?}", client.stats());
 }
 
 #[tokio::test]
 async fn each_event_appears_in_exactly_one_report() {
-    let server = MockServer::start().await;
-    let ingest = Ingest::default();
-    mount_ingest(&server, &ingest).await;
-    let client = builder(&server.uri()).build().unwrap();
+    let server = Server::start().await;
+    let client = server.client().build().unwrap();
 
     track_n(&client, 3);
     let first = client.flush().await;
-    client.track(page_view("reject-me")).unwrap();
+    client.track(from_the_future("reject-me")).unwrap();
     track_n(&client, 2);
     let second = client.shutdown(Duration::from_secs(5)).await;
 
@@ -167,17 +176,14 @@ async fn each_event_appears_in_exactly_one_report() {
     let stats = client.stats();
     assert_eq!((stats.tracked, stats.delivered, stats.rejected), (6, 5, 1));
     assert_eq!(stats.pending(), 0);
+    assert_eq!(server.stored_eventually(5).await, 5);
 }
 
 #[tokio::test]
 async fn track_wait_waits_for_room_instead_of_dropping() {
-    let server = MockServer::start().await;
-    let ingest = Ingest::default();
-    Mock::given(method("POST"))
-        .respond_with(ingest.clone())
-        .mount(&server)
-        .await;
-    let client = builder(&server.uri())
+    let server = Server::start().await;
+    let client = server
+        .client()
         .batch_size(5)
         .buffer_capacity(5)
         .max_in_flight(1)
@@ -193,29 +199,24 @@ async fn track_wait_waits_for_room_instead_of_dropping() {
     let report = client.shutdown(Duration::from_secs(10)).await;
 
     assert_eq!((report.delivered, report.dropped), (200, 0), "{report}");
+    assert_eq!(server.stored_eventually(200).await, 200);
 }
 
 #[tokio::test]
 async fn a_partial_batch_is_sent_when_the_flush_interval_passes() {
-    let server = MockServer::start().await;
-    let ingest = Ingest::default();
-    mount_ingest(&server, &ingest).await;
-    let client = builder(&server.uri()).batch_size(100).build().unwrap();
+    let server = Server::start().await;
+    let client = server.client().batch_size(100).build().unwrap();
 
-    let id = client.track(page_view("s")).unwrap();
-    for _ in 0..250 {
-        if !ingest.seen().is_empty() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    client.track(page_view("s")).unwrap();
+    let stored = server.stored_eventually(1).await;
 
-    assert_eq!(ingest.accepted_ids(), vec![id], "sent without flush()");
+    assert_eq!(stored, 1, "sent without flush()");
+    assert_eq!(client.stats().delivered, 1);
 }
 
 #[tokio::test]
 async fn events_left_pending_at_shutdown_are_reported_once() {
-    let (_server, client) = unavailable_for_good().await;
+    let client = unavailable_for_good();
 
     track_n(&client, 5);
     let shutdown = client.shutdown(Duration::from_millis(300)).await;
@@ -229,7 +230,7 @@ async fn events_left_pending_at_shutdown_are_reported_once() {
 
 #[tokio::test]
 async fn a_flush_during_shutdown_leaves_the_events_to_the_shutdown_report() {
-    let (_server, client) = unavailable_for_good().await;
+    let client = unavailable_for_good();
 
     track_n(&client, 4);
     let shutting_down = tokio::spawn({
@@ -246,9 +247,8 @@ async fn a_flush_during_shutdown_leaves_the_events_to_the_shutdown_report() {
 
 #[tokio::test]
 async fn drops_after_shutdown_are_in_the_next_report_once() {
-    let server = MockServer::start().await;
-    mount_ingest(&server, &Ingest::default()).await;
-    let client = builder(&server.uri()).build().unwrap();
+    let server = Server::start().await;
+    let client = server.client().build().unwrap();
 
     track_n(&client, 2);
     let shutdown = client.shutdown(Duration::from_secs(5)).await;

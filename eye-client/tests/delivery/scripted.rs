@@ -6,17 +6,16 @@ use std::time::{Duration, Instant};
 
 use eye_client::{EyeClient, EyeClientBuilder, RetryPolicy};
 use eye_core::{ErrorCode, Event, EventResult, FieldError, IngestResponse, ValidationErrors};
-use serde_json::{Value, json};
+use serde_json::Value;
 use uuid::Uuid;
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 
 /// Answers like eye-server's ingest: decodes the (gzip) batch and accepts every event,
-/// except those of session `reject-me`; answers 413 to batches over `max_events`.
+/// except those of session `reject-me`.
 /// Records every request it answers.
 #[derive(Clone, Default)]
 pub struct Ingest {
-    max_events: Option<usize>,
     seen: Arc<Mutex<Vec<Seen>>>,
 }
 
@@ -28,25 +27,13 @@ pub struct Seen {
 }
 
 impl Ingest {
-    pub fn max_events(n: usize) -> Self {
-        Self {
-            max_events: Some(n),
-            ..Self::default()
-        }
-    }
-
     pub fn seen(&self) -> Vec<Seen> {
         self.seen.lock().unwrap().clone()
     }
 
     /// Ids of the events accepted (answered 201), in order.
     pub fn accepted_ids(&self) -> Vec<Uuid> {
-        let max = self.max_events.unwrap_or(usize::MAX);
-        self.seen()
-            .into_iter()
-            .filter(|s| s.ids.len() <= max)
-            .flat_map(|s| s.ids)
-            .collect()
+        self.seen().into_iter().flat_map(|s| s.ids).collect()
     }
 }
 
@@ -78,10 +65,6 @@ impl Respond for Ingest {
             ids: ids.clone(),
             gzip,
         });
-        if self.max_events.is_some_and(|max| events.len() > max) {
-            return ResponseTemplate::new(413).set_body_json(json!({"error": {
-                "code": "batch_too_large", "message": "split it"}}));
-        }
         let results: Vec<EventResult> = events
             .iter()
             .zip(ids)
@@ -156,28 +139,4 @@ pub async fn mount_after(server: &MockServer, first: ResponseTemplate, times: u6
 
 pub async fn mount_ingest(server: &MockServer, ingest: &Ingest) {
     mount_after(server, ResponseTemplate::new(200), 0, ingest).await;
-}
-
-/// A server that answers every batch 503, and a client that keeps retrying it:
-/// nothing is ever delivered. Keep the server alive as long as the client.
-pub async fn unavailable_for_good() -> (MockServer, EyeClient) {
-    let server = MockServer::start().await;
-    mount_after(
-        &server,
-        ResponseTemplate::new(503),
-        10_000,
-        &Ingest::default(),
-    )
-    .await;
-    let client = builder(&server.uri())
-        .retry_policy(fast_retries(1000))
-        .build()
-        .unwrap();
-    (server, client)
-}
-
-/// Sorted, so batches that arrive in any order compare equal.
-pub fn sorted(mut ids: Vec<Uuid>) -> Vec<Uuid> {
-    ids.sort();
-    ids
 }

@@ -302,3 +302,27 @@ fn constructors_validate_like_the_parser() {
     let err = Event::form_submit("s", "a.com", "/", json!([1])).unwrap_err();
     assert_eq!(err.errors()[0].code, ErrorCode::WrongType);
 }
+
+#[test]
+fn event_types_display_as_category_slash_name() {
+    let shown: Vec<String> = EventType::ALL.iter().map(ToString::to_string).collect();
+
+    assert_eq!(
+        shown,
+        [
+            "page_interaction/page_view",
+            "page_interaction/cta_click",
+            "form_interaction/submit",
+        ]
+    );
+}
+
+#[test]
+fn a_forms_fields_are_given_back_whole() {
+    let fields = json!({"email": "a@b.example", "plan": {"tier": "pro"}});
+
+    let form = eye_core::Form::parse(fields.clone()).unwrap();
+
+    assert_eq!(form.as_map(), fields.as_object().unwrap());
+    assert_eq!(&form.into_map(), fields.as_object().unwrap());
+}
