@@ -230,7 +230,7 @@ fn post_events() -> Value {
         "responses": responses(vec![
             ("201", {
                 let mut created = json_body("Accepted: the single event, or at least one event of the batch (each has its own result).", schema_ref("IngestResponse"));
-                created["headers"] = json!({"Location": {"description": "`/events/{id}` of a single accepted event. It answers once the event is stored: at once with `--ack-after store`, a few milliseconds later with the default `--ack-after journal` (404 until then).", "schema": {"type": "string"}}});
+                created["headers"] = json!({"Location": {"description": "`/events/{id}` of a single accepted event. It answers once the event is stored: at once with `--ack-after store`, a few milliseconds later with the default `--ack-after journal` (404 until then). An event of a session erased in the last 30 days is accepted and dropped: its `Location` stays 404.", "schema": {"type": "string"}}});
                 created
             }),
             ("400", json_body("The event is invalid (every problem listed), no event of the batch was valid, or the JSON is malformed; `invalid_sent_at`: `sent_at` or `Eye-Sent-At` is not a timestamp; `secret_key_in_url`: `?key=` holds a secret key (only publishable keys may travel in URLs).", json!({"oneOf": [schema_ref("ErrorBody"), schema_ref("IngestResponse")]}))),
