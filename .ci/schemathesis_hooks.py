@@ -11,10 +11,8 @@ reported as a mismatch.
 - `start_time` later than `end_time` is refused (`invalid_time_range`). The two are
   swapped, which always gives a range in order.
 - A `cursor` must be one the server made for this listing and these filters (its
-  checksum and fingerprint say so), and comes without `page` (`invalid_cursor`). A
-  generated token of the right shape becomes `""` (the first page by cursor); a
-  cursor given with a valid `page` loses the `page` (with an invalid `page`, the
-  cursor goes, so the case stays a negative one).
+  checksum and fingerprint say so: `invalid_cursor`). A generated token of the right
+  shape becomes `""` (the first page by cursor).
 """
 import datetime
 import re
@@ -74,10 +72,6 @@ def _instant(value, end):
 CURSOR = re.compile(r"^[A-Za-z0-9_-]{52}$")
 
 
-def _page_ok(value):
-    return value == "" or (str(value).isdigit() and int(value) >= 1)
-
-
 @schemathesis.hook
 def map_query(ctx, query):
     if not isinstance(query, dict):
@@ -85,11 +79,6 @@ def map_query(ctx, query):
     cursor = query.get("cursor")
     if isinstance(cursor, str) and CURSOR.match(cursor):
         query["cursor"] = ""
-    if "cursor" in query and "page" in query:
-        if _page_ok(query["page"]):
-            del query["page"]
-        else:
-            del query["cursor"]
     start, end = query.get("start_time"), query.get("end_time")
     if isinstance(start, str) and isinstance(end, str) and start and end:
         s, e = _instant(start, False), _instant(end, True)
