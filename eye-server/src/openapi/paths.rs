@@ -109,8 +109,10 @@ fn page_params() -> [Value; 2] {
     ]
 }
 
-/// `cursor`: keyset paging. Its pattern is exactly the tokens' shape; which tokens are
-/// valid (made by this server, for this listing and these filters) no schema can say.
+/// `cursor`: keyset paging. Its schema lists only `""` (the first page): any other
+/// valid value is a token only the server can make, for this listing and these
+/// filters, which no schema can say; a schema that admitted every string of the
+/// tokens' shape would call forged ones valid.
 fn cursor_param(order: &str) -> Value {
     query_param(
         "cursor",
@@ -127,7 +129,9 @@ fn cursor_param(order: &str) -> Value {
              With a cursor, `page` is ignored; `page_size` may change from page to page. \
              The answer's `count` is the total, as with page numbers."
         ),
-        json!({"anyOf": [{"const": ""}, {"type": "string", "pattern": eye_core::CURSOR_PATTERN}]}),
+        json!({"const": "", "description": format!(
+            "`\"\"` for the first page; then only a token from a `next` or `previous` link \
+             (it matches `{}`).", eye_core::CURSOR_PATTERN)}),
     )
 }
 
