@@ -44,8 +44,8 @@ pub struct QueryError {
     pub parameter: String,
     /// Stable machine code: `invalid_page` (answered 404 as DRF does),
     /// `invalid_page_size`, `invalid_time`, `invalid_time_range`, `invalid_filter`,
-    /// `invalid_cursor` (a cursor that is malformed, of another query, or given with
-    /// `page`), `repeated_parameter` (a parameter given twice). The server answers each with
+    /// `invalid_cursor` (a cursor that is malformed or of another query; with a
+    /// cursor, `page` is ignored, as DRF's cursor pagination does), `repeated_parameter` (a parameter given twice). The server answers each with
     /// 400 `invalid_query` (404 for `invalid_page`) and this code in `details`.
     pub code: String,
     /// Human explanation.
@@ -206,7 +206,6 @@ where
     };
     let mut extra = Vec::new();
     let mut cursor = None;
-    let mut page_given = false;
     for (key, value) in pairs {
         if COMMON_PARAMETERS.contains(&key) || known.contains(&key) {
             if seen.contains(&key) {
@@ -231,7 +230,6 @@ where
             "start_time" => time.start = Some(parse_bound(key, value, Bound::Start)?),
             "end_time" => time.end = Some(parse_bound(key, value, Bound::End)?),
             "page" => {
-                page_given = true;
                 pagination.page = match value.parse::<u64>() {
                     Ok(p) if p >= 1 => p,
                     _ => return Err(QueryError::new(key, "invalid_page", "Invalid page.")),
@@ -262,13 +260,6 @@ where
             "start_time",
             "invalid_time_range",
             "start_time is later than end_time",
-        ));
-    }
-    if cursor.is_some() && page_given {
-        return Err(QueryError::new(
-            "cursor",
-            "invalid_cursor",
-            "give either page or cursor, not both",
         ));
     }
     Ok(Common {

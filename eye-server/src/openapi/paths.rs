@@ -111,8 +111,10 @@ fn page_params() -> [Value; 2] {
     ]
 }
 
-/// `cursor`: keyset paging. Its pattern is exactly the tokens' shape; which tokens are
-/// valid (made by this server, for this listing and these filters) no schema can say.
+/// `cursor`: keyset paging. Its schema lists only `""` (the first page): any other
+/// valid value is a token only the server can make, for this listing and these
+/// filters, which no schema can say; a schema that admitted every string of the
+/// tokens' shape would call forged ones valid.
 fn cursor_param(order: &str) -> Value {
     query_param(
         "cursor",
@@ -125,11 +127,13 @@ fn cursor_param(order: &str) -> Value {
              filters and a checksum. A page from a cursor costs the same at any depth, and \
              events stored between two pages never shift a walk: no row is skipped or \
              repeated. A malformed or altered cursor, one made for other filters or another \
-             listing, or a cursor together with `page` is refused with 400 `invalid_query` \
-             (`details.code` `invalid_cursor`). `page_size` may change from page to page. \
+             listing is refused with 400 `invalid_query` (`details.code` `invalid_cursor`). \
+             With a cursor, `page` is ignored; `page_size` may change from page to page. \
              The answer's `count` is the total, as with page numbers."
         ),
-        json!({"anyOf": [{"const": ""}, {"type": "string", "pattern": eye_core::CURSOR_PATTERN}]}),
+        json!({"const": "", "description": format!(
+            "`\"\"` for the first page; then only a token from a `next` or `previous` link \
+             (it matches `{}`).", eye_core::CURSOR_PATTERN)}),
     )
 }
 
@@ -293,7 +297,7 @@ fn get_events() -> Value {
 }
 
 /// The 400 of a listing.
-const MALFORMED_QUERY: &str = "`invalid_query`: a malformed parameter, a parameter given twice (`details.code` `repeated_parameter`), `start_time` later than `end_time` (`invalid_time_range`), or a cursor this server did not make for this listing and these filters, or given with `page` (`invalid_cursor`), which no schema can express; `details.parameter` names it.";
+const MALFORMED_QUERY: &str = "`invalid_query`: a malformed parameter, a parameter given twice (`details.code` `repeated_parameter`), `start_time` later than `end_time` (`invalid_time_range`), or a cursor this server did not make for this listing and these filters (`invalid_cursor`), which no schema can express; `details.parameter` names it.";
 
 /// The 400 of a route with a path parameter.
 const NOT_UTF8: &str = "A path segment that is not UTF-8 once percent-decoded (`bad_request`).";
@@ -363,7 +367,7 @@ fn get_session_events() -> Value {
         "parameters": params,
         "responses": responses(vec![
             ("200", browsable("One page of the session's events in the order they occurred.", schema_ref("EventPage"))),
-            ("400", error("A malformed `page_size` or `cursor`, a parameter given twice, or `cursor` with `page` (`invalid_query`), or a path segment that is not UTF-8 once percent-decoded (`bad_request`).")),
+            ("400", error("A malformed `page_size` or `cursor`, or a parameter given twice (`invalid_query`), or a path segment that is not UTF-8 once percent-decoded (`bad_request`).")),
             ("404", error("No such session, or a page past the end.")),
         ], true)
     })

@@ -97,6 +97,7 @@ impl Read {
 /// the plain `timestamp <= end` and would walk every row of the cursor's instant.
 pub(crate) fn bounded_filter(
     plan: &EventPlan,
+    dialect: Dialect,
     (op, time, id): (&'static str, i64, u128),
 ) -> Filter {
     let (mut f, time, id) = if op == "<" {
@@ -116,11 +117,40 @@ pub(crate) fn bounded_filter(
         };
         (f, time, id)
     };
-    f.push_terms(
-        format!("(timestamp, id) {op} (?, ?)"),
-        [Arg::Int(time), Arg::Uuid(Uuid::from_u128(id))],
-    );
+    push_bound(&mut f, dialect, leading(plan), op, time, id);
     f
+}
+
+/// The plan's leading index column and its value (`session_id = ?` → `session_id`),
+/// when its index has one.
+fn leading(plan: &EventPlan) -> Option<(&'static str, String)> {
+    let (term, value) = plan.filter_terms.first()?;
+    Some((term.strip_suffix(" = ?")?, value.clone()))
+}
+
+/// Adds the row-value bound `(timestamp, id) op (time, id)`. On PostgreSQL, with a
+/// leading index column fixed by equality, the bound is written
+/// `(column, timestamp, id) op (value, time, id)`: the same rows, but a comparison
+/// only that column's index can serve. The planner guesses a row comparison matches
+/// almost nothing, and given `(timestamp, id)` alone it walks `events_time` instead,
+/// across every event of the instant (150 ms for one session's page among 300,000
+/// events at one timestamp, against 0.1 ms).
+fn push_bound(
+    f: &mut Filter,
+    dialect: Dialect,
+    leading: Option<(&'static str, String)>,
+    op: &str,
+    time: i64,
+    id: u128,
+) {
+    let key = [Arg::Int(time), Arg::Uuid(Uuid::from_u128(id))];
+    match (dialect, leading) {
+        (Dialect::Postgres, Some((column, value))) => f.push_terms(
+            format!("({column}, timestamp, id) {op} (?, ?, ?)"),
+            std::iter::once(Arg::Text(value)).chain(key),
+        ),
+        _ => f.push_terms(format!("(timestamp, id) {op} (?, ?)"), key),
+    }
 }
 
 /// The `(time, id)` of an errors-log entry as a cursor id, and back.
@@ -144,7 +174,7 @@ impl Store {
         let r = read(true, query.cursor.as_ref());
         let f = match r.bound {
             None => plan.filter(),
-            Some(bound) => bounded_filter(&plan, bound),
+            Some(bound) => bounded_filter(&plan, conn.dialect(), bound),
         };
         let sql = plan.keyset_sql(conn.dialect(), r.descending, &f);
         let mut args = f.args;
@@ -180,10 +210,8 @@ impl Store {
         let mut f = Filter::default();
         f.push("session_id = ?", session);
         if let Some((op, time, id)) = r.bound {
-            f.push_terms(
-                format!("(timestamp, id) {op} (?, ?)"),
-                [Arg::Int(time), Arg::Uuid(Uuid::from_u128(id))],
-            );
+            let leading = Some(("session_id", query.session_id.clone()));
+            push_bound(&mut f, conn.dialect(), leading, op, time, id);
         }
         let hint = match conn.dialect() {
             Dialect::Sqlite => " INDEXED BY events_session",

@@ -62,10 +62,18 @@ fn query_parameters_match_the_query_model() {
         .application("a")
         .start_time(Utc::now())
         .end_time(Utc::now());
-    let from_model: BTreeSet<String> = every_filter
-        .to_pairs()
-        .iter()
-        .map(|(k, _)| (*k).to_owned())
+    // Paged by number and by cursor: the union of both forms' parameters.
+    let names = |pairs: Vec<(&'static str, String)>| -> BTreeSet<String> {
+        pairs.iter().map(|(k, _)| (*k).to_owned()).collect()
+    };
+    let from_model: BTreeSet<String> = names(every_filter.to_pairs())
+        .union(&names(
+            every_filter
+                .clone()
+                .cursor(eye_core::CursorParam::First)
+                .to_pairs(),
+        ))
+        .cloned()
         .collect();
     let doc = document();
     assert_eq!(parameters(&doc["paths"]["/events"]["get"]), from_model);
@@ -79,10 +87,11 @@ fn query_parameters_match_the_query_model() {
         },
         ..ErrorQuery::default()
     };
-    let from_model: BTreeSet<String> = every_error_filter
-        .to_pairs()
-        .iter()
-        .map(|(k, _)| (*k).to_owned())
+    let mut by_cursor = every_error_filter.clone();
+    by_cursor.cursor = Some(eye_core::CursorParam::First);
+    let from_model: BTreeSet<String> = names(every_error_filter.to_pairs())
+        .union(&names(by_cursor.to_pairs()))
+        .cloned()
         .collect();
     assert_eq!(parameters(&doc["paths"]["/errors"]["get"]), from_model);
 }

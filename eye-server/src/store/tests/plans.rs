@@ -114,7 +114,7 @@ async fn every_keyset_page_seeks_its_index_to_the_cursor_in_order() {
     for (q, index) in shapes() {
         let plan = EventPlan::new(&q).unwrap();
         for (op, descending) in [("<", true), (">", false)] {
-            let f = crate::store::keyset::bounded_filter(&plan, (op, 5, 7));
+            let f = crate::store::keyset::bounded_filter(&plan, Sqlite, (op, 5, 7));
             let sql = plan.keyset_sql(Sqlite, descending, &f);
             let lines = explain(&store, &sql, &f.args, 1).await;
             let what = format!("{q:?} {op}");
