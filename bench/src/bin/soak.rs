@@ -45,6 +45,7 @@ use std::fmt::Write as _;
 use std::fs::{self, File, OpenOptions};
 use std::io::Write as _;
 use std::net::TcpListener;
+use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -206,7 +207,10 @@ fn log_file(dir: &Path, name: &str) -> anyhow::Result<File> {
 /// the working directory is `dir`).
 fn eye(server: &Path, dir: &Path) -> Command {
     let mut cmd = Command::new(server);
-    cmd.env_clear().current_dir(dir).env("EYE_LOG", "warn");
+    cmd.env_clear()
+        .current_dir(dir)
+        .env("EYE_LOG", "warn")
+        .process_group(0);
     for var in ["PATH", "HOME"] {
         if let Some(v) = std::env::var_os(var) {
             cmd.env(var, v);
@@ -303,6 +307,7 @@ impl Setup {
         fs::create_dir_all(&data)?;
         let log = log_file(&self.dir, "redis")?;
         let child = Command::new("redis-server")
+            .process_group(0)
             .args([
                 "--bind",
                 "127.0.0.1",
@@ -608,37 +613,35 @@ async fn post_events(sh: Arc<Shared>, body: String, metas: Vec<Meta>, batch: boo
             .send()
             .await;
         let mut wait = Duration::from_millis(250);
-        match sent {
-            Ok(resp) => {
-                let status = resp.status().as_u16();
-                let retry_after = resp
-                    .headers()
-                    .get("retry-after")
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(|v| v.parse::<u64>().ok());
-                let text = resp.text().await.unwrap_or_default();
-                sh.ingest_lat
-                    .lock()
-                    .expect("not poisoned")
-                    .push(micros(t0.elapsed()));
-                match status {
-                    201 | 400 => {
-                        book(&sh, status, &text, &metas, batch);
-                        return;
-                    }
-                    429 | 503 => {
-                        if let Some(s) = retry_after {
-                            wait = Duration::from_secs(s.min(2));
-                        }
-                    }
-                    _ => {
-                        sh.unexpected(format!("POST /events answered {status}: {text:.300}"));
-                        sh.unknown.fetch_add(valid, Ordering::Relaxed);
-                        return;
+        // A connection error: retried like a 503.
+        if let Ok(resp) = sent {
+            let status = resp.status().as_u16();
+            let retry_after = resp
+                .headers()
+                .get("retry-after")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<u64>().ok());
+            let text = resp.text().await.unwrap_or_default();
+            sh.ingest_lat
+                .lock()
+                .expect("not poisoned")
+                .push(micros(t0.elapsed()));
+            match status {
+                201 | 400 => {
+                    book(&sh, status, &text, &metas, batch);
+                    return;
+                }
+                429 | 503 => {
+                    if let Some(s) = retry_after {
+                        wait = Duration::from_secs(s.min(2));
                     }
                 }
+                _ => {
+                    sh.unexpected(format!("POST /events answered {status}: {text:.300}"));
+                    sh.unknown.fetch_add(valid, Ordering::Relaxed);
+                    return;
+                }
             }
-            Err(_) => {}
         }
         sh.retries.fetch_add(1, Ordering::Relaxed);
         if Instant::now() + wait > deadline {
@@ -1242,7 +1245,11 @@ fn judge_trends(args: &Args, samples: &[Sample], v: &mut Verdict) {
         .warmup
         .unwrap_or((args.duration / 5).max(Duration::from_secs(120)))
         .as_secs_f64();
-    let end = args.duration.as_secs_f64();
+    // The run's end: the duration, or the last sample of a run cut short.
+    let end = samples
+        .last()
+        .map_or(0.0, |s| s.t_s)
+        .min(args.duration.as_secs_f64());
     let steady: Vec<&Sample> = samples
         .iter()
         .filter(|s| s.t_s >= warmup && s.t_s <= end)
@@ -1463,6 +1470,24 @@ async fn main() -> anyhow::Result<()> {
     let mut next_sample = args.sample_every;
     let mut note = String::new();
     let mut last_retries = 0;
+    // SIGINT or SIGTERM ends the traffic early; the drain and the verdict still run.
+    // (The children are in their own process group: a Ctrl-C reaches only this.)
+    let interrupted = Arc::new(AtomicBool::new(false));
+    tokio::spawn({
+        let interrupted = interrupted.clone();
+        async move {
+            use tokio::signal::unix::{SignalKind, signal};
+            let Ok(mut term) = signal(SignalKind::terminate()) else {
+                return;
+            };
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            eprintln!("[soak] interrupted: the traffic stops, the verdict follows");
+            interrupted.store(true, Ordering::Relaxed);
+        }
+    });
     loop {
         let elapsed = t0.elapsed();
         if let Some((at, what)) = events.get(next_event).copied()
@@ -1533,7 +1558,7 @@ async fn main() -> anyhow::Result<()> {
             last_retries = retries;
             writeln!(csv, "{}", s.csv())?;
             csv.flush()?;
-            if samples.len() % 6 == 0 {
+            if samples.len().is_multiple_of(6) {
                 eprintln!(
                     "[soak] {:>5.0}s rss {:.1} MiB, fds {}, backlog {:?}, acked {}, ingest p99 {:?} ms, query p99 {:?} ms, load {:.1}",
                     s.t_s,
@@ -1549,7 +1574,7 @@ async fn main() -> anyhow::Result<()> {
             samples.push(s);
             continue;
         }
-        if elapsed >= args.duration {
+        if elapsed >= args.duration || interrupted.load(Ordering::Relaxed) {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
