@@ -114,6 +114,10 @@ struct Args {
     /// ...or under this many milliseconds.
     #[arg(long, default_value_t = 5.0)]
     p99_floor_ms: f64,
+    /// Run nothing: judge the trends (RSS, fds, p99) of a CSV an earlier run wrote,
+    /// with this command line's `--duration`, `--warmup` and tolerances.
+    #[arg(long)]
+    judge_csv: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -1336,6 +1340,18 @@ const REDIS_RESTARTS: [f64; 2] = [0.45, 0.85];
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    if let Some(csv) = &args.judge_csv {
+        let samples = read_csv(csv)?;
+        let mut v = Verdict {
+            lines: Vec::new(),
+            pass: true,
+        };
+        judge_trends(&args, &samples, &mut v);
+        for l in &v.lines {
+            println!("{l}");
+        }
+        std::process::exit(i32::from(!v.pass));
+    }
     let server = fs::canonicalize(&args.server).with_context(|| {
         format!(
             "{} (build it: cargo build --release -p eye-server)",
@@ -1732,6 +1748,38 @@ async fn main() -> anyhow::Result<()> {
         std::process::exit(1);
     }
     Ok(())
+}
+
+/// The samples of a CSV written by [`Sample::csv`] (the columns the trends need).
+fn read_csv(path: &Path) -> anyhow::Result<Vec<Sample>> {
+    let text = fs::read_to_string(path).with_context(|| path.display().to_string())?;
+    let mut lines = text.lines();
+    let header: Vec<&str> = lines.next().context("an empty CSV")?.split(',').collect();
+    let col = |name: &str| {
+        header
+            .iter()
+            .position(|h| *h == name)
+            .context(name.to_owned())
+    };
+    let (t, rss, fds) = (col("t_s")?, col("server_rss_mib")?, col("server_fds")?);
+    let (ip, qp) = (col("ingest_p99_ms")?, col("query_p99_ms")?);
+    let mut out = Vec::new();
+    for line in lines {
+        let f: Vec<&str> = line.split(',').collect();
+        let num = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok());
+        out.push(Sample {
+            t_s: num(t).unwrap_or(0.0),
+            server: ProcStat {
+                rss_mib: num(rss).unwrap_or(0.0),
+                fds: num(fds).unwrap_or(0.0) as u64,
+                cpu_s: 0.0,
+            },
+            ingest_p99_ms: num(ip),
+            query_p99_ms: num(qp),
+            ..Sample::default()
+        });
+    }
+    Ok(out)
 }
 
 fn tempfile_dir() -> anyhow::Result<PathBuf> {
