@@ -358,6 +358,9 @@ impl Setup {
 #[derive(Debug, Clone, Copy, Default)]
 struct ProcStat {
     rss_mib: f64,
+    /// The anonymous part of the RSS (heap, stacks): RSS less the binary's and the
+    /// libraries' mapped pages, which grow as code paths first run.
+    anon_mib: f64,
     fds: u64,
     cpu_s: f64,
 }
@@ -371,6 +374,11 @@ fn proc_stat(pid: u32) -> Option<ProcStat> {
         .nth(1)?
         .parse()
         .ok()?;
+    let anon_kib: f64 = status
+        .lines()
+        .find(|l| l.starts_with("RssAnon:"))
+        .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        .unwrap_or(0.0);
     let fds = fs::read_dir(format!("/proc/{pid}/fd")).ok()?.count() as u64;
     let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     let rest = &stat[stat.rfind(')')? + 2..];
@@ -379,6 +387,7 @@ fn proc_stat(pid: u32) -> Option<ProcStat> {
     let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
     Some(ProcStat {
         rss_mib: rss_kib / 1024.0,
+        anon_mib: anon_kib / 1024.0,
         fds,
         cpu_s: ticks / clk_tck(),
     })
@@ -994,15 +1003,16 @@ struct Sample {
     note: String,
 }
 
-const CSV_HEADER: &str = "t_s,server_rss_mib,server_fds,server_cpu_s,worker_rss_mib,worker_fds,redis_rss_mib,journal_mib,wal_mib,db_mib,backlog,acked_events,ingest_requests,ingest_p99_ms,query_requests,query_p99_ms,retries,unexpected,load1,note";
+const CSV_HEADER: &str = "t_s,server_rss_mib,server_anon_mib,server_fds,server_cpu_s,worker_rss_mib,worker_fds,redis_rss_mib,journal_mib,wal_mib,db_mib,backlog,acked_events,ingest_requests,ingest_p99_ms,query_requests,query_p99_ms,retries,unexpected,load1,note";
 
 impl Sample {
     fn csv(&self) -> String {
         let opt = |v: Option<f64>| v.map(|v| format!("{v:.2}")).unwrap_or_default();
         format!(
-            "{:.0},{:.1},{},{:.2},{:.1},{},{:.1},{:.2},{:.2},{:.1},{},{},{},{},{},{},{},{},{:.2},{}",
+            "{:.0},{:.1},{:.1},{},{:.2},{:.1},{},{:.1},{:.2},{:.2},{:.1},{},{},{},{},{},{},{},{},{:.2},{}",
             self.t_s,
             self.server.rss_mib,
+            self.server.anon_mib,
             self.server.fds,
             self.server.cpu_s,
             self.worker.rss_mib,
@@ -1347,8 +1357,10 @@ async fn main() -> anyhow::Result<()> {
             pass: true,
         };
         judge_trends(&args, &samples, &mut v);
+        let mut out = std::io::stdout().lock();
         for l in &v.lines {
-            println!("{l}");
+            // A closed pipe (`| head`) is not an error worth a panic.
+            let _ = writeln!(out, "{l}");
         }
         std::process::exit(i32::from(!v.pass));
     }
@@ -1771,6 +1783,7 @@ fn read_csv(path: &Path) -> anyhow::Result<Vec<Sample>> {
             t_s: num(t).unwrap_or(0.0),
             server: ProcStat {
                 rss_mib: num(rss).unwrap_or(0.0),
+                anon_mib: 0.0,
                 fds: num(fds).unwrap_or(0.0) as u64,
                 cpu_s: 0.0,
             },
