@@ -38,6 +38,8 @@ def main():
     fig, axes = plt.subplots(5, 1, figsize=(9, 11), sharex=True)
     ax = axes[0]
     ax.plot(t, col(rows, "server_rss_mib"), label="API node RSS" if redis_mode else "server RSS")
+    if "server_anon_mib" in rows[0]:
+        ax.plot(t, col(rows, "server_anon_mib"), label="of which anonymous (heap)", ls=":")
     if redis_mode:
         ax.plot(t, col(rows, "worker_rss_mib"), label="worker RSS")
         ax.plot(t, col(rows, "redis_rss_mib"), label="redis-server RSS")

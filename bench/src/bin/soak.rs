@@ -45,6 +45,7 @@ use std::fmt::Write as _;
 use std::fs::{self, File, OpenOptions};
 use std::io::Write as _;
 use std::net::TcpListener;
+use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -113,6 +114,10 @@ struct Args {
     /// ...or under this many milliseconds.
     #[arg(long, default_value_t = 5.0)]
     p99_floor_ms: f64,
+    /// Run nothing: judge the trends (RSS, fds, p99) of a CSV an earlier run wrote,
+    /// with this command line's `--duration`, `--warmup` and tolerances.
+    #[arg(long)]
+    judge_csv: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -206,7 +211,10 @@ fn log_file(dir: &Path, name: &str) -> anyhow::Result<File> {
 /// the working directory is `dir`).
 fn eye(server: &Path, dir: &Path) -> Command {
     let mut cmd = Command::new(server);
-    cmd.env_clear().current_dir(dir).env("EYE_LOG", "warn");
+    cmd.env_clear()
+        .current_dir(dir)
+        .env("EYE_LOG", "warn")
+        .process_group(0);
     for var in ["PATH", "HOME"] {
         if let Some(v) = std::env::var_os(var) {
             cmd.env(var, v);
@@ -303,6 +311,7 @@ impl Setup {
         fs::create_dir_all(&data)?;
         let log = log_file(&self.dir, "redis")?;
         let child = Command::new("redis-server")
+            .process_group(0)
             .args([
                 "--bind",
                 "127.0.0.1",
@@ -349,6 +358,9 @@ impl Setup {
 #[derive(Debug, Clone, Copy, Default)]
 struct ProcStat {
     rss_mib: f64,
+    /// The anonymous part of the RSS (heap, stacks): RSS less the binary's and the
+    /// libraries' mapped pages, which grow as code paths first run.
+    anon_mib: f64,
     fds: u64,
     cpu_s: f64,
 }
@@ -362,6 +374,11 @@ fn proc_stat(pid: u32) -> Option<ProcStat> {
         .nth(1)?
         .parse()
         .ok()?;
+    let anon_kib: f64 = status
+        .lines()
+        .find(|l| l.starts_with("RssAnon:"))
+        .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        .unwrap_or(0.0);
     let fds = fs::read_dir(format!("/proc/{pid}/fd")).ok()?.count() as u64;
     let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     let rest = &stat[stat.rfind(')')? + 2..];
@@ -370,6 +387,7 @@ fn proc_stat(pid: u32) -> Option<ProcStat> {
     let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
     Some(ProcStat {
         rss_mib: rss_kib / 1024.0,
+        anon_mib: anon_kib / 1024.0,
         fds,
         cpu_s: ticks / clk_tck(),
     })
@@ -608,37 +626,35 @@ async fn post_events(sh: Arc<Shared>, body: String, metas: Vec<Meta>, batch: boo
             .send()
             .await;
         let mut wait = Duration::from_millis(250);
-        match sent {
-            Ok(resp) => {
-                let status = resp.status().as_u16();
-                let retry_after = resp
-                    .headers()
-                    .get("retry-after")
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(|v| v.parse::<u64>().ok());
-                let text = resp.text().await.unwrap_or_default();
-                sh.ingest_lat
-                    .lock()
-                    .expect("not poisoned")
-                    .push(micros(t0.elapsed()));
-                match status {
-                    201 | 400 => {
-                        book(&sh, status, &text, &metas, batch);
-                        return;
-                    }
-                    429 | 503 => {
-                        if let Some(s) = retry_after {
-                            wait = Duration::from_secs(s.min(2));
-                        }
-                    }
-                    _ => {
-                        sh.unexpected(format!("POST /events answered {status}: {text:.300}"));
-                        sh.unknown.fetch_add(valid, Ordering::Relaxed);
-                        return;
+        // A connection error: retried like a 503.
+        if let Ok(resp) = sent {
+            let status = resp.status().as_u16();
+            let retry_after = resp
+                .headers()
+                .get("retry-after")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<u64>().ok());
+            let text = resp.text().await.unwrap_or_default();
+            sh.ingest_lat
+                .lock()
+                .expect("not poisoned")
+                .push(micros(t0.elapsed()));
+            match status {
+                201 | 400 => {
+                    book(&sh, status, &text, &metas, batch);
+                    return;
+                }
+                429 | 503 => {
+                    if let Some(s) = retry_after {
+                        wait = Duration::from_secs(s.min(2));
                     }
                 }
+                _ => {
+                    sh.unexpected(format!("POST /events answered {status}: {text:.300}"));
+                    sh.unknown.fetch_add(valid, Ordering::Relaxed);
+                    return;
+                }
             }
-            Err(_) => {}
         }
         sh.retries.fetch_add(1, Ordering::Relaxed);
         if Instant::now() + wait > deadline {
@@ -987,15 +1003,16 @@ struct Sample {
     note: String,
 }
 
-const CSV_HEADER: &str = "t_s,server_rss_mib,server_fds,server_cpu_s,worker_rss_mib,worker_fds,redis_rss_mib,journal_mib,wal_mib,db_mib,backlog,acked_events,ingest_requests,ingest_p99_ms,query_requests,query_p99_ms,retries,unexpected,load1,note";
+const CSV_HEADER: &str = "t_s,server_rss_mib,server_anon_mib,server_fds,server_cpu_s,worker_rss_mib,worker_fds,redis_rss_mib,journal_mib,wal_mib,db_mib,backlog,acked_events,ingest_requests,ingest_p99_ms,query_requests,query_p99_ms,retries,unexpected,load1,note";
 
 impl Sample {
     fn csv(&self) -> String {
         let opt = |v: Option<f64>| v.map(|v| format!("{v:.2}")).unwrap_or_default();
         format!(
-            "{:.0},{:.1},{},{:.2},{:.1},{},{:.1},{:.2},{:.2},{:.1},{},{},{},{},{},{},{},{},{:.2},{}",
+            "{:.0},{:.1},{:.1},{},{:.2},{:.1},{},{:.1},{:.2},{:.2},{:.1},{},{},{},{},{},{},{},{},{:.2},{}",
             self.t_s,
             self.server.rss_mib,
+            self.server.anon_mib,
             self.server.fds,
             self.server.cpu_s,
             self.worker.rss_mib,
@@ -1242,7 +1259,11 @@ fn judge_trends(args: &Args, samples: &[Sample], v: &mut Verdict) {
         .warmup
         .unwrap_or((args.duration / 5).max(Duration::from_secs(120)))
         .as_secs_f64();
-    let end = args.duration.as_secs_f64();
+    // The run's end: the duration, or the last sample of a run cut short.
+    let end = samples
+        .last()
+        .map_or(0.0, |s| s.t_s)
+        .min(args.duration.as_secs_f64());
     let steady: Vec<&Sample> = samples
         .iter()
         .filter(|s| s.t_s >= warmup && s.t_s <= end)
@@ -1329,6 +1350,20 @@ const REDIS_RESTARTS: [f64; 2] = [0.45, 0.85];
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    if let Some(csv) = &args.judge_csv {
+        let samples = read_csv(csv)?;
+        let mut v = Verdict {
+            lines: Vec::new(),
+            pass: true,
+        };
+        judge_trends(&args, &samples, &mut v);
+        let mut out = std::io::stdout().lock();
+        for l in &v.lines {
+            // A closed pipe (`| head`) is not an error worth a panic.
+            let _ = writeln!(out, "{l}");
+        }
+        std::process::exit(i32::from(!v.pass));
+    }
     let server = fs::canonicalize(&args.server).with_context(|| {
         format!(
             "{} (build it: cargo build --release -p eye-server)",
@@ -1463,6 +1498,24 @@ async fn main() -> anyhow::Result<()> {
     let mut next_sample = args.sample_every;
     let mut note = String::new();
     let mut last_retries = 0;
+    // SIGINT or SIGTERM ends the traffic early; the drain and the verdict still run.
+    // (The children are in their own process group: a Ctrl-C reaches only this.)
+    let interrupted = Arc::new(AtomicBool::new(false));
+    tokio::spawn({
+        let interrupted = interrupted.clone();
+        async move {
+            use tokio::signal::unix::{SignalKind, signal};
+            let Ok(mut term) = signal(SignalKind::terminate()) else {
+                return;
+            };
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            eprintln!("[soak] interrupted: the traffic stops, the verdict follows");
+            interrupted.store(true, Ordering::Relaxed);
+        }
+    });
     loop {
         let elapsed = t0.elapsed();
         if let Some((at, what)) = events.get(next_event).copied()
@@ -1533,7 +1586,7 @@ async fn main() -> anyhow::Result<()> {
             last_retries = retries;
             writeln!(csv, "{}", s.csv())?;
             csv.flush()?;
-            if samples.len() % 6 == 0 {
+            if samples.len().is_multiple_of(6) {
                 eprintln!(
                     "[soak] {:>5.0}s rss {:.1} MiB, fds {}, backlog {:?}, acked {}, ingest p99 {:?} ms, query p99 {:?} ms, load {:.1}",
                     s.t_s,
@@ -1549,7 +1602,7 @@ async fn main() -> anyhow::Result<()> {
             samples.push(s);
             continue;
         }
-        if elapsed >= args.duration {
+        if elapsed >= args.duration || interrupted.load(Ordering::Relaxed) {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -1707,6 +1760,39 @@ async fn main() -> anyhow::Result<()> {
         std::process::exit(1);
     }
     Ok(())
+}
+
+/// The samples of a CSV written by [`Sample::csv`] (the columns the trends need).
+fn read_csv(path: &Path) -> anyhow::Result<Vec<Sample>> {
+    let text = fs::read_to_string(path).with_context(|| path.display().to_string())?;
+    let mut lines = text.lines();
+    let header: Vec<&str> = lines.next().context("an empty CSV")?.split(',').collect();
+    let col = |name: &str| {
+        header
+            .iter()
+            .position(|h| *h == name)
+            .context(name.to_owned())
+    };
+    let (t, rss, fds) = (col("t_s")?, col("server_rss_mib")?, col("server_fds")?);
+    let (ip, qp) = (col("ingest_p99_ms")?, col("query_p99_ms")?);
+    let mut out = Vec::new();
+    for line in lines {
+        let f: Vec<&str> = line.split(',').collect();
+        let num = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok());
+        out.push(Sample {
+            t_s: num(t).unwrap_or(0.0),
+            server: ProcStat {
+                rss_mib: num(rss).unwrap_or(0.0),
+                anon_mib: 0.0,
+                fds: num(fds).unwrap_or(0.0) as u64,
+                cpu_s: 0.0,
+            },
+            ingest_p99_ms: num(ip),
+            query_p99_ms: num(qp),
+            ..Sample::default()
+        });
+    }
+    Ok(out)
 }
 
 fn tempfile_dir() -> anyhow::Result<PathBuf> {
