@@ -9,7 +9,10 @@
 //! byte by byte: what a timing side channel could reveal is a prefix of a SHA-256
 //! digest, which says nothing about any key. Hits are cached for
 //! [`AUTH_CACHE_TTL`] so a busy client does not cost one database read per request; a
-//! revoked key therefore stops working within that delay.
+//! revoked key therefore stops working within that delay. While the store is
+//! unreachable (a PostgreSQL restart), a key that was looked up within
+//! [`AUTH_STALE_IF_ERROR`] is still taken, so a Redis-mode API node keeps queueing
+//! events through the outage instead of answering 503 to every client.
 //!
 //! Handlers ask for a caller with an extractor, [`IngestCaller`] or [`QueryCaller`],
 //! which answers 401 (missing or unknown key, with `WWW-Authenticate`) or 403 (the key
@@ -40,6 +43,11 @@ use crate::store::{NewApp, Scope, Scopes, Store, StoreError};
 
 /// How long a successful key lookup is reused without asking the store again.
 pub const AUTH_CACHE_TTL: Duration = Duration::from_secs(5);
+
+/// How long a successful key lookup may still be used when the store cannot be asked
+/// (unreachable, restarting: [`StoreError::is_transient`]). A key revoked meanwhile
+/// cannot be learnt of anyway; past this, the request gets the store's 503.
+pub const AUTH_STALE_IF_ERROR: Duration = Duration::from_secs(3600);
 
 /// The cache is swept of stale entries when it grows past this many keys.
 const AUTH_CACHE_SWEEP_AT: usize = 10_000;
@@ -287,13 +295,26 @@ impl Authenticator {
         }
     }
 
-    /// The live application whose key this is, from the cache or the store.
+    /// The live application whose key this is, from the cache or the store; from a
+    /// stale cache entry (up to [`AUTH_STALE_IF_ERROR`] old) when the store is
+    /// unavailable.
     async fn lookup(&self, key: &str) -> Result<Option<Caller>, ApiError> {
         let hash = hash_key(key);
-        if let Some(hit) = self.cached(&hash) {
+        if let Some(hit) = self.cached(&hash, AUTH_CACHE_TTL) {
             return Ok(Some(hit));
         }
-        let Some(app) = self.store.find_app_by_key_hash(&hash).await? else {
+        let found = match self.store.find_app_by_key_hash(&hash).await {
+            Ok(found) => found,
+            Err(e) if e.is_transient() => {
+                if let Some(stale) = self.cached(&hash, AUTH_STALE_IF_ERROR) {
+                    tracing::debug!(error = %e, "store unavailable: using the cached key");
+                    return Ok(Some(stale));
+                }
+                return Err(e.into());
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let Some(app) = found else {
             return Ok(None);
         };
         let caller = Caller {
@@ -305,18 +326,18 @@ impl Authenticator {
         Ok(Some(caller))
     }
 
-    fn cached(&self, hash: &[u8; 32]) -> Option<Caller> {
+    fn cached(&self, hash: &[u8; 32], max_age: Duration) -> Option<Caller> {
         let cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
         cache
             .get(hash)
-            .filter(|c| c.at.elapsed() < AUTH_CACHE_TTL)
+            .filter(|c| c.at.elapsed() < max_age)
             .map(|c| c.caller.clone())
     }
 
     fn remember(&self, hash: [u8; 32], caller: Caller) {
         let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
         if cache.len() >= AUTH_CACHE_SWEEP_AT {
-            cache.retain(|_, c| c.at.elapsed() < AUTH_CACHE_TTL);
+            cache.retain(|_, c| c.at.elapsed() < AUTH_STALE_IF_ERROR);
         }
         cache.insert(
             hash,
