@@ -6,6 +6,7 @@
 mod e2e;
 mod harness;
 mod multinode;
+mod pg_faults;
 mod pipeline;
 mod process;
 mod queue;
