@@ -170,6 +170,8 @@ async fn client(url: String, key: String, client_no: u64, batches: u64, seen: Ar
             // Retry-After says 1 s; a shorter pause keeps the test short.
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+        // Paced, so the load lasts through the outage (about 2 s a client).
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
@@ -189,7 +191,7 @@ async fn load_through_an_outage(
     db: &PgDatabase,
     url: &str,
     key: &str,
-    outage_seen: impl Fn(&Seen) -> bool,
+    outage_seen: impl Fn(&Seen, u64) -> bool,
 ) -> Seen {
     let seen = Arc::new(Mutex::new(Seen::default()));
     let clients: Vec<_> = (0..3)
@@ -207,11 +209,12 @@ async fn load_through_an_outage(
         seen.lock().await.batches >= 10
     })
     .await;
+    let at_cut = seen.lock().await.batches;
     cut_off(db);
     let during = Instant::now();
     wait_until("the outage to show", 60, async || {
         let s = seen.lock().await;
-        outage_seen(&s) && during.elapsed() > Duration::from_secs(2)
+        outage_seen(&s, at_cut) && during.elapsed() > Duration::from_secs(2)
     })
     .await;
     restore(db);
@@ -265,7 +268,7 @@ async fn embedded_postgres_answers_503_while_the_database_is_unreachable_and_rec
             }
         })
     };
-    let seen = load_through_an_outage(&db, url, &key, |s| {
+    let seen = load_through_an_outage(&db, url, &key, |s, _| {
         s.statuses.get(&503).copied().unwrap_or(0) >= 5
     })
     .await;
@@ -345,17 +348,7 @@ async fn redis_mode_keeps_queueing_while_postgres_is_unreachable_and_the_worker_
     let url = url.trim_end_matches('/');
 
     // Act: load, with the database cut off until the clients got 30 more batches in.
-    let before = Arc::new(std::sync::atomic::AtomicU64::new(u64::MAX));
-    let mark = Arc::clone(&before);
-    let seen = load_through_an_outage(&db, url, &key, move |s| {
-        let at_cut = mark.load(std::sync::atomic::Ordering::Relaxed);
-        if at_cut == u64::MAX {
-            mark.store(s.batches, std::sync::atomic::Ordering::Relaxed);
-            return false;
-        }
-        s.batches >= at_cut + 30
-    })
-    .await;
+    let seen = load_through_an_outage(&db, url, &key, |s, at_cut| s.batches >= at_cut + 30).await;
 
     // Assert: every request was answered 2xx, outage or not; the worker stored all of
     // it once the database was back, each event once.
