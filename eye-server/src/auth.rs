@@ -9,7 +9,10 @@
 //! byte by byte: what a timing side channel could reveal is a prefix of a SHA-256
 //! digest, which says nothing about any key. Hits are cached for
 //! [`AUTH_CACHE_TTL`] so a busy client does not cost one database read per request; a
-//! revoked key therefore stops working within that delay.
+//! revoked key therefore stops working within that delay. While the store is
+//! unreachable (a PostgreSQL restart), a key that was looked up within
+//! [`AUTH_STALE_IF_ERROR`] is still taken, so a Redis-mode API node keeps queueing
+//! events through the outage instead of answering 503 to every client.
 //!
 //! Publishable keys (`eye_pk_...`, module `publishable`) are the browser tracker's:
 //! public by design, ingest only, from listed origins, and the only keys accepted in
@@ -51,6 +54,11 @@ use crate::store::{NewApp, Scope, Scopes, Store, StoreError};
 
 /// How long a successful key lookup is reused without asking the store again.
 pub const AUTH_CACHE_TTL: Duration = Duration::from_secs(5);
+
+/// How long a successful key lookup may still be used when the store cannot be asked
+/// (unreachable, restarting: [`StoreError::is_transient`]). A key revoked meanwhile
+/// cannot be learnt of anyway; past this, the request gets the store's 503.
+pub const AUTH_STALE_IF_ERROR: Duration = Duration::from_secs(3600);
 
 /// The cache is swept of stale entries when it grows past this many keys.
 const AUTH_CACHE_SWEEP_AT: usize = 10_000;
@@ -390,13 +398,26 @@ impl Authenticator {
         }
     }
 
-    /// The live application whose key this is, from the cache or the store.
+    /// The live application whose key this is, from the cache or the store; from a
+    /// stale cache entry (up to [`AUTH_STALE_IF_ERROR`] old) when the store is
+    /// unavailable.
     async fn lookup(&self, key: &str) -> Result<Option<Caller>, ApiError> {
         let hash = hash_key(key);
-        if let Some(hit) = self.cached(&hash) {
+        if let Some(hit) = self.cached(&hash, AUTH_CACHE_TTL) {
             return Ok(Some(hit));
         }
-        let Some(app) = self.store.find_app_by_key_hash(&hash).await? else {
+        let found = match self.store.find_app_by_key_hash(&hash).await {
+            Ok(found) => found,
+            Err(e) if e.is_transient() => {
+                if let Some(stale) = self.cached(&hash, AUTH_STALE_IF_ERROR) {
+                    tracing::debug!(error = %e, "store unavailable: using the cached key");
+                    return Ok(Some(stale));
+                }
+                return Err(e.into());
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let Some(app) = found else {
             return Ok(None);
         };
         let caller = Caller {
@@ -409,12 +430,12 @@ impl Authenticator {
         Ok(Some(caller))
     }
 
-    fn cached(&self, hash: &[u8; 32]) -> Option<Caller> {
+    fn cached(&self, hash: &[u8; 32], max_age: Duration) -> Option<Caller> {
         let now = (self.now)();
         let cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
         cache
             .get(hash)
-            .filter(|c| now.saturating_duration_since(c.at) < AUTH_CACHE_TTL)
+            .filter(|c| now.saturating_duration_since(c.at) < max_age)
             .map(|c| c.caller.clone())
     }
 
@@ -422,7 +443,7 @@ impl Authenticator {
         let now = (self.now)();
         let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
         if cache.len() >= AUTH_CACHE_SWEEP_AT {
-            cache.retain(|_, c| now.saturating_duration_since(c.at) < AUTH_CACHE_TTL);
+            cache.retain(|_, c| now.saturating_duration_since(c.at) < AUTH_STALE_IF_ERROR);
         }
         cache.insert(hash, Cached { caller, at: now });
     }

@@ -158,6 +158,32 @@ pub struct StoreConfig {
     /// group of appends before answering.
     #[arg(long, env = "EYE_SQLITE_SYNCHRONOUS", value_enum)]
     pub sqlite_synchronous: Option<crate::store::Synchronous>,
+    /// PostgreSQL: most connections this process opens (every API node and worker
+    /// has its own pool; size the server's `max_connections` for their sum).
+    #[arg(long, env = "EYE_PG_POOL_SIZE", default_value_t = 8,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub pg_pool_size: u32,
+    /// PostgreSQL: seconds a request or a worker waits for a connection before the
+    /// store is taken as unavailable (ingest answers 503, a worker backs off).
+    #[arg(long, env = "EYE_PG_ACQUIRE_TIMEOUT_SECS", default_value_t = 10,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub pg_acquire_timeout_secs: u64,
+    /// PostgreSQL: seconds the first connection at start may take before the process
+    /// exits with an error naming the server.
+    #[arg(long, env = "EYE_PG_CONNECT_TIMEOUT_SECS", default_value_t = 10,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub pg_connect_timeout_secs: u64,
+}
+
+impl StoreConfig {
+    /// The PostgreSQL pool's settings (SQLite ignores them).
+    pub fn pg_pool(&self) -> crate::store::PgPoolSettings {
+        crate::store::PgPoolSettings {
+            max_connections: self.pg_pool_size,
+            acquire_timeout: Duration::from_secs(self.pg_acquire_timeout_secs),
+            connect_timeout: Duration::from_secs(self.pg_connect_timeout_secs),
+        }
+    }
 }
 
 /// The queue between ingest and the store.

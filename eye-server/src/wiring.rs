@@ -128,7 +128,7 @@ impl Node {
 /// Opens the store the configuration names, applying migrations.
 pub async fn open_store(config: &ServeConfig) -> anyhow::Result<Store> {
     let url = &config.store.database_url;
-    Store::open_with(url, config.sqlite_synchronous())
+    Store::open_configured(url, config.sqlite_synchronous(), config.store.pg_pool())
         .await
         .with_context(|| format!("opening the store at {}", redact(url)))
 }

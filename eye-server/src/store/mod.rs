@@ -66,6 +66,7 @@ pub use apps::{AppRecord, NewApp, Retention, Scope, Scopes};
 pub use events::WriteOutcome;
 pub use keyset::KeysetPage;
 pub use lifecycle::{ERASED_KEPT_DAYS, Erased};
+pub use postgres::PgPoolSettings;
 pub use sqlite::Synchronous;
 pub use stats::{HourCount, StoreSize, TypeCount};
 
@@ -169,8 +170,10 @@ const TRANSIENT_SQLITE_CODES: [i32; 10] = [5, 6, 7, 8, 10, 11, 13, 14, 15, 26];
 const TRANSIENT_PG_CLASSES: [&str; 5] = ["08", "40", "53", "57", "58"];
 
 /// Single SQLSTATEs that are transient: lock not available, read-only transaction (a
-/// failover left us on a standby).
-const TRANSIENT_PG_CODES: [&str; 2] = ["55P03", "25006"];
+/// failover left us on a standby), and 55000, which a new connection gets while the
+/// database does not accept connections (`ALTER DATABASE ... ALLOW_CONNECTIONS
+/// false` during maintenance; no event's data can cause it on the write path).
+const TRANSIENT_PG_CODES: [&str; 3] = ["55P03", "25006", "55000"];
 
 /// Whether a database URL names an in-memory database (`sqlite::memory:`,
 /// `mode=memory`), which has no file (and so no journal) next to it.
@@ -232,8 +235,17 @@ impl Store {
     /// ignores it: its commits are durable as its server is configured
     /// (`synchronous_commit`).
     pub async fn open_with(url: &str, synchronous: Synchronous) -> Result<Self, StoreError> {
+        Self::open_configured(url, synchronous, PgPoolSettings::default()).await
+    }
+
+    /// [`Store::open_with`] with the PostgreSQL pool's settings (ignored by SQLite).
+    pub async fn open_configured(
+        url: &str,
+        synchronous: Synchronous,
+        pg: PgPoolSettings,
+    ) -> Result<Self, StoreError> {
         let backend = if is_postgres(url) {
-            Backend::Postgres(postgres::PgStore::open(url).await?)
+            Backend::Postgres(postgres::PgStore::open(url, pg).await?)
         } else {
             Backend::Sqlite(sqlite::SqliteStore::open(url, synchronous).await?)
         };

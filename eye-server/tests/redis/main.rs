@@ -7,6 +7,7 @@ mod e2e;
 mod erase;
 mod harness;
 mod multinode;
+mod pg_faults;
 mod pipeline;
 mod process;
 mod queue;

@@ -63,6 +63,10 @@ impl PgDatabase {
     pub fn url(&self) -> &str {
         &self.url
     }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
 }
 
 impl Drop for PgDatabase {

@@ -31,17 +31,39 @@ use sqlx::{Connection, PgConnection};
 
 use super::StoreError;
 
-/// Connections per process: a worker writes from one task, an API node serves a few
-/// queries at once; more would only queue inside PostgreSQL.
-const POOL_SIZE: u32 = 8;
+/// The PostgreSQL connection pool of one process (`--pg-pool-size`,
+/// `--pg-acquire-timeout-secs`, `--pg-connect-timeout-secs`).
+///
+/// ```
+/// let pool = eye_server::store::PgPoolSettings::default();
+/// assert_eq!(pool.max_connections, 8);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PgPoolSettings {
+    /// Most connections this process opens. A worker writes from one task, an API
+    /// node serves a few queries at once: 8 is plenty for either; more would only
+    /// queue inside PostgreSQL. Size the server's `max_connections` for the sum over
+    /// every process (plus PgBouncer in front when that grows past a few hundred).
+    pub max_connections: u32,
+    /// How long a caller waits for a free connection, or for a new one to open: past
+    /// this the database is taken as unavailable (a transient error: ingest answers
+    /// 503, a worker backs off and retries).
+    pub acquire_timeout: Duration,
+    /// How long opening the first connection at start may take before the process
+    /// exits with a clear error (an unreachable host otherwise waits for TCP's own
+    /// timeout, minutes).
+    pub connect_timeout: Duration,
+}
 
-/// How long opening the first connection may take before the store gives up with a
-/// clear error (an unreachable host otherwise waits for TCP's own timeout).
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// How long a caller waits for a free connection (or for a new one to open): past
-/// this the database is taken as unavailable (a transient error).
-const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
+impl Default for PgPoolSettings {
+    fn default() -> Self {
+        Self {
+            max_connections: 8,
+            acquire_timeout: Duration::from_secs(10),
+            connect_timeout: Duration::from_secs(10),
+        }
+    }
+}
 
 /// A PostgreSQL store's pool.
 #[derive(Debug, Clone)]
@@ -53,7 +75,7 @@ impl PgStore {
     /// Connects to the PostgreSQL server `url` names and applies migrations. An
     /// unreachable server, refused login or missing database is a
     /// [`StoreError::Connect`] naming the server and the cause.
-    pub async fn open(url: &str) -> Result<Self, StoreError> {
+    pub async fn open(url: &str, settings: PgPoolSettings) -> Result<Self, StoreError> {
         let options = PgConnectOptions::from_str(url)
             .map_err(|e| StoreError::InvalidUrl(format!("not a PostgreSQL URL: {e}")))?
             .application_name("the-eye");
@@ -64,21 +86,24 @@ impl PgStore {
         };
         // One connection first, to report why it fails: the pool would retry until
         // its timeout and report only that it timed out.
-        let probe = tokio::time::timeout(CONNECT_TIMEOUT, PgConnection::connect_with(&options))
-            .await
-            .map_err(|_| {
-                connect_error(sqlx::Error::Io(std::io::Error::new(
-                    std::io::ErrorKind::TimedOut,
-                    format!("no answer within {} s", CONNECT_TIMEOUT.as_secs()),
-                )))
-            })?
-            .map_err(connect_error)?;
+        let probe = tokio::time::timeout(
+            settings.connect_timeout,
+            PgConnection::connect_with(&options),
+        )
+        .await
+        .map_err(|_| {
+            connect_error(sqlx::Error::Io(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("no answer within {} s", settings.connect_timeout.as_secs()),
+            )))
+        })?
+        .map_err(connect_error)?;
         // A failed goodbye is harmless.
         let _ = probe.close().await;
         let pool = PgPoolOptions::new()
-            .max_connections(POOL_SIZE)
+            .max_connections(settings.max_connections.max(1))
             .min_connections(0)
-            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .acquire_timeout(settings.acquire_timeout)
             .connect_with(options)
             .await
             .map_err(connect_error)?;

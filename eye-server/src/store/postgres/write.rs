@@ -1,17 +1,18 @@
-//! PostgreSQL's write path: one transaction per batch, one statement per table, each
-//! a multi-row `INSERT ... SELECT * FROM UNNEST($1::uuid[], $2::text[], ...)` (one
-//! bind per column, never a round trip per event).
+//! PostgreSQL's write path: one transaction per batch, four round trips whatever its
+//! size (`BEGIN`, the events, every aggregate in one statement, `COMMIT`), each
+//! statement a multi-row `INSERT ... SELECT * FROM UNNEST($1::uuid[], $2::text[], ...)`
+//! (one bind per column, never a round trip per event).
 //!
 //! Concurrency: any number of writers may write the same ids and sessions at once.
 //! - Events go in with `ON CONFLICT (id) DO NOTHING RETURNING id`; only the returned
 //!   (really inserted) events bump sessions and counters. A writer racing on an id
 //!   that another transaction inserted waits for it; if that commits, the id is a
 //!   duplicate here.
-//! - Every statement's rows are sorted by key, and the tables are written in one
-//!   fixed order (events, sessions, session_applications, event_counts,
-//!   event_hours, event_buckets, errors, error_hours, error_codes), so two writers
-//!   take row locks in the same global order: they may wait for each other, never
-//!   deadlock.
+//! - Every table's rows are sorted by key, and every writer writes the tables in one
+//!   order (events; then the aggregates statement, whose parts PostgreSQL runs in the
+//!   same order for every writer since they all run the same statement; then errors,
+//!   error_hours, error_codes), so two writers take row locks in the same global
+//!   order: they may wait for each other, never deadlock.
 //! - Counters are `ON CONFLICT DO UPDATE SET n = t.n + excluded.n`, which under READ
 //!   COMMITTED adds to the newest committed value: no lost update.
 
@@ -180,7 +181,10 @@ async fn insert_events<'e, 'a>(
 }
 
 /// Updates sessions, their applications and the counters from newly inserted events,
-/// each table in one statement with its keys sorted.
+/// in one statement (one round trip): a data-modifying CTE per table, each inserting
+/// its rows sorted by key. All writers run this same statement, so PostgreSQL runs its
+/// parts in the same order for each of them, and within a table every writer locks
+/// rows in key order: two writers may wait for each other, never deadlock.
 async fn update_aggregates(
     conn: &mut PgConnection,
     inserted: &[&NewEvent<'_>],
@@ -188,41 +192,72 @@ async fn update_aggregates(
     if inserted.is_empty() {
         return Ok(());
     }
-    let deltas = Deltas::of(inserted);
     let Deltas {
         sessions,
         session_apps,
-        ..
-    } = &deltas;
+        totals,
+        hours,
+        buckets,
+    } = Deltas::of(inserted);
 
     sqlx::query(
-        "INSERT INTO sessions (session_id, first_seen, last_seen, event_count) \
-         SELECT * FROM UNNEST($1::text[], $2::bigint[], $3::bigint[], $4::bigint[]) \
-         ON CONFLICT (session_id) DO UPDATE SET \
-         first_seen = least(sessions.first_seen, excluded.first_seen), \
-         last_seen = greatest(sessions.last_seen, excluded.last_seen), \
-         event_count = sessions.event_count + excluded.event_count",
+        "WITH s AS (\
+           INSERT INTO sessions (session_id, first_seen, last_seen, event_count) \
+           SELECT * FROM UNNEST($1::text[], $2::bigint[], $3::bigint[], $4::bigint[]) \
+           ON CONFLICT (session_id) DO UPDATE SET \
+           first_seen = least(sessions.first_seen, excluded.first_seen), \
+           last_seen = greatest(sessions.last_seen, excluded.last_seen), \
+           event_count = sessions.event_count + excluded.event_count), \
+         sa AS (\
+           INSERT INTO session_applications (session_id, application) \
+           SELECT * FROM UNNEST($5::text[], $6::text[]) ON CONFLICT DO NOTHING), \
+         c AS (\
+           INSERT INTO event_counts (application, category, name, events) \
+           SELECT * FROM UNNEST($7::text[], $8::text[], $9::text[], $10::bigint[]) \
+           ON CONFLICT (application, category, name) DO UPDATE SET \
+           events = event_counts.events + excluded.events), \
+         h AS (\
+           INSERT INTO event_hours (hour, application, category, name, events) \
+           SELECT * FROM UNNEST($11::bigint[], $12::text[], $13::text[], $14::text[], \
+           $15::bigint[]) \
+           ON CONFLICT (hour, application, category, name) DO UPDATE SET \
+           events = event_hours.events + excluded.events) \
+         INSERT INTO event_buckets (width, bucket, application, category, name, events) \
+         SELECT * FROM UNNEST($16::bigint[], $17::bigint[], $18::text[], $19::text[], \
+         $20::text[], $21::bigint[]) \
+         ON CONFLICT (width, bucket, application, category, name) DO UPDATE SET \
+         events = event_buckets.events + excluded.events",
     )
     .bind(sessions.keys().copied().collect::<Vec<_>>())
     .bind(sessions.values().map(|d| d.first).collect::<Vec<_>>())
     .bind(sessions.values().map(|d| d.last).collect::<Vec<_>>())
     .bind(sessions.values().map(|d| d.count).collect::<Vec<_>>())
-    .execute(&mut *conn)
-    .await?;
-
-    sqlx::query(
-        "INSERT INTO session_applications (session_id, application) \
-         SELECT * FROM UNNEST($1::text[], $2::text[]) ON CONFLICT DO NOTHING",
-    )
     .bind(session_apps.iter().map(|(s, _)| *s).collect::<Vec<_>>())
     .bind(session_apps.iter().map(|(_, a)| *a).collect::<Vec<_>>())
+    .bind(totals.keys().map(|k| k.0).collect::<Vec<_>>())
+    .bind(totals.keys().map(|k| k.1).collect::<Vec<_>>())
+    .bind(totals.keys().map(|k| k.2).collect::<Vec<_>>())
+    .bind(totals.values().copied().collect::<Vec<_>>())
+    .bind(hours.keys().map(|k| k.0).collect::<Vec<_>>())
+    .bind(hours.keys().map(|k| k.1.0).collect::<Vec<_>>())
+    .bind(hours.keys().map(|k| k.1.1).collect::<Vec<_>>())
+    .bind(hours.keys().map(|k| k.1.2).collect::<Vec<_>>())
+    .bind(hours.values().copied().collect::<Vec<_>>())
+    .bind(buckets.keys().map(|k| k.0).collect::<Vec<_>>())
+    .bind(buckets.keys().map(|k| k.1).collect::<Vec<_>>())
+    .bind(buckets.keys().map(|k| k.2.0).collect::<Vec<_>>())
+    .bind(buckets.keys().map(|k| k.2.1).collect::<Vec<_>>())
+    .bind(buckets.keys().map(|k| k.2.2).collect::<Vec<_>>())
+    .bind(buckets.values().copied().collect::<Vec<_>>())
     .execute(&mut *conn)
     .await?;
-    upsert_counters(conn, &deltas).await
+    Ok(())
 }
 
 /// Adds `deltas`' counters (negative when events are removed) to `event_counts`,
-/// `event_hours` and `event_buckets`, one statement per table, keys sorted.
+/// `event_hours` and `event_buckets`, one statement per table, keys sorted. Erasure and
+/// retention use it; the write path folds the same upserts into
+/// [`update_aggregates`]'s one statement.
 pub(super) async fn upsert_counters(
     conn: &mut PgConnection,
     deltas: &Deltas<'_>,
