@@ -181,10 +181,16 @@ async fn insert_events<'e, 'a>(
 }
 
 /// Updates sessions, their applications and the counters from newly inserted events,
-/// in one statement (one round trip): a data-modifying CTE per table, each inserting
-/// its rows sorted by key. All writers run this same statement, so PostgreSQL runs its
-/// parts in the same order for each of them, and within a table every writer locks
-/// rows in key order: two writers may wait for each other, never deadlock.
+/// in two statements, rows inserted sorted by key.
+///
+/// Lock order, the same in every transaction that changes these tables (writers,
+/// erasure, retention): session rows first (this statement), then the counters through
+/// [`upsert_counters`], one statement shared by all of them, so PostgreSQL runs its
+/// parts in the same order for each. Within a table every transaction locks rows in key
+/// order: two of them may wait for each other, never deadlock. (A single statement for
+/// sessions and counters together ran the counters first, since PostgreSQL runs the
+/// main query of a `WITH` before its data-modifying CTEs, and deadlocked with an
+/// erasure, which locks the session row first.)
 async fn update_aggregates(
     conn: &mut PgConnection,
     inserted: &[&NewEvent<'_>],
@@ -192,13 +198,12 @@ async fn update_aggregates(
     if inserted.is_empty() {
         return Ok(());
     }
+    let deltas = Deltas::of(inserted);
     let Deltas {
         sessions,
         session_apps,
-        totals,
-        hours,
-        buckets,
-    } = Deltas::of(inserted);
+        ..
+    } = &deltas;
 
     sqlx::query(
         "WITH s AS (\
@@ -207,26 +212,9 @@ async fn update_aggregates(
            ON CONFLICT (session_id) DO UPDATE SET \
            first_seen = least(sessions.first_seen, excluded.first_seen), \
            last_seen = greatest(sessions.last_seen, excluded.last_seen), \
-           event_count = sessions.event_count + excluded.event_count), \
-         sa AS (\
-           INSERT INTO session_applications (session_id, application) \
-           SELECT * FROM UNNEST($5::text[], $6::text[]) ON CONFLICT DO NOTHING), \
-         c AS (\
-           INSERT INTO event_counts (application, category, name, events) \
-           SELECT * FROM UNNEST($7::text[], $8::text[], $9::text[], $10::bigint[]) \
-           ON CONFLICT (application, category, name) DO UPDATE SET \
-           events = event_counts.events + excluded.events), \
-         h AS (\
-           INSERT INTO event_hours (hour, application, category, name, events) \
-           SELECT * FROM UNNEST($11::bigint[], $12::text[], $13::text[], $14::text[], \
-           $15::bigint[]) \
-           ON CONFLICT (hour, application, category, name) DO UPDATE SET \
-           events = event_hours.events + excluded.events) \
-         INSERT INTO event_buckets (width, bucket, application, category, name, events) \
-         SELECT * FROM UNNEST($16::bigint[], $17::bigint[], $18::text[], $19::text[], \
-         $20::text[], $21::bigint[]) \
-         ON CONFLICT (width, bucket, application, category, name) DO UPDATE SET \
-         events = event_buckets.events + excluded.events",
+           event_count = sessions.event_count + excluded.event_count) \
+         INSERT INTO session_applications (session_id, application) \
+         SELECT * FROM UNNEST($5::text[], $6::text[]) ON CONFLICT DO NOTHING",
     )
     .bind(sessions.keys().copied().collect::<Vec<_>>())
     .bind(sessions.values().map(|d| d.first).collect::<Vec<_>>())
@@ -234,30 +222,15 @@ async fn update_aggregates(
     .bind(sessions.values().map(|d| d.count).collect::<Vec<_>>())
     .bind(session_apps.iter().map(|(s, _)| *s).collect::<Vec<_>>())
     .bind(session_apps.iter().map(|(_, a)| *a).collect::<Vec<_>>())
-    .bind(totals.keys().map(|k| k.0).collect::<Vec<_>>())
-    .bind(totals.keys().map(|k| k.1).collect::<Vec<_>>())
-    .bind(totals.keys().map(|k| k.2).collect::<Vec<_>>())
-    .bind(totals.values().copied().collect::<Vec<_>>())
-    .bind(hours.keys().map(|k| k.0).collect::<Vec<_>>())
-    .bind(hours.keys().map(|k| k.1.0).collect::<Vec<_>>())
-    .bind(hours.keys().map(|k| k.1.1).collect::<Vec<_>>())
-    .bind(hours.keys().map(|k| k.1.2).collect::<Vec<_>>())
-    .bind(hours.values().copied().collect::<Vec<_>>())
-    .bind(buckets.keys().map(|k| k.0).collect::<Vec<_>>())
-    .bind(buckets.keys().map(|k| k.1).collect::<Vec<_>>())
-    .bind(buckets.keys().map(|k| k.2.0).collect::<Vec<_>>())
-    .bind(buckets.keys().map(|k| k.2.1).collect::<Vec<_>>())
-    .bind(buckets.keys().map(|k| k.2.2).collect::<Vec<_>>())
-    .bind(buckets.values().copied().collect::<Vec<_>>())
     .execute(&mut *conn)
     .await?;
-    Ok(())
+    upsert_counters(conn, &deltas).await
 }
 
 /// Adds `deltas`' counters (negative when events are removed) to `event_counts`,
-/// `event_hours` and `event_buckets`, one statement per table, keys sorted. Erasure and
-/// retention use it; the write path folds the same upserts into
-/// [`update_aggregates`]'s one statement.
+/// `event_hours` and `event_buckets` in one statement (keys sorted). Every transaction
+/// that changes counters runs this same statement, after it locked its session rows
+/// (see [`update_aggregates`]).
 pub(super) async fn upsert_counters(
     conn: &mut PgConnection,
     deltas: &Deltas<'_>,
@@ -269,39 +242,32 @@ pub(super) async fn upsert_counters(
         ..
     } = deltas;
     sqlx::query(
-        "INSERT INTO event_counts (application, category, name, events) \
-         SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::bigint[]) \
-         ON CONFLICT (application, category, name) DO UPDATE SET \
-         events = event_counts.events + excluded.events",
+        "WITH c AS (\
+           INSERT INTO event_counts (application, category, name, events) \
+           SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::bigint[]) \
+           ON CONFLICT (application, category, name) DO UPDATE SET \
+           events = event_counts.events + excluded.events), \
+         h AS (\
+           INSERT INTO event_hours (hour, application, category, name, events) \
+           SELECT * FROM UNNEST($5::bigint[], $6::text[], $7::text[], $8::text[], \
+           $9::bigint[]) \
+           ON CONFLICT (hour, application, category, name) DO UPDATE SET \
+           events = event_hours.events + excluded.events) \
+         INSERT INTO event_buckets (width, bucket, application, category, name, events) \
+         SELECT * FROM UNNEST($10::bigint[], $11::bigint[], $12::text[], $13::text[], \
+         $14::text[], $15::bigint[]) \
+         ON CONFLICT (width, bucket, application, category, name) DO UPDATE SET \
+         events = event_buckets.events + excluded.events",
     )
     .bind(totals.keys().map(|k| k.0).collect::<Vec<_>>())
     .bind(totals.keys().map(|k| k.1).collect::<Vec<_>>())
     .bind(totals.keys().map(|k| k.2).collect::<Vec<_>>())
     .bind(totals.values().copied().collect::<Vec<_>>())
-    .execute(&mut *conn)
-    .await?;
-
-    sqlx::query(
-        "INSERT INTO event_hours (hour, application, category, name, events) \
-         SELECT * FROM UNNEST($1::bigint[], $2::text[], $3::text[], $4::text[], $5::bigint[]) \
-         ON CONFLICT (hour, application, category, name) DO UPDATE SET \
-         events = event_hours.events + excluded.events",
-    )
     .bind(hours.keys().map(|k| k.0).collect::<Vec<_>>())
     .bind(hours.keys().map(|k| k.1.0).collect::<Vec<_>>())
     .bind(hours.keys().map(|k| k.1.1).collect::<Vec<_>>())
     .bind(hours.keys().map(|k| k.1.2).collect::<Vec<_>>())
     .bind(hours.values().copied().collect::<Vec<_>>())
-    .execute(&mut *conn)
-    .await?;
-
-    sqlx::query(
-        "INSERT INTO event_buckets (width, bucket, application, category, name, events) \
-         SELECT * FROM UNNEST($1::bigint[], $2::bigint[], $3::text[], $4::text[], \
-         $5::text[], $6::bigint[]) \
-         ON CONFLICT (width, bucket, application, category, name) DO UPDATE SET \
-         events = event_buckets.events + excluded.events",
-    )
     .bind(buckets.keys().map(|k| k.0).collect::<Vec<_>>())
     .bind(buckets.keys().map(|k| k.1).collect::<Vec<_>>())
     .bind(buckets.keys().map(|k| k.2.0).collect::<Vec<_>>())
