@@ -264,6 +264,16 @@ fn private_dir(dir: &std::path::Path) -> std::io::Result<()> {
     builder.create(dir)
 }
 
+/// A queue dropped without [`Queue::close`] (a test, an aborted start) takes no more
+/// appends: the store task stores what the journal holds and ends, so its thread
+/// does not outlive the queue.
+impl Drop for JournalQueue {
+    fn drop(&mut self) {
+        self.shared.writer_done.store(true, Ordering::Release);
+        self.shared.appended.notify_one();
+    }
+}
+
 #[async_trait]
 impl Queue for JournalQueue {
     async fn enqueue(&self, messages: Vec<Message>) -> Result<(), QueueError> {
