@@ -48,12 +48,13 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use tokio::sync::{Notify, mpsc, oneshot};
+use tokio::task::JoinHandle;
 
 use super::{Queue, QueueError};
 use crate::message::Message;
 use crate::store::Store;
 use appender::{Appender, Command, GroupWriter, Job, create_segment, group_writer, lock};
-use store_task::StoreRunner;
+use store_task::store_loop;
 
 /// A new segment is started once the current one is this big (by default).
 pub const SEGMENT_BYTES: u64 = 64 * 1024 * 1024;
@@ -115,7 +116,7 @@ pub struct JournalQueue {
     shared: Arc<Shared>,
     /// Set under the appender's lock, so no append can follow it.
     closed: AtomicBool,
-    store_task: Mutex<Option<StoreRunner>>,
+    store_task: tokio::sync::Mutex<Option<JoinHandle<()>>>,
     max_bytes: u64,
     _lock: File,
 }
@@ -123,8 +124,7 @@ pub struct JournalQueue {
 impl JournalQueue {
     /// Opens the journal in `config.dir` (taking its lock, so two servers cannot
     /// share it), counts what an earlier process left unstored, and starts the writer
-    /// thread and the store task (on a thread of its own with SQLite, else on the
-    /// current runtime).
+    /// thread and the store task on the current runtime.
     pub fn open(store: Store, config: JournalConfig) -> anyhow::Result<Self> {
         use anyhow::Context;
         private_dir(&config.dir)
@@ -192,18 +192,18 @@ impl JournalQueue {
         } else {
             None
         };
-        let stored = StoreRunner::start(
+        let stored = tokio::spawn(store_loop(
             store.clone(),
             Arc::clone(&shared),
             config.clone(),
             first.unwrap_or(seq),
-        )?;
+        ));
         Ok(Self {
             appender,
             group,
             shared,
             closed: AtomicBool::new(false),
-            store_task: Mutex::new(Some(stored)),
+            store_task: tokio::sync::Mutex::new(Some(stored)),
             max_bytes: config.max_bytes,
             _lock: lock,
         })
@@ -262,16 +262,6 @@ fn private_dir(dir: &std::path::Path) -> std::io::Result<()> {
         builder.mode(0o700);
     }
     builder.create(dir)
-}
-
-/// A queue dropped without [`Queue::close`] (a test, an aborted start) takes no more
-/// appends: the store task stores what the journal holds and ends, so its thread
-/// does not outlive the queue.
-impl Drop for JournalQueue {
-    fn drop(&mut self) {
-        self.shared.writer_done.store(true, Ordering::Release);
-        self.shared.appended.notify_one();
-    }
 }
 
 #[async_trait]
@@ -337,9 +327,8 @@ impl Queue for JournalQueue {
                 "the journal cannot be written (disk full or I/O error)".into(),
             ));
         }
-        if lock(&self.store_task)
-            .as_ref()
-            .is_none_or(StoreRunner::is_finished)
+        if let Ok(task) = self.store_task.try_lock()
+            && task.as_ref().is_none_or(JoinHandle::is_finished)
         {
             return Err(QueueError::Unavailable(
                 "the journal's store task has stopped".into(),
@@ -371,7 +360,7 @@ impl Queue for JournalQueue {
         // No append can follow: the store task may finish once it has stored all.
         self.shared.writer_done.store(true, Ordering::Release);
         self.shared.appended.notify_one();
-        let Some(stored) = lock(&self.store_task).take() else {
+        let Some(stored) = self.store_task.lock().await.take() else {
             return;
         };
         let backlog = self.shared.backlog.load(Ordering::Acquire);
@@ -381,8 +370,8 @@ impl Queue for JournalQueue {
                 "storing the journal's backlog before exit"
             );
         }
-        if !stored.join().await {
-            tracing::error!("journal store task panicked");
+        if let Err(e) = stored.await {
+            tracing::error!(error = %e, "journal store task panicked");
         }
     }
 }

@@ -1,6 +1,5 @@
 //! The store task: takes the reader's batches in order, writes them to the store, and
-//! deletes each segment once everything in it is stored. With SQLite it runs on a
-//! thread of its own, `eye-store` ([`StoreRunner`]).
+//! deletes each segment once everything in it is stored.
 
 use std::fs;
 use std::path::Path;
@@ -17,65 +16,6 @@ use crate::backoff::Backoff;
 use crate::metrics::names;
 use crate::sink::{Groups, write_with_fallback};
 use crate::store::Store;
-
-/// Where the store task runs.
-pub(super) enum StoreRunner {
-    /// With SQLite: on its own thread, `eye-store`, with a single-threaded Tokio
-    /// runtime (whose blocking threads, the reader's file reads, have the same name).
-    /// Decoding and storing then never take the request handlers' runtime threads, and
-    /// the CPU of the store side can be told from the ack path's per thread (bench/run
-    /// reads `/proc/PID/task/*/stat` by thread name; issue 18). SQLite's connections
-    /// run on threads of their own and talk over channels, so the store may be used
-    /// from any runtime.
-    Thread(std::thread::JoinHandle<()>),
-    /// With PostgreSQL: on the server's runtime. A pooled connection's socket belongs
-    /// to the runtime that opened it, and the thread's runtime ends with the queue.
-    Task(tokio::task::JoinHandle<()>),
-}
-
-impl StoreRunner {
-    /// Starts the store task for `store` (see [`store_loop`]).
-    pub(super) fn start(
-        store: Store,
-        shared: Arc<Shared>,
-        config: JournalConfig,
-        seq: u64,
-    ) -> std::io::Result<Self> {
-        if store.backend_name() != "sqlite" {
-            return Ok(Self::Task(tokio::spawn(store_loop(
-                store, shared, config, seq,
-            ))));
-        }
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .thread_name("eye-store")
-            .build()?;
-        let thread = std::thread::Builder::new()
-            .name("eye-store".into())
-            .spawn(move || runtime.block_on(store_loop(store, shared, config, seq)))?;
-        Ok(Self::Thread(thread))
-    }
-
-    /// Whether the store task has ended (it ends only once the queue is closed, or
-    /// by a panic).
-    pub(super) fn is_finished(&self) -> bool {
-        match self {
-            Self::Thread(t) => t.is_finished(),
-            Self::Task(t) => t.is_finished(),
-        }
-    }
-
-    /// Waits for the store task to end; `false` if it panicked.
-    pub(super) async fn join(self) -> bool {
-        match self {
-            Self::Thread(t) => matches!(
-                tokio::task::spawn_blocking(move || t.join()).await,
-                Ok(Ok(()))
-            ),
-            Self::Task(t) => t.await.is_ok(),
-        }
-    }
-}
 
 /// The store task: stores what the reader hands it, in order, and deletes each
 /// segment once everything in it is stored. Ends once the queue is closed and
