@@ -586,10 +586,13 @@ async fn erasing_needs_the_admin_scope_which_older_keys_do_not_gain() {
     let admin =
         crate::helpers::create_key(store, "ops", eye_server::store::Scopes::ADMIN_ONLY).await;
     let old = crate::helpers::create_key(store, "old", eye_server::store::Scopes::ALL).await;
-    sqlx::query("UPDATE applications SET scopes = 'ingest,query' WHERE name = 'old'")
-        .execute(store.pool().unwrap())
-        .await
-        .unwrap();
+    let demote = "UPDATE applications SET scopes = 'ingest,query' WHERE name = 'old'";
+    match (store.pool(), store.pg_pool()) {
+        (Some(pool), _) => sqlx::query(demote).execute(pool).await.map(drop),
+        (None, Some(pool)) => sqlx::query(demote).execute(pool).await.map(drop),
+        (None, None) => panic!("a store with neither pool"),
+    }
+    .unwrap();
     let (admin, old) = (Client::new(&admin), Client::new(&old));
     let url = format!("{}/sessions/abc", app.base);
 
