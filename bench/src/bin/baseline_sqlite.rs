@@ -1,6 +1,6 @@
 //! `baseline-sqlite`: the machine's limit for storing events, for `bench/run`.
 //!
-//! Applies the project's own migrations (`eye-server/migrations`, read at run time) to
+//! Applies the project's own migrations (`eye-server/migrations/sqlite`, read at run time) to
 //! a fresh SQLite file, then inserts `--rows` synthetic events into its `events` table
 //! with raw multi-row `INSERT`s (`--insert-rows` rows per statement, `--tx-rows` rows
 //! per transaction), WAL and `synchronous=NORMAL` as the server uses. Prints the rate
@@ -36,7 +36,7 @@ struct Args {
     #[arg(long)]
     database: PathBuf,
     /// The migrations folder to apply first.
-    #[arg(long, default_value = "eye-server/migrations")]
+    #[arg(long, default_value = "eye-server/migrations/sqlite")]
     migrations: PathBuf,
     /// The table to insert into.
     #[arg(long, default_value = "events")]
