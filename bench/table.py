@@ -50,6 +50,7 @@ ROWS = [
     ("2s. static body: redis-server CPU per request (The Eye)", "redis_single_static_redis_cpu_us", "µs", "base_xadd_static_redis_cpu_us", ""),
     ("3. batches of 100, embedded (accepted)", "emb_batch_eps", "events/s", "base_sqlite_rows", ""),
     ("3. batches of 100, p99 per request", "emb_batch_p99", "ms", None, ""),
+    ("3. batches of 100, ack path CPU per accepted event (store threads apart)", "emb_batch_ack_cpu_us", "µs", None, ""),
     ("4. end-to-end, embedded (batches)", "emb_e2e_eps", "events/s", "base_sqlite_rows", ">= 0.80"),
     ("4. end-to-end, Redis (batches)", "redis_e2e_eps", "events/s", "base_sqlite_rows", ">= 0.80"),
     ("4. embedded process CPU per event", "emb_e2e_cpu_us", "µs", None, ""),
