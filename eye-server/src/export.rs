@@ -28,6 +28,8 @@
 //! assert_eq!(CSV_COLUMNS[0], "id");
 //! ```
 
+use std::borrow::Cow;
+
 use eye_core::{EventQuery, PageLimits, Payload, QueryError, StoredEvent, format_timestamp};
 
 use crate::store::{EventKey, Store, StoreError};
@@ -245,43 +247,47 @@ fn write_csv(header: bool, events: &[StoredEvent], out: &mut Vec<u8>) -> Result<
         writer.write_record(CSV_COLUMNS).map_err(csv_error)?;
     }
     for event in events {
-        writer.write_record(csv_row(event)?).map_err(csv_error)?;
+        writer
+            .write_record(csv_row(event)?.iter().map(|c| c.as_bytes()))
+            .map_err(csv_error)?;
     }
     writer
         .flush()
         .map_err(|e| ExportError::Encode(e.to_string()))
 }
 
-/// One event's cells, in [`CSV_COLUMNS`] order, with the strings its JSON has.
-fn csv_row(event: &StoredEvent) -> Result<[String; 12], ExportError> {
+/// One event's cells, in [`CSV_COLUMNS`] order, with the strings its JSON has
+/// (borrowed where the event holds them as they are written).
+fn csv_row(event: &StoredEvent) -> Result<[Cow<'_, str>; 12], ExportError> {
     let t = event.event_type();
     let p = &event.payload;
     let (element, form) = match p {
-        Payload::PageView(_) => (String::new(), String::new()),
-        Payload::CtaClick(c) => (c.element.as_str().to_owned(), String::new()),
+        Payload::PageView(_) => (Cow::Borrowed(""), Cow::Borrowed("")),
+        Payload::CtaClick(c) => (Cow::Borrowed(c.element.as_str()), Cow::Borrowed("")),
         Payload::FormSubmit(f) => (
-            String::new(),
-            serde_json::to_string(f.form.as_map())
-                .map_err(|e| ExportError::Encode(e.to_string()))?,
+            Cow::Borrowed(""),
+            Cow::Owned(
+                serde_json::to_string(f.form.as_map())
+                    .map_err(|e| ExportError::Encode(e.to_string()))?,
+            ),
         ),
     };
     Ok([
-        event.id.to_string(),
-        event.session_id.as_str().to_owned(),
-        t.category().to_owned(),
-        t.name().to_owned(),
-        p.host().as_str().to_owned(),
-        p.path().as_str().to_owned(),
+        Cow::Owned(event.id.to_string()),
+        Cow::Borrowed(event.session_id.as_str()),
+        Cow::Borrowed(t.category()),
+        Cow::Borrowed(t.name()),
+        Cow::Borrowed(p.host().as_str()),
+        Cow::Borrowed(p.path().as_str()),
         element,
         form,
-        format_timestamp(&event.timestamp),
-        event.application.clone(),
-        format_timestamp(&event.received_at),
+        Cow::Owned(format_timestamp(&event.timestamp)),
+        Cow::Borrowed(event.application.as_str()),
+        Cow::Owned(format_timestamp(&event.received_at)),
         event
             .client_timestamp
             .as_ref()
-            .map(format_timestamp)
-            .unwrap_or_default(),
+            .map_or(Cow::Borrowed(""), |t| Cow::Owned(format_timestamp(t))),
     ])
 }
 
