@@ -1,11 +1,12 @@
 //! The command line: `serve` (default), `worker`, `replay-dead-letters`, `erase`,
-//! `migrate`, `apps`, `schema`, `openapi`. Parsing and dispatch only: what `serve` and `worker`
+//! `export`, `migrate`, `apps`, `schema`, `openapi`. Parsing and dispatch only: what `serve` and `worker`
 //! start is [`crate::wiring`]'s.
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::auth::{create_app_with_key, create_publishable_app, parse_origin};
 use crate::config::{ServeConfig, StoreConfig};
+use crate::export::ExportFormat;
 use crate::store::{Retention, Scopes};
 use crate::wiring;
 
@@ -54,6 +55,10 @@ pub enum Command {
     /// letters; its events that arrive later are dropped for 30 days. Prints what was
     /// removed as JSON.
     Erase(Box<EraseArgs>),
+    /// Export every event matching the filters (those of `GET /events`) as NDJSON or
+    /// CSV, newest first, reading the store directly; the same bytes as
+    /// `GET /events/export`. Progress and a summary go to stderr.
+    Export(Box<ExportArgs>),
     /// Apply the database migrations and exit.
     Migrate(StoreConfig),
     /// Manage applications and their API keys.
@@ -81,6 +86,59 @@ pub struct EraseArgs {
     /// Where the store, the journal and Redis are.
     #[command(flatten)]
     pub config: ServeConfig,
+}
+
+/// `export`: the format, the filters of `GET /events`, where to write, and the store.
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// Output format: `ndjson` (one event's JSON per line) or `csv` (a header row,
+    /// then one row per event).
+    #[arg(long, value_enum, default_value_t = ExportFormat::Ndjson)]
+    pub format: ExportFormat,
+    /// Only this session's events.
+    #[arg(long)]
+    pub session_id: Option<String>,
+    /// Only this category (`page_interaction`, `form_interaction`).
+    #[arg(long)]
+    pub category: Option<String>,
+    /// Only this name (`page_view`, `cta_click`, `submit`).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Only events sent by this application.
+    #[arg(long)]
+    pub application: Option<String>,
+    /// Earliest instant included: a date (its first microsecond) or a date-time.
+    #[arg(long)]
+    pub start_time: Option<String>,
+    /// Latest instant included: a date (the whole day) or a date-time.
+    #[arg(long)]
+    pub end_time: Option<String>,
+    /// Write to FILE instead of stdout. The export goes to a temporary file beside it
+    /// (`.FILE.partial`), renamed to FILE only once complete: a failed or interrupted
+    /// export leaves no partial file, and an existing FILE stays as it was.
+    #[arg(long, short, value_name = "FILE")]
+    pub output: Option<std::path::PathBuf>,
+    /// The database.
+    #[command(flatten)]
+    pub store: StoreConfig,
+}
+
+impl ExportArgs {
+    /// The filters as URL query pairs, for the query model's own parser (the same
+    /// rules and messages as `GET /events`).
+    pub fn filter_pairs(&self) -> Vec<(&'static str, &str)> {
+        [
+            ("session_id", &self.session_id),
+            ("category", &self.category),
+            ("name", &self.name),
+            ("application", &self.application),
+            ("start_time", &self.start_time),
+            ("end_time", &self.end_time),
+        ]
+        .into_iter()
+        .filter_map(|(k, v)| v.as_deref().map(|v| (k, v)))
+        .collect()
+    }
 }
 
 /// Where the `apps` commands find the database. Global within `apps`, so both
@@ -234,6 +292,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Some(Command::Worker(config)) => wiring::run_worker(*config).await,
         Some(Command::ReplayDeadLetters(config)) => wiring::replay_dead_letters(*config).await,
         Some(Command::Erase(args)) => wiring::erase(&args.session, &args.config).await,
+        Some(Command::Export(args)) => wiring::export(&args).await,
         Some(Command::Migrate(store)) => {
             wiring::open_store_url(&store.database_url).await?;
             eprintln!(
@@ -391,6 +450,41 @@ mod tests {
             };
             assert_eq!(store.database_url, "sqlite://x.db");
         }
+    }
+
+    #[test]
+    fn export_takes_the_filters_of_get_events_as_flags() {
+        let cli = Cli::try_parse_from([
+            "eye-server",
+            "export",
+            "--format",
+            "csv",
+            "--category",
+            "page_interaction",
+            "--start-time",
+            "2022-01-01",
+            "-o",
+            "out.csv",
+            "--database-url",
+            "sqlite://x.db",
+        ])
+        .unwrap();
+        let Some(Command::Export(args)) = cli.command else {
+            panic!("not export")
+        };
+        assert_eq!(args.format, ExportFormat::Csv);
+        assert_eq!(
+            args.filter_pairs(),
+            [
+                ("category", "page_interaction"),
+                ("start_time", "2022-01-01")
+            ]
+        );
+        assert_eq!(
+            args.output.as_deref(),
+            Some(std::path::Path::new("out.csv"))
+        );
+        assert_eq!(args.store.database_url, "sqlite://x.db");
     }
 
     #[test]

@@ -22,6 +22,7 @@
 //!
 //! ```text
 //! cli -> wiring -> server -> routes, web, openapi -> state, auth, error
+//!                  wiring, routes -> export -> store
 //!                  wiring, routes -> lifecycle -> store, queue (journal), streams
 //!                  wiring -> queue, worker -> sink -> store -> message
 //!                            queue (redis), worker -> streams
@@ -41,6 +42,8 @@
 //! - [`auth`]: API keys and request authentication; its extractors work on any state
 //!   that implements [`auth::HasAuthenticator`].
 //! - [`error`]: [`error::ApiError`], the one error type handlers return.
+//! - [`export`]: every event matching a query as NDJSON or CSV, page by page; what
+//!   `GET /events/export` streams and `eye-server export` writes.
 //! - [`queue`]: the [`queue::Queue`] trait (the producer side) and its
 //!   implementations: the journal (default), the group-commit writer and Redis.
 //! - [`worker`]: the Redis worker, the consumer side: moves stream entries into the
@@ -66,6 +69,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod error;
+pub mod export;
 pub mod lifecycle;
 pub(crate) mod memory;
 pub mod message;

@@ -16,14 +16,18 @@
 //! ```
 
 use std::future::Future;
+use std::io::Write;
 use std::sync::Arc;
 
 use anyhow::Context;
+use eye_core::EventQuery;
 use tokio::net::TcpListener;
 
 use crate::auth::{Authenticator, create_app_with_key};
+use crate::cli::ExportArgs;
 use crate::clock::{SharedClock, SystemClock};
 use crate::config::{AckAfter, ServeConfig};
+use crate::export::Export;
 use crate::lifecycle::RetentionTask;
 use crate::queue::Queue;
 use crate::queue::embedded::{EmbeddedConfig, EmbeddedQueue};
@@ -32,7 +36,7 @@ use crate::queue::metered::MeteredQueue;
 use crate::queue::redis::{RedisQueue, RedisQueueConfig};
 use crate::ratelimit::Limiter;
 use crate::state::{AppState, Services};
-use crate::store::{Scopes, Store};
+use crate::store::{Scopes, Store, Synchronous};
 use crate::streams::{Keys, connect};
 use crate::worker::{Worker, WorkerConfig, WorkerHandle};
 
@@ -292,6 +296,119 @@ pub async fn erase(session_id: &str, config: &ServeConfig) -> anyhow::Result<()>
     let erased = erased?;
     println!("{}", serde_json::to_string(&erased)?);
     Ok(())
+}
+
+/// `eye-server export`: every event matching the filters, written to `--output` (by
+/// way of a temporary file beside it, renamed once complete) or to stdout, with a
+/// progress line on stderr every few seconds and a summary at the end.
+pub async fn export(args: &ExportArgs) -> anyhow::Result<()> {
+    let query = EventQuery::from_pairs(args.filter_pairs(), &eye_core::PageLimits::default())
+        .map_err(|e| anyhow::anyhow!("--{}: {}", e.parameter.replace('_', "-"), e.message))?;
+    let url = &args.store.database_url;
+    let synchronous = args.store.sqlite_synchronous.unwrap_or(Synchronous::Normal);
+    let store = Store::open_configured(url, synchronous, args.store.pg_pool())
+        .await
+        .with_context(|| format!("opening the store at {}", redact(url)))?;
+    let mut export = Export::new(store.clone(), query, args.format);
+    let mut progress = Progress::new();
+    let written = match &args.output {
+        None => {
+            let mut out = std::io::BufWriter::with_capacity(1 << 16, std::io::stdout());
+            async {
+                let bytes =
+                    interruptible(export.write_all(&mut out, |e, _| progress.tick(e))).await?;
+                out.flush()?;
+                anyhow::Ok(bytes)
+            }
+            .await
+        }
+        Some(path) => write_file(&mut export, path, &mut progress).await,
+    };
+    store.close().await;
+    let bytes = written?;
+    progress.finish(export.events(), bytes, args.output.as_deref());
+    Ok(())
+}
+
+/// Writes `export` to a temporary file beside `path`, then renames it to `path`; on
+/// any failure (or Ctrl-C) the temporary file is removed and `path` is untouched.
+async fn write_file(
+    export: &mut Export,
+    path: &std::path::Path,
+    progress: &mut Progress,
+) -> anyhow::Result<u64> {
+    let name = path
+        .file_name()
+        .with_context(|| format!("--output {} names no file", path.display()))?;
+    let partial = path.with_file_name(format!(".{}.partial", name.to_string_lossy()));
+    let file = std::fs::File::create(&partial)
+        .with_context(|| format!("creating {}", partial.display()))?;
+    let mut out = std::io::BufWriter::with_capacity(1 << 16, file);
+    let result = async {
+        let bytes = interruptible(export.write_all(&mut out, |e, _| progress.tick(e))).await?;
+        let file = out.into_inner().map_err(|e| e.into_error())?;
+        file.sync_all()?;
+        std::fs::rename(&partial, path)
+            .with_context(|| format!("renaming {} to {}", partial.display(), path.display()))?;
+        anyhow::Ok(bytes)
+    }
+    .await;
+    if result.is_err() {
+        let _ = std::fs::remove_file(&partial);
+    }
+    result
+}
+
+/// `work`, or an error when Ctrl-C (or SIGTERM) comes first.
+async fn interruptible<T>(
+    work: impl Future<Output = Result<T, crate::export::ExportError>>,
+) -> anyhow::Result<T> {
+    tokio::select! {
+        r = work => Ok(r?),
+        () = crate::server::shutdown_signal() => anyhow::bail!("interrupted"),
+    }
+}
+
+/// The progress lines of `eye-server export` on stderr: one every few seconds (count
+/// and rate), and a summary at the end.
+struct Progress {
+    start: std::time::Instant,
+    last: std::time::Instant,
+}
+
+impl Progress {
+    const EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+
+    fn new() -> Self {
+        let now = std::time::Instant::now();
+        Self {
+            start: now,
+            last: now,
+        }
+    }
+
+    fn rate(&self, events: u64) -> f64 {
+        events as f64 / self.start.elapsed().as_secs_f64().max(1e-3)
+    }
+
+    fn tick(&mut self, events: u64) {
+        if self.last.elapsed() >= Self::EVERY {
+            self.last = std::time::Instant::now();
+            eprintln!(
+                "export: {events} events so far, {:.0} events/s",
+                self.rate(events)
+            );
+        }
+    }
+
+    fn finish(&self, events: u64, bytes: u64, output: Option<&std::path::Path>) {
+        let to = output.map_or_else(|| "stdout".to_owned(), |p| p.display().to_string());
+        eprintln!(
+            "export: {events} events, {bytes} bytes to {to} in {:.1} s ({:.0} events/s)",
+            self.start.elapsed().as_secs_f64(),
+            self.rate(events)
+        );
+    }
 }
 
 /// Creates the `default` application on the very first start and prints its key.

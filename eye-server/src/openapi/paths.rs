@@ -144,6 +144,14 @@ fn filter(examples: &[&str]) -> Value {
 }
 
 fn event_query_params() -> Vec<Value> {
+    let mut params = event_filter_params();
+    params.extend(page_params());
+    params.push(cursor_param("newest first, ties by id"));
+    params
+}
+
+/// The filters of `GET /events` (and of its export): everything but paging.
+fn event_filter_params() -> Vec<Value> {
     let categories: Vec<&str> = {
         let mut c: Vec<&str> = EventType::ALL.iter().map(|t| t.category()).collect();
         c.dedup();
@@ -173,8 +181,6 @@ fn event_query_params() -> Vec<Value> {
         ),
     ];
     params.extend(time_params());
-    params.extend(page_params());
-    params.push(cursor_param("newest first, ties by id"));
     params
 }
 
@@ -292,6 +298,38 @@ fn get_events() -> Value {
             ("200", browsable("One page of events.", schema_ref("EventPage"))),
             ("400", error(MALFORMED_QUERY)),
             ("404", error("A page past the end, or not a page number: `{\"detail\": \"Invalid page.\"}`.")),
+        ], true)
+    })
+}
+
+fn export_events() -> Value {
+    let mut params = vec![query_param(
+        "format",
+        "`ndjson` (the default): one event per line, each the JSON object `GET /events` lists. `csv`: a header row, then one row per event; columns `id`, `session_id`, `category`, `name`, `data.host`, `data.path`, `data.element`, `data.form` (the form as JSON text), `timestamp`, `application`, `received_at`, `client_timestamp`, a cell empty when the field does not apply.",
+        json!({"anyOf": [{"enum": ["ndjson", "csv"]}, {"const": ""}], "default": "ndjson"}),
+    )];
+    params.extend(event_filter_params());
+    let ndjson_example = "{\"id\":\"0190a3f0-8c2e-7cc3-8d4e-2b1a3f5e6d7c\",\"session_id\":\"123\",\"category\":\"page_interaction\",\"name\":\"page_view\",\"data\":{\"host\":\"www.consumeraffairs.com\",\"path\":\"/\"},\"timestamp\":\"2022-01-01T00:00:00.000000Z\",\"application\":\"shop\",\"received_at\":\"2022-01-01T00:00:01.000000Z\"}\n";
+    let csv_example = "id,session_id,category,name,data.host,data.path,data.element,data.form,timestamp,application,received_at,client_timestamp\n0190a3f0-8c2e-7cc3-8d4e-2b1a3f5e6d7c,123,page_interaction,page_view,www.consumeraffairs.com,/,,,2022-01-01T00:00:00.000000Z,shop,2022-01-01T00:00:01.000000Z,\n";
+    let mut ok = json!({
+        "description": "Every matching event. The body is streamed as the store is read; a store failure after it started cuts the transfer off (no final chunk), so an export that ends normally is complete.",
+        "content": {
+            "application/x-ndjson": {"schema": {"type": "string"}, "example": ndjson_example},
+            "text/csv": {"schema": {"type": "string"}, "example": csv_example}
+        }
+    });
+    ok["headers"] = json!({"Content-Disposition": {"description": "`attachment; filename=\"events-<UTC time>.ndjson\"` (or `.csv`).", "schema": {"type": "string"}}});
+    json!({
+        "tags": ["query"],
+        "operationId": "exportEvents",
+        "summary": "Export every matching event as NDJSON or CSV, newest first",
+        "description": format!("Takes the filters of `GET /events` and answers every event they match, in the order of `GET /events` (newest first, ties by id), streamed page by page in constant memory: the same as walking `GET /events?cursor=` to the end. Events stored while it runs never make it repeat or skip an event; they are included when their position is still ahead of the walk (older than the last event sent). `page`, `page_size` and `cursor` are refused (`unsupported_parameter`): an export has no pages. Compressed with `Accept-Encoding: gzip`. `eye-server export` writes the same bytes from the command line. {SECURED}"),
+        "security": security(),
+        "parameters": params,
+        "responses": responses(vec![
+            ("200", ok),
+            ("400", error("`invalid_query`: a malformed filter or format (`details.code` `invalid_format`), a parameter given twice (`repeated_parameter`), `start_time` later than `end_time` (`invalid_time_range`), or `page`, `page_size` or `cursor` (`unsupported_parameter`); `details.parameter` names it.")),
+            ("503", error("The store is busy or unreachable before the export started (`unavailable`); retry after `Retry-After` seconds.")),
         ], true)
     })
 }
@@ -442,6 +480,7 @@ pub fn paths() -> Value {
         "/events": {"post": post_events(), "get": get_events(), "options": preflight_events()},
         "/events/": {"post": alias(post_events(), "/events"), "get": alias(get_events(), "/events"),
             "options": alias(preflight_events(), "/events")},
+        "/events/export": {"get": export_events()},
         "/events/{id}": {"get": get_event()},
         "/sessions/{session_id}": {"get": get_session(), "delete": erase_session()},
         "/sessions/{session_id}/events": {"get": get_session_events()},

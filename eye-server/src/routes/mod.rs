@@ -5,6 +5,7 @@
 //! |---|---|---|
 //! | `POST /events`, `/events/` | ingest | 201, 400, 401, 403, 413, 415, 503 |
 //! | `GET /events`, `/events/` | query | 200, 400, 401, 403, 404 (`Invalid page.`) |
+//! | `GET /events/export` (NDJSON or CSV, streamed) | query | 200, 400, 401, 403, 503 |
 //! | `GET /events/{id}` | query | 200, 404 |
 //! | `GET /sessions/{session_id}` | query | 200, 404 |
 //! | `DELETE /sessions/{session_id}` | admin | 200, 503 |
@@ -26,6 +27,7 @@
 
 pub mod errors;
 pub mod events;
+pub mod export;
 pub mod health;
 pub mod ingest;
 pub mod listing;
@@ -56,6 +58,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(ingest::router())
         .merge(events::router())
+        .merge(export::router())
         .merge(sessions::router())
         .merge(errors::router())
         .merge(health::router())

@@ -153,6 +153,45 @@ fn push_bound(
     }
 }
 
+/// The position of an event in the `(timestamp, id)` order of the event listings:
+/// what a cursor holds, and where [`Store::events_after`] goes on from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EventKey {
+    /// The event's timestamp.
+    pub timestamp: chrono::DateTime<chrono::Utc>,
+    /// The event's id (the tie-break between events of one timestamp).
+    pub id: Uuid,
+}
+
+impl EventKey {
+    /// The position of `event`.
+    pub fn of(event: &StoredEvent) -> Self {
+        Self {
+            timestamp: event.timestamp,
+            id: event.id,
+        }
+    }
+}
+
+/// The events of one keyset read `r` under `plan`: the ids from the plan's index,
+/// then the rows by primary key, `limit` at most, in `r`'s index order.
+async fn keyset_events(
+    conn: &mut super::conn::Conn<'_>,
+    plan: &EventPlan,
+    r: &Read,
+    limit: Arg,
+) -> Result<Vec<StoredEvent>, StoreError> {
+    let f = match r.bound {
+        None => plan.filter(),
+        Some(bound) => bounded_filter(plan, conn.dialect(), bound),
+    };
+    let sql = plan.keyset_sql(conn.dialect(), r.descending, &f);
+    let mut args = f.args;
+    args.push(limit);
+    let rows: Vec<EventRow> = conn.fetch_all(&sql, &args).await?;
+    rows.into_iter().map(StoredEvent::try_from).collect()
+}
+
 /// The `(time, id)` of an errors-log entry as a cursor id, and back.
 pub(crate) fn error_id_of(id: u128) -> i64 {
     i64::try_from(id).unwrap_or(i64::MAX)
@@ -172,19 +211,53 @@ impl Store {
         let mut conn = held.conn();
         let count = count::count_events(&mut conn, &plan).await?;
         let r = read(true, query.cursor.as_ref());
-        let f = match r.bound {
-            None => plan.filter(),
-            Some(bound) => bounded_filter(&plan, conn.dialect(), bound),
-        };
-        let sql = plan.keyset_sql(conn.dialect(), r.descending, &f);
-        let mut args = f.args;
-        args.push(Read::limit(query.pagination.page_size));
-        let rows: Vec<EventRow> = conn.fetch_all(&sql, &args).await?;
-        let events = rows
-            .into_iter()
-            .map(StoredEvent::try_from)
-            .collect::<Result<Vec<_>, _>>()?;
+        let events = keyset_events(
+            &mut conn,
+            &plan,
+            &r,
+            Read::limit(query.pagination.page_size),
+        )
+        .await?;
         Ok(r.finish(count, events, query.pagination.page_size))
+    }
+
+    /// Up to `limit` events matching `query`'s filters (its paging is ignored), in the
+    /// order of `GET /events` (newest first, ties by id, descending), strictly after
+    /// `after` in that order (from the newest when `None`): the read a `next` cursor
+    /// makes, without the page's total and its snapshot transaction. An export walks
+    /// the whole listing with it, one page at a time, each page a single statement.
+    ///
+    /// ```
+    /// # tokio_test_block_on(async {
+    /// use eye_server::store::{EventKey, Store};
+    /// let store = Store::open("sqlite::memory:").await.unwrap();
+    /// let query = eye_core::EventQuery::new();
+    /// let page = store.events_after(&query, None, 1000).await.unwrap();
+    /// assert!(page.is_empty());
+    /// let after = page.last().map(EventKey::of);
+    /// assert!(store.events_after(&query, after, 1000).await.unwrap().is_empty());
+    /// # });
+    /// # fn tokio_test_block_on<F: std::future::Future>(f: F) -> F::Output {
+    /// #     tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(f)
+    /// # }
+    /// ```
+    pub async fn events_after(
+        &self,
+        query: &EventQuery,
+        after: Option<EventKey>,
+        limit: u32,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        let Some(plan) = EventPlan::new(query) else {
+            return Ok(Vec::new());
+        };
+        let mut held = self.reader().await?;
+        let mut conn = held.conn();
+        let r = Read {
+            bound: after.map(|k| ("<", to_micros(k.timestamp), k.id.as_u128())),
+            descending: true,
+            reversed: false,
+        };
+        keyset_events(&mut conn, &plan, &r, Arg::Int(i64::from(limit))).await
     }
 
     /// One page of a session's events, oldest first, read from `query.cursor`'s

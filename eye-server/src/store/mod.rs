@@ -64,7 +64,7 @@ use sqlx::postgres::{PgDatabaseError, PgPool};
 
 pub use apps::{AppRecord, NewApp, Retention, Scope, Scopes};
 pub use events::WriteOutcome;
-pub use keyset::KeysetPage;
+pub use keyset::{EventKey, KeysetPage};
 pub use lifecycle::{ERASED_KEPT_DAYS, Erased};
 pub use postgres::PgPoolSettings;
 pub use sqlite::Synchronous;

@@ -14,6 +14,7 @@ mod connections;
 mod cross_site;
 mod cursors;
 mod error_bounds;
+mod export;
 mod failures;
 mod helpers;
 mod ingest;

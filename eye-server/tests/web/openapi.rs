@@ -96,6 +96,20 @@ fn query_parameters_match_the_query_model() {
     assert_eq!(parameters(&doc["paths"]["/errors"]["get"]), from_model);
 }
 
+#[test]
+fn export_takes_the_filters_of_the_listing_and_a_format() {
+    let doc = document();
+    let mut expected = parameters(&doc["paths"]["/events"]["get"]);
+    for paging in ["page", "page_size", "cursor"] {
+        assert!(expected.remove(paging), "{paging}");
+    }
+    expected.insert("format".into());
+    let export = &doc["paths"]["/events/export"]["get"];
+    assert_eq!(parameters(export), expected);
+    let ok = export["responses"]["200"]["content"].as_object().unwrap();
+    assert!(ok.contains_key("application/x-ndjson") && ok.contains_key("text/csv"));
+}
+
 /// `value` with every `$ref` to `from...` pointing at `to...` instead.
 fn with_refs(value: &Value, from: &str, to: &str) -> Value {
     match value {

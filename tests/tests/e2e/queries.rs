@@ -87,7 +87,14 @@ async fn streams_follow_every_page() {
         .await
         .unwrap();
 
+    let exported: Vec<StoredEvent> = client
+        .export(&EventQuery::new().session("carol").page_size(5))
+        .try_collect()
+        .await
+        .unwrap();
+
     assert_eq!(all.len(), 23);
+    assert_eq!(exported, all, "the export is the cursor walk");
     assert_eq!(timeline.len(), 23);
     assert!(
         timeline
