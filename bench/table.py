@@ -172,6 +172,8 @@ ROWS = [
     ("9. PostgreSQL query: events since an instant p99", "pgq_since_p99", "ms", None, "< 5 ms"),
     ("9. PostgreSQL query: /sessions/{id}/events", "pgq_session_events_rps", "req/s", None, ""),
     ("9. PostgreSQL query: /sessions/{id}/events p99", "pgq_session_events_p99", "ms", None, "< 5 ms"),
+    ("9. PostgreSQL query: cursor at the depth of page 10,000", "pgq_cursor_deep_rps", "req/s", None, ""),
+    ("9. PostgreSQL query: cursor at the depth of page 10,000 p99", "pgq_cursor_deep_p99", "ms", None, "< 5 ms"),
 ]
 
 
