@@ -124,6 +124,12 @@ pub struct HttpConfig {
     /// script names, so a site may pick its own, e.g. `/a1b2.js`.
     #[arg(long, env = "EYE_TRACKER_PATH", default_value = crate::routes::tracker::DEFAULT_TRACKER_PATH)]
     pub tracker_path: String,
+    /// On shutdown (SIGTERM, Ctrl-C), how long requests still being answered may run
+    /// before their connections are closed: a long export, or a client that stopped
+    /// reading. Nothing acknowledged depends on them (an ingest answered 2xx is
+    /// already queued); an ingest cut off before its answer is retried by its client.
+    #[arg(long, env = "EYE_SHUTDOWN_GRACE_SECS", default_value_t = 30)]
+    pub shutdown_grace_secs: u64,
     /// DANGER: accept requests without an API key (local demos only). Logs a warning at
     /// every start; events are recorded as application `anonymous`.
     #[arg(long, env = "EYE_INSECURE_NO_AUTH")]
@@ -134,6 +140,11 @@ impl HttpConfig {
     /// The request timeout as a duration.
     pub fn request_timeout(&self) -> Duration {
         Duration::from_secs(self.request_timeout_secs)
+    }
+
+    /// The shutdown grace period as a duration.
+    pub fn shutdown_grace(&self) -> Duration {
+        Duration::from_secs(self.shutdown_grace_secs)
     }
 }
 

@@ -88,6 +88,9 @@ where
     let cap = |n: u32| usize::try_from(n).unwrap_or(usize::MAX);
     let admission = Admission::new(cap(http.max_connections), cap(http.max_connections_per_ip));
     let mut shutdown = pin!(shutdown);
+    // Set when the grace period ends: every connection task still running drops its
+    // connection, which closes it.
+    let (cut_tx, cut_rx) = tokio::sync::watch::channel(false);
     loop {
         let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -119,15 +122,31 @@ where
         let connection =
             builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
         let connection = graceful.watch(connection);
+        let mut cut = cut_rx.clone();
         tokio::spawn(async move {
-            if let Err(e) = connection.await {
-                tracing::debug!(error = %e, "connection ended with an error");
+            tokio::select! {
+                ended = connection => if let Err(e) = ended {
+                    tracing::debug!(error = %e, "connection ended with an error");
+                },
+                _ = cut.wait_for(|cut| *cut) => {}
             }
             drop(slot);
         });
     }
     drop(listener);
-    graceful.shutdown().await;
+    // Idle connections close at once, answers in progress may finish; past the grace
+    // period (a long export, a client that stopped reading) they are closed.
+    let grace = http.shutdown_grace();
+    if tokio::time::timeout(grace, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            grace_secs = grace.as_secs(),
+            "closing the connections still answering after the shutdown grace period"
+        );
+        let _ = cut_tx.send(true);
+    }
     Ok(())
 }
 

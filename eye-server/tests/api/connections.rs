@@ -118,3 +118,33 @@ async fn headers_over_64_kib_are_refused_with_431() {
     );
     app.stop().await;
 }
+
+#[tokio::test]
+async fn shutdown_closes_a_request_still_running_after_the_grace_period() {
+    // Arrange: a request whose body never finishes, under a request timeout far longer
+    // than the test, and a shutdown grace period of one second.
+    let app = crate::helpers::spawn_app_with(|c| {
+        c.http.request_timeout_secs = 3_600;
+        c.http.shutdown_grace_secs = 1;
+    })
+    .await;
+    let addr: SocketAddr = app.base.trim_start_matches("http://").parse().unwrap();
+    let mut stalled = TcpStream::connect(addr).await.unwrap();
+    let head = format!(
+        "POST /events HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {}\r\n\
+         Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n{{\"id\":",
+        app.key
+    );
+    stalled.write_all(head.as_bytes()).await.unwrap();
+    // A health check on another connection answers, so the stalled request is being
+    // served (its handler waits for the rest of the body) when the shutdown begins.
+    assert_eq!(app.get("/healthz").await.status(), 200);
+
+    // Act: without the grace period, the shutdown would wait for the request timeout.
+    let stopped = tokio::time::timeout(Duration::from_secs(60), app.stop()).await;
+
+    // Assert: the server stopped, and the stalled connection was closed unanswered.
+    assert!(stopped.is_ok(), "the server waited past its grace period");
+    let answer = read_until_closed(&mut stalled, Duration::from_secs(30)).await;
+    assert_eq!(answer.as_deref(), Some(&b""[..]), "{answer:?}");
+}
