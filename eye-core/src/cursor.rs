@@ -298,6 +298,31 @@ mod tests {
     }
 
     #[test]
+    fn cursors_of_every_listing_and_direction_round_trip() {
+        for listing in [
+            CursorListing::Events,
+            CursorListing::SessionEvents,
+            CursorListing::Errors,
+        ] {
+            for direction in [Direction::Next, Direction::Previous] {
+                let c = Cursor::new(listing, direction, i64::MIN, 7, u64::MAX);
+                assert_eq!(
+                    Cursor::decode(&c.encode()),
+                    Ok(c),
+                    "{listing:?} {direction:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn the_cursor_parameter_is_empty_for_the_first_page_and_the_token_after() {
+        let c = sample();
+        assert_eq!(CursorParam::First.to_param(), "");
+        assert_eq!(CursorParam::At(c).to_param(), c.encode());
+    }
+
+    #[test]
     fn garbage_and_truncated_tokens_are_malformed() {
         let token = sample().encode();
         for bad in [
