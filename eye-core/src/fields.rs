@@ -351,6 +351,12 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_field_problem_displays_its_message_and_code() {
+        let p = FieldProblem::new(ErrorCode::MissingField, "no host");
+        assert_eq!(p.to_string(), "no host (missing_field)");
+    }
+
+    #[test]
     fn host_accepts_names_ips_and_ports() {
         for ok in [
             "www.consumeraffairs.com",

@@ -206,6 +206,24 @@ pub mod serde_micros {
 mod tests {
     use super::*;
 
+    #[test]
+    fn a_date_needs_both_dashes_and_only_digits() {
+        assert_eq!(
+            parse_date("2024-01-10"),
+            NaiveDate::from_ymd_opt(2024, 1, 10)
+        );
+        // `:` is the byte after `9`: read as a digit it would make day 10.
+        for bad in [
+            "2024-01-0:",
+            "2024-0:-10",
+            "2024x01-10",
+            "2024-01x10",
+            "2024-01-1",
+        ] {
+            assert_eq!(parse_date(bad), None, "{bad}");
+        }
+    }
+
     fn ts(s: &str) -> String {
         format_timestamp(&parse_timestamp(s).unwrap_or_else(|| panic!("{s} should parse")))
     }
