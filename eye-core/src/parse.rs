@@ -522,3 +522,15 @@ impl Collector {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_long_value_is_quoted_in_a_message_up_to_64_characters() {
+        let long = "é".repeat(100);
+        assert_eq!(truncate_for_message(&long), format!("{}…", "é".repeat(64)));
+        assert_eq!(truncate_for_message("short"), "short");
+    }
+}
