@@ -316,20 +316,13 @@ impl Store {
     /// revoked application keeps its first revocation time.
     pub async fn revoke_app(&self, name: &str) -> Result<(), StoreError> {
         let now = to_micros(truncate_to_micros(Utc::now()));
-        let found: Option<(i64,)> = self
-            .small_writer()
-            .await?
-            .conn()
-            .fetch_optional(
-                "UPDATE applications SET revoked_at = coalesce(revoked_at, ?) WHERE name = ? \
-                 RETURNING id",
-                &[Arg::Int(now), Arg::Text(name.to_owned())],
-            )
-            .await?;
-        match found {
-            Some(_) => Ok(()),
-            None => Err(StoreError::AppNotFound(name.to_owned())),
-        }
+        self.update_app(
+            name,
+            "UPDATE applications SET revoked_at = coalesce(revoked_at, ?) WHERE name = ? \
+             RETURNING id",
+            &[Arg::Int(now), Arg::Text(name.to_owned())],
+        )
+        .await
     }
 
     /// Sets (or, with `None`, removes) an application's rate limit in events per
@@ -345,16 +338,7 @@ impl Store {
                 vec![Arg::Text(name.to_owned())],
             ),
         };
-        let found: Option<(i64,)> = self
-            .small_writer()
-            .await?
-            .conn()
-            .fetch_optional(sql, &args)
-            .await?;
-        match found {
-            Some(_) => Ok(()),
-            None => Err(StoreError::AppNotFound(name.to_owned())),
-        }
+        self.update_app(name, sql, &args).await
     }
 
     /// Sets how long an application's events are kept; retention applies it at its
@@ -370,11 +354,17 @@ impl Store {
                 vec![Arg::Text(name.to_owned())],
             ),
         };
+        self.update_app(name, sql, &args).await
+    }
+
+    /// Runs `sql`, an `UPDATE applications ... WHERE name = ? RETURNING id`;
+    /// [`StoreError::AppNotFound`] when no application has that name.
+    async fn update_app(&self, name: &str, sql: &str, args: &[Arg]) -> Result<(), StoreError> {
         let found: Option<(i64,)> = self
             .small_writer()
             .await?
             .conn()
-            .fetch_optional(sql, &args)
+            .fetch_optional(sql, args)
             .await?;
         match found {
             Some(_) => Ok(()),
