@@ -845,14 +845,20 @@ fn time_param(t: DateTime<Utc>) -> String {
     t.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
 }
 
-/// The query shapes, in turn: (path and query, browser page?, statuses that are fine).
-fn query_shape(sh: &Shared, k: u64) -> (String, bool, &'static [u16]) {
+/// The most recent acknowledged session and event id, for reads that should find them.
+fn recent(sh: &Shared) -> (String, Uuid) {
     let session = sh.recent_session.lock().expect("not poisoned").clone();
     let id = sh
         .recent_id
         .lock()
         .expect("not poisoned")
         .unwrap_or_default();
+    (session, id)
+}
+
+/// The query shapes, in turn: (path and query, browser page?, statuses that are fine).
+fn query_shape(sh: &Shared, k: u64) -> (String, bool, &'static [u16]) {
+    let (session, id) = recent(sh);
     let now = Utc::now();
     let minute_ago = time_param(now - chrono::Duration::seconds(60));
     let hour_ago = time_param(now - chrono::Duration::hours(1));
@@ -928,12 +934,7 @@ fn query_shape(sh: &Shared, k: u64) -> (String, bool, &'static [u16]) {
 
 /// The browser pages, in turn.
 fn page_shape(sh: &Shared, k: u64) -> (String, bool, &'static [u16]) {
-    let session = sh.recent_session.lock().expect("not poisoned").clone();
-    let id = sh
-        .recent_id
-        .lock()
-        .expect("not poisoned")
-        .unwrap_or_default();
+    let (session, id) = recent(sh);
     const OK: &[u16] = &[200];
     const OK_OR_404: &[u16] = &[200, 404];
     match k % 7 {
