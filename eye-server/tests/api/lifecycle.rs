@@ -59,25 +59,16 @@ impl Client {
     }
 
     async fn get(&self, url: String) -> (u16, Value) {
-        let r = self
-            .http
-            .get(url)
-            .bearer_auth(&self.key)
-            .send()
-            .await
-            .unwrap();
-        let status = r.status().as_u16();
-        (status, r.json().await.unwrap_or(Value::Null))
+        self.send(self.http.get(url)).await
     }
 
     async fn delete(&self, url: String) -> (u16, Value) {
-        let r = self
-            .http
-            .delete(url)
-            .bearer_auth(&self.key)
-            .send()
-            .await
-            .unwrap();
+        self.send(self.http.delete(url)).await
+    }
+
+    /// Sends with this client's key: the status and the JSON body (null if none).
+    async fn send(&self, request: reqwest::RequestBuilder) -> (u16, Value) {
+        let r = request.bearer_auth(&self.key).send().await.unwrap();
         let status = r.status().as_u16();
         (status, r.json().await.unwrap_or(Value::Null))
     }
