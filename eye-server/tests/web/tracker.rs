@@ -206,30 +206,24 @@ impl Session {
 /// Events of application `web` in `session`, oldest first, read with the
 /// all-scopes key.
 async fn events_of(app: &RealApp, session: &str) -> Vec<Value> {
-    let page: Value = app
-        .client()
-        .get(format!(
-            "{}/sessions/{session}/events?page_size=100",
-            app.base
-        ))
-        .bearer_auth(&app.key)
-        .send()
+    results(app, &format!("/sessions/{session}/events?page_size=100"))
         .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    page["results"].as_array().cloned().unwrap_or_default()
+        .unwrap_or_default()
 }
 
 /// Every event of application `web`, newest first.
 async fn all_events(app: &RealApp) -> Vec<Value> {
+    results(app, "/events?application=web&page_size=1000")
+        .await
+        .expect("a listing")
+}
+
+/// The `results` of a listing read with the all-scopes key (`None` when the answer has
+/// none, e.g. a session not stored yet).
+async fn results(app: &RealApp, path_and_query: &str) -> Option<Vec<Value>> {
     let page: Value = app
         .client()
-        .get(format!(
-            "{}/events?application=web&page_size=1000",
-            app.base
-        ))
+        .get(format!("{}{path_and_query}", app.base))
         .bearer_auth(&app.key)
         .send()
         .await
@@ -237,7 +231,7 @@ async fn all_events(app: &RealApp) -> Vec<Value> {
         .json()
         .await
         .unwrap();
-    page["results"].as_array().cloned().unwrap()
+    page["results"].as_array().cloned()
 }
 
 /// Polls (at most 30 s) until `session` has `n` events; returns them.
