@@ -4,10 +4,11 @@
 //! (one bind per column, never a round trip per event).
 //!
 //! Concurrency: any number of writers may write the same ids and sessions at once.
-//! - Events go in with `ON CONFLICT (id) DO NOTHING RETURNING id`; only the returned
-//!   (really inserted) events bump sessions and counters. A writer racing on an id
-//!   that another transaction inserted waits for it; if that commits, the id is a
-//!   duplicate here.
+//! - Ids go into `event_ids` with `ON CONFLICT (id) DO NOTHING RETURNING id`, and only
+//!   the returned ones into `events` (its day partitions created first when missing:
+//!   `partitions`); only those (really inserted) events bump sessions and counters.
+//!   A writer racing on an id that another transaction inserted waits for it; if that
+//!   commits, the id is a duplicate here.
 //! - Every table's rows are sorted by key, and every writer writes the tables in one
 //!   order (events; then the aggregates statement, whose parts PostgreSQL runs in the
 //!   same order for every writer since they all run the same statement; then errors,
@@ -57,6 +58,11 @@ impl PgStore {
         rejected.sort_by_key(|r| r.key);
 
         let started = std::time::Instant::now();
+        self.ensure_days(
+            events.iter().map(|e| e.timestamp),
+            chrono::Utc::now().timestamp_micros(),
+        )
+        .await;
         let mut attempts = 0;
         let (inserted, suppressed, errors_logged) = loop {
             let mut tx = self.pool.begin().await?;
@@ -151,16 +157,20 @@ async fn insert_events<'e, 'a>(
         .iter()
         .map(|e| e.src.client_timestamp.map(to_micros))
         .collect();
+    // The ids go into `event_ids` first (sorted: the lock order), and only those it
+    // did not hold yet into `events`, whose own key is `(timestamp, id)`.
     let new_ids: Vec<(Uuid,)> = sqlx::query_as(
-        "INSERT INTO events (id, application, session_id, category, name, data, timestamp, \
-         received_at, client_timestamp) \
-         SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], \
-         $6::text[], $7::bigint[], $8::bigint[], $9::bigint[]) \
+        "WITH u AS (SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::text[], $4::text[], \
+         $5::text[], $6::text[], $7::bigint[], $8::bigint[], $9::bigint[]) \
          AS u (id, application, session_id, category, name, data, timestamp, received_at, \
          client_timestamp) \
          WHERE NOT EXISTS (SELECT 1 FROM erased_sessions AS x \
-         WHERE x.session_id = u.session_id) \
-         ON CONFLICT (id) DO NOTHING RETURNING id",
+         WHERE x.session_id = u.session_id)), \
+         new AS (INSERT INTO event_ids (id) SELECT id FROM u \
+         ON CONFLICT (id) DO NOTHING RETURNING id) \
+         INSERT INTO events (id, application, session_id, category, name, data, timestamp, \
+         received_at, client_timestamp) \
+         SELECT u.* FROM u JOIN new USING (id) RETURNING id",
     )
     .bind(ids)
     .bind(applications)
