@@ -41,8 +41,10 @@ pub struct ServeConfig {
 #[command(next_help_heading = "Retention")]
 pub struct RetentionConfig {
     /// Delete events whose timestamp is more than this many days old, at start and
-    /// then every `--retention-interval-secs`, in small batches. Default: keep events
-    /// forever. Per application: `eye-server apps set-retention NAME DAYS|forever|default`.
+    /// then every `--retention-interval-secs`, in small batches (PostgreSQL: whole UTC
+    /// days, each dropped as a partition once all of it is that old). Default: keep
+    /// events forever. Per application: `eye-server apps set-retention NAME
+    /// DAYS|forever|default`.
     #[arg(long, env = "EYE_RETENTION_DAYS", value_parser = clap::value_parser!(u32).range(1..))]
     pub retention_days: Option<u32>,
     /// Delete errors-log entries received more than this many days ago (`none`: keep

@@ -176,20 +176,43 @@ pub async fn retention_pass(
     stop: &(dyn Fn() -> bool + Sync),
 ) -> Result<PassReport, StoreError> {
     let mut report = PassReport::default();
+    if let Err(e) = store.prepare_partitions(now).await {
+        tracing::warn!(error = %e, "events partitions not created ahead; tried again at the next pass");
+    }
     let overrides: HashMap<String, Retention> = store
         .list_apps()
         .await?
         .into_iter()
         .map(|a| (a.name, a.retention))
         .collect();
-    for app in store.event_applications().await? {
-        let days = match overrides.get(&app).copied().unwrap_or_default() {
-            Retention::Default => config.retention_days,
-            Retention::Forever => None,
-            Retention::Days(n) => Some(n),
-        };
-        let Some(days) = days else { continue };
-        let before = now - chrono::Duration::days(i64::from(days));
+    let cutoffs: Vec<(String, Option<DateTime<Utc>>)> = store
+        .event_applications()
+        .await?
+        .into_iter()
+        .map(|app| {
+            let days = match overrides.get(&app).copied().unwrap_or_default() {
+                Retention::Default => config.retention_days,
+                Retention::Forever => None,
+                Retention::Days(n) => Some(n),
+            };
+            let before =
+                days.map(|d| store.retention_cutoff(now - chrono::Duration::days(i64::from(d))));
+            (app, before)
+        })
+        .collect();
+    // Whole days that every application's retention has passed go first, as whole
+    // partitions (PostgreSQL); row deletes then take what is left: rows outside the
+    // day partitions, and the applications with a shorter retention than the others.
+    if let Some(Some(before)) = cutoffs.iter().map(|(_, b)| *b).min()
+        && !stop()
+    {
+        let n = store.drop_days_before(before).await?;
+        report.events += n;
+        metrics::counter!(crate::metrics::names::RETENTION_DELETED, "table" => "events")
+            .increment(n);
+    }
+    for (app, before) in cutoffs {
+        let Some(before) = before else { continue };
         loop {
             if stop() {
                 return Ok(report);

@@ -107,6 +107,55 @@ impl Store {
         }
     }
 
+    /// The cutoff retention applies for events before `before`: on PostgreSQL the start
+    /// of its UTC day, since whole days are dropped ([`Store::drop_days_before`]) and
+    /// rows of a day that is not wholly past are kept; on SQLite `before` itself.
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// let store = eye_server::store::Store::open("sqlite::memory:").await.unwrap();
+    /// let at = chrono::Utc::now();
+    /// assert_eq!(store.retention_cutoff(at), at);
+    /// # });
+    /// ```
+    pub fn retention_cutoff(&self, before: DateTime<Utc>) -> DateTime<Utc> {
+        match &self.backend {
+            Backend::Sqlite(_) => before,
+            Backend::Postgres(_) => {
+                let day = super::postgres::partitions::day_of(to_micros(before));
+                DateTime::from_timestamp_micros(day).unwrap_or(before)
+            }
+        }
+    }
+
+    /// PostgreSQL: removes every day partition of `events` that lies wholly before
+    /// `before`, each as a whole (its events taken off sessions and counters, then the
+    /// partition truncated and dropped: no row deletes). Returns how many events they
+    /// held. SQLite has no partitions: 0.
+    pub async fn drop_days_before(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
+        let Backend::Postgres(p) = &self.backend else {
+            return Ok(0);
+        };
+        let before = to_micros(before);
+        let mut removed = 0;
+        for day in p.day_partitions().await? {
+            if day + super::postgres::partitions::DAY_MICROS > before {
+                break;
+            }
+            removed += p.drop_day(day).await?;
+        }
+        Ok(removed)
+    }
+
+    /// PostgreSQL: creates the day partitions of `events` around `now` that do not
+    /// exist yet (yesterday to two days ahead). SQLite: nothing to do.
+    pub async fn prepare_partitions(&self, now: DateTime<Utc>) -> Result<(), StoreError> {
+        match &self.backend {
+            Backend::Sqlite(_) => Ok(()),
+            Backend::Postgres(p) => p.prepare_partitions(to_micros(now)).await,
+        }
+    }
+
     /// The applications that have stored events (from the counters: no scan).
     pub async fn event_applications(&self) -> Result<Vec<String>, StoreError> {
         let rows: Vec<(String,)> = self

@@ -2,7 +2,9 @@
 //! writers (tasks here, worker processes on other machines) write at once.
 //!
 //! What keeps the guarantees with concurrent writers (see `write`):
-//! - the events' primary key on `id` with `ON CONFLICT (id) DO NOTHING RETURNING id`:
+//! - `event_ids`' primary key on `id` with `ON CONFLICT (id) DO NOTHING RETURNING id`,
+//!   and only the returned ids inserted into `events` (partitioned by day, so its own
+//!   key is `(timestamp, id)`):
 //!   a racing duplicate waits for the first insert's transaction and is skipped if
 //!   it commits, so each id is stored once and only the writer that stored it
 //!   counts it;
@@ -19,9 +21,13 @@
 //!
 //! - `write`: the bulk write path (`UNNEST` inserts, one statement per table).
 //! - `remove`: erasure and retention batches, and their lock order.
+//! - `partitions`: `events` by UTC day: partitions created ahead, whole days dropped.
 
+pub(crate) mod partitions;
 mod remove;
 mod write;
+
+use std::sync::Arc;
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -69,6 +75,8 @@ impl Default for PgPoolSettings {
 #[derive(Debug, Clone)]
 pub(crate) struct PgStore {
     pub pool: PgPool,
+    /// The day partitions of `events` this process knows of.
+    partitions: Arc<partitions::PartitionCache>,
 }
 
 impl PgStore {
@@ -107,8 +115,19 @@ impl PgStore {
             .connect_with(options)
             .await
             .map_err(connect_error)?;
-        let store = Self { pool };
+        let store = Self {
+            pool,
+            partitions: Arc::default(),
+        };
         store.migrate().await?;
+        // Not fatal: the write path and each retention pass try again, and an event
+        // whose day has no partition yet is stored in `events_default`.
+        if let Err(e) = store
+            .prepare_partitions(chrono::Utc::now().timestamp_micros())
+            .await
+        {
+            tracing::warn!(error = %e, "events partitions not created ahead at start");
+        }
         Ok(store)
     }
 

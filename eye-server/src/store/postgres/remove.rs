@@ -31,6 +31,11 @@ use crate::store::removal::{
     error_hour_deltas, payload_prefilter,
 };
 
+/// The `WITH` part that takes the ids of the events a `gone` part deleted off
+/// `event_ids`, so that an id removed from the store could be stored again, as it could
+/// before `events` was partitioned (its primary key went with the row).
+const FORGET_IDS: &str = "forgotten AS (DELETE FROM event_ids WHERE id IN (SELECT id FROM gone))";
+
 impl PgStore {
     /// Erases `session_id` (see [`crate::store::Store::erase_session`]).
     pub(crate) async fn erase_session(
@@ -58,7 +63,9 @@ impl PgStore {
         .fetch_one(&mut *tx)
         .await?;
         let removed: Vec<RemovedEvent> = sqlx::query_as(AssertSqlSafe(format!(
-            "DELETE FROM events WHERE session_id = $1 RETURNING {REMOVED_EVENT_COLUMNS}"
+            "WITH gone AS (DELETE FROM events WHERE session_id = $1 \
+             RETURNING id, {REMOVED_EVENT_COLUMNS}), {FORGET_IDS} \
+             SELECT {REMOVED_EVENT_COLUMNS} FROM gone"
         )))
         .bind(session_id)
         .fetch_all(&mut *tx)
@@ -117,8 +124,9 @@ impl PgStore {
         // Another remover may have taken some meanwhile: only what this one deleted
         // comes back, and only that is counted.
         let removed: Vec<RemovedEvent> = sqlx::query_as(AssertSqlSafe(format!(
-            "DELETE FROM events WHERE id = ANY($1) AND application = $2 AND timestamp < $3 \
-             RETURNING {REMOVED_EVENT_COLUMNS}"
+            "WITH gone AS (DELETE FROM events WHERE id = ANY($1) AND application = $2 \
+             AND timestamp < $3 RETURNING id, {REMOVED_EVENT_COLUMNS}), {FORGET_IDS} \
+             SELECT {REMOVED_EVENT_COLUMNS} FROM gone"
         )))
         .bind(ids)
         .bind(application)
@@ -130,7 +138,7 @@ impl PgStore {
             return Ok(0);
         }
         let deltas = deltas_of(&removed)?;
-        shrink_sessions(&mut tx, &deltas).await?;
+        shrink_sessions(&mut tx, &deltas, None).await?;
         let deltas = deltas.negated();
         upsert_counters(&mut tx, &deltas).await?;
         delete_empty_counters(&mut tx, &deltas).await?;
@@ -176,17 +184,27 @@ impl PgStore {
 /// Takes removed events off their (locked) session rows: count down, first and last
 /// seen read again from the events left, rows left without events deleted, and so is
 /// an application of a session that has no event of it left.
-async fn shrink_sessions(conn: &mut PgConnection, removed: &Deltas<'_>) -> Result<(), StoreError> {
+///
+/// `excluding` names a partition whose events are being removed but are still there
+/// (it is truncated last, see `partitions`): the events left are read without it.
+pub(super) async fn shrink_sessions(
+    conn: &mut PgConnection,
+    removed: &Deltas<'_>,
+    excluding: Option<&str>,
+) -> Result<(), StoreError> {
     let sessions: Vec<&str> = removed.sessions.keys().copied().collect();
-    sqlx::query(
+    let left = excluding
+        .map(|p| format!(" AND e.tableoid <> '{p}'::regclass"))
+        .unwrap_or_default();
+    sqlx::query(AssertSqlSafe(format!(
         "UPDATE sessions AS s SET event_count = s.event_count - d.n, \
          first_seen = coalesce((SELECT min(e.timestamp) FROM events AS e \
-         WHERE e.session_id = s.session_id), s.first_seen), \
+         WHERE e.session_id = s.session_id{left}), s.first_seen), \
          last_seen = coalesce((SELECT max(e.timestamp) FROM events AS e \
-         WHERE e.session_id = s.session_id), s.last_seen) \
+         WHERE e.session_id = s.session_id{left}), s.last_seen) \
          FROM UNNEST($1::text[], $2::bigint[]) AS d (session_id, n) \
-         WHERE s.session_id = d.session_id",
-    )
+         WHERE s.session_id = d.session_id"
+    )))
     .bind(&sessions)
     .bind(
         removed
@@ -201,13 +219,13 @@ async fn shrink_sessions(conn: &mut PgConnection, removed: &Deltas<'_>) -> Resul
         .bind(&sessions)
         .execute(&mut *conn)
         .await?;
-    sqlx::query(
+    sqlx::query(AssertSqlSafe(format!(
         "DELETE FROM session_applications AS sa USING UNNEST($1::text[], $2::text[]) \
          AS d (session_id, application) \
          WHERE sa.session_id = d.session_id AND sa.application = d.application \
          AND NOT EXISTS (SELECT 1 FROM events AS e WHERE e.session_id = d.session_id \
-         AND e.application = d.application)",
-    )
+         AND e.application = d.application{left})"
+    )))
     .bind(
         removed
             .session_apps
@@ -229,7 +247,7 @@ async fn shrink_sessions(conn: &mut PgConnection, removed: &Deltas<'_>) -> Resul
 
 /// Deletes the counter rows among `deltas`' keys that went down to zero. This
 /// transaction holds their row locks already (it just updated them).
-async fn delete_empty_counters(
+pub(super) async fn delete_empty_counters(
     conn: &mut PgConnection,
     deltas: &Deltas<'_>,
 ) -> Result<(), StoreError> {

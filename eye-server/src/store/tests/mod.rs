@@ -38,6 +38,7 @@ mod deep_pages;
 mod errors_log;
 mod idle;
 mod lifecycle;
+mod partitions;
 mod pg;
 mod plans;
 mod queries;
