@@ -11,6 +11,9 @@
 //! | `application`                   | `events_application` |
 //! | none                            | `events_time`        |
 //!
+//! (On PostgreSQL, since `events` is partitioned by day, the last is the primary key
+//! `(timestamp, id)` of each partition.)
+//!
 //! On SQLite each index is `(column, timestamp)` on a `WITHOUT ROWID` table, so its
 //! entries are ordered by `(column, timestamp, id)`; on Postgres each index is
 //! `(column, timestamp, id)` outright. Either way it is the page order, with no sort

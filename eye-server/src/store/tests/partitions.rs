@@ -38,6 +38,16 @@ fn day_after_today(n: i64) -> i64 {
     day_of(Utc::now().timestamp_micros()) + n * DAY_MICROS
 }
 
+/// A fresh PostgreSQL store with the partitions of the days 3 and 4 days from today
+/// (past the days created ahead, so only these tests' events are in them), and the
+/// starts of those two days.
+async fn with_two_days() -> Option<(TestDb, i64, i64)> {
+    let db = TestDb::postgres().await?;
+    let (d0, d1) = (day_after_today(3), day_after_today(4));
+    pg(&db).create_days(&[d0, d1]).await.unwrap();
+    Some((db, d0, d1))
+}
+
 async fn scalar(store: &Store, sql: &str) -> i64 {
     store
         .reader()
@@ -90,11 +100,9 @@ async fn opening_a_store_creates_the_days_ahead_and_an_event_lands_in_its_day() 
 #[tokio::test]
 async fn a_dropped_day_takes_its_share_of_sessions_counters_and_ids_with_it() {
     // Arrange: two days; session `both` spans them, `old` is only in the first.
-    let Some(db) = TestDb::postgres().await else {
+    let Some((db, d0, d1)) = with_two_days().await else {
         return;
     };
-    let (d0, d1) = (day_after_today(3), day_after_today(4));
-    pg(&db).create_days(&[d0, d1]).await.unwrap();
     let old_view = page_view("old", "shop", at(d0, 10));
     let batch = vec![
         page_view("both", "shop", at(d0, 100)),
@@ -226,11 +234,9 @@ async fn writers_racing_a_day_drop_leave_every_counter_exact() {
 #[tokio::test]
 async fn retention_on_postgres_drops_the_days_every_application_has_passed() {
     // Arrange: `shop` and `crm` events on two days; 10 days of retention.
-    let Some(db) = TestDb::postgres().await else {
+    let Some((db, d0, d1)) = with_two_days().await else {
         return;
     };
-    let (d0, d1) = (day_after_today(3), day_after_today(4));
-    pg(&db).create_days(&[d0, d1]).await.unwrap();
     let early_d1 = page_view("a", "shop", at(d1, 3600));
     db.write_batch(&[
         page_view("a", "shop", at(d0, 3600)),
