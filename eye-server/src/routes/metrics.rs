@@ -28,7 +28,7 @@ async fn metrics_handler(State(state): State<AppState>) -> impl IntoResponse {
     )
 }
 
-/// Samples the gauges (the queue's backlog, the store's size) and renders every metric
+/// Samples the gauges (the queue's backlog, the store's size, SQLite's memory) and renders every metric
 /// in the Prometheus text format. Takes what it reads, not the whole state.
 pub async fn render(queue: &dyn Queue, store: &Store) -> String {
     let handle = install();
@@ -38,6 +38,9 @@ pub async fn render(queue: &dyn Queue, store: &Store) -> String {
     }
     if let Ok(size) = store.store_size().await {
         gauge!(names::STORE_BYTES).set(size.database_bytes as f64);
+    }
+    if let Some(bytes) = store.sqlite_memory_bytes() {
+        gauge!(names::SQLITE_MEMORY_BYTES).set(bytes as f64);
     }
     handle.render()
 }

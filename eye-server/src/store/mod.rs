@@ -305,6 +305,15 @@ impl Store {
         }
     }
 
+    /// Bytes SQLite holds in this process (page caches, schemas, statements), for the
+    /// gauge `eye_sqlite_memory_bytes`; `None` on PostgreSQL.
+    pub fn sqlite_memory_bytes(&self) -> Option<u64> {
+        match &self.backend {
+            Backend::Sqlite(_) => Some(sqlite::memory_used()),
+            Backend::Postgres(_) => None,
+        }
+    }
+
     /// Which backend this store writes to: `"sqlite"` or `"postgres"` (for logs and
     /// metrics labels).
     pub fn backend_name(&self) -> &'static str {

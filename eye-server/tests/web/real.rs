@@ -110,6 +110,13 @@ async fn metrics_count_ingest_and_http_requests_by_route() {
     assert!(text.contains("eye_commit_duration_seconds_bucket"));
     assert!(text.contains("eye_queue_backlog"));
     assert!(text.contains("eye_store_bytes"));
+    // SQLite's own memory: at least the schema and the pages this test read.
+    let sqlite_bytes: f64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("eye_sqlite_memory_bytes "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no eye_sqlite_memory_bytes sample in {text}"));
+    assert!(sqlite_bytes > 64.0 * 1024.0, "{sqlite_bytes}");
     assert!(text.contains("eye_http_request_duration_seconds_bucket"));
     // The route template, not the raw path.
     assert!(text.contains(r#"route="/events/{id}""#), "{text}");

@@ -55,6 +55,19 @@ const READERS: u32 = 4;
 /// fit, and the operating system's file cache serves the rest.
 const READER_CACHE_KIB: u32 = 2048;
 
+/// Bytes SQLite holds in this process right now, over every connection: page caches,
+/// schemas, prepared statements. The page caches are bounded (`cache_size`: 32 MiB for
+/// the writer, [`READER_CACHE_KIB`] for each of [`READERS`] readers), so this rises as
+/// they fill and stays under that sum plus a few MiB; the soak run subtracts it from
+/// the process's RSS to see what else grows.
+pub(crate) fn memory_used() -> u64 {
+    #[allow(unsafe_code)]
+    // SAFETY: `sqlite3_memory_used` takes no arguments and reads a counter under
+    // SQLite's own mutex; it is safe from any thread, before or after any open.
+    let used = unsafe { libsqlite3_sys::sqlite3_memory_used() };
+    u64::try_from(used).unwrap_or(0)
+}
+
 /// A SQLite store's connections.
 #[derive(Debug, Clone)]
 pub(crate) struct SqliteStore {
@@ -113,6 +126,11 @@ impl SqliteStore {
             .max_connections(1)
             .min_connections(1)
             .acquire_timeout(Duration::from_secs(60))
+            // sqlx recycles a connection every 30 minutes by default, which suits a
+            // server that may drop idle sessions; a SQLite connection only loses its
+            // page cache and prepared statements by it (the soak run's memory stepped
+            // down and refilled at every 1,800 s).
+            .max_lifetime(None)
             .before_acquire(idle::Activity::hook(&activity))
             .connect_with(
                 options
@@ -147,6 +165,7 @@ impl SqliteStore {
         let pool = SqlitePoolOptions::new()
             .max_connections(READERS)
             .min_connections(1)
+            .max_lifetime(None)
             .before_acquire(idle::Activity::hook(&activity))
             .connect_with(options.pragma("cache_size", format!("-{READER_CACHE_KIB}")))
             .await?;
