@@ -503,12 +503,17 @@ impl Serialize for Event {
     }
 }
 
-/// Deserialising validates against the system clock and the default clock skew; use
-/// [`Event::parse_value`] or [`Event::parse_owned`] with a [`crate::ValidationContext`]
-/// to choose them.
+/// Deserialising checks every rule but the clock's
+/// ([`crate::ValidationContext::any_time`]): it reads back events that were accepted
+/// already (queue messages, spools, stored copies), and an accepted event must not
+/// become undecodable because the reader's clock or clock skew differs from the
+/// acceptor's. To judge input, with the future-timestamp rule, use
+/// [`Event::parse_json`], [`Event::parse_value`] or [`Event::parse_owned`] with a
+/// [`crate::ValidationContext`].
 impl<'de> Deserialize<'de> for Event {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let v = Value::deserialize(d)?;
-        Event::parse_owned(v, &crate::ValidationContext::system()).map_err(serde::de::Error::custom)
+        Event::parse_owned(v, &crate::ValidationContext::any_time())
+            .map_err(serde::de::Error::custom)
     }
 }

@@ -54,6 +54,23 @@ impl ValidationContext {
         Self::at(Utc::now())
     }
 
+    /// Validation by every rule but the clock's: no timestamp is in the future. For
+    /// reading back an event that was accepted already (a queue message, a spool, a
+    /// stored copy), which must stay an event whatever the reader's clock says: the
+    /// server that accepted it may allow more skew than the default, and a worker's
+    /// clock may be behind the API node's. What [`Event`]'s `Deserialize` uses.
+    ///
+    /// ```
+    /// use eye_core::{Event, ValidationContext};
+    /// let json = br#"{"session_id": "s", "category": "page_interaction", "name": "page_view",
+    ///     "data": {"host": "a.com", "path": "/"}, "timestamp": "2999-01-01T00:00:00Z"}"#;
+    /// assert!(Event::parse_json(json, &ValidationContext::system()).is_err());
+    /// assert!(Event::parse_json(json, &ValidationContext::any_time()).is_ok());
+    /// ```
+    pub fn any_time() -> Self {
+        Self::at(Utc::now()).with_max_clock_skew(Duration::MAX)
+    }
+
     /// Sets how far in the future a timestamp may be.
     #[must_use]
     pub fn with_max_clock_skew(mut self, skew: Duration) -> Self {

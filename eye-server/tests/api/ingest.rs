@@ -7,7 +7,9 @@ use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, LOCATION};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::helpers::{assert_error, assert_error_response, page_view, seed_event, spawn_app};
+use crate::helpers::{
+    assert_error, assert_error_response, page_view, seed_event, spawn_app, spawn_app_with,
+};
 
 fn accepted_id(body: &Value, i: usize) -> Uuid {
     assert_eq!(body["results"][i]["status"], "accepted", "{body}");
@@ -427,4 +429,37 @@ async fn ties_on_timestamp_page_stably_by_id() {
         ids, sorted,
         "ties are ordered by id, with no overlap between pages"
     );
+}
+
+/// With more clock skew allowed than the default, an event timestamped ahead of the
+/// server's clock is acknowledged and then stored: reading it back from the journal
+/// does not judge its timestamp again (it did, with the default 5 minutes, and the
+/// acknowledged event became an undecodable frame).
+#[tokio::test]
+async fn an_event_ahead_within_a_larger_allowed_skew_is_stored() {
+    let app = spawn_app_with(|c| c.ingest.max_clock_skew_secs = 3600).await;
+    let ahead = chrono::Utc::now() + chrono::Duration::minutes(50);
+    let event = page_view("ahead", &eye_core::format_timestamp(&ahead));
+    let body = app.ingest(&event).await;
+    let id = accepted_id(&body, 0);
+    app.settled().await;
+    let stored = app
+        .state
+        .store
+        .get_event(id)
+        .await
+        .unwrap()
+        .expect("the acknowledged event is stored");
+    assert_eq!(
+        stored.timestamp,
+        eye_core::truncate_to_micros(ahead),
+        "{stored:?}"
+    );
+    // Beyond the allowed skew it is still refused at the door.
+    let too_far = page_view(
+        "ahead",
+        &eye_core::format_timestamp(&(ahead + chrono::Duration::minutes(20))),
+    );
+    let response = app.post_events(&too_far).await;
+    assert_error_response(response, 400, "validation_failed").await;
 }
