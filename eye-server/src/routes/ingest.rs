@@ -296,14 +296,18 @@ impl Edge<'_> {
 
 /// Parses the body as one event (a JSON object) or a batch (a JSON array).
 fn parse_body(raw: &[u8], edge: &Edge<'_>) -> Result<Parsed, ApiError> {
-    let first = raw.iter().find(|b| !b.is_ascii_whitespace());
+    // One UTF-8 check of the whole body; serde_json then reads its strings from a
+    // `str` without checking each again (issue 18's profile: 2,500 instructions).
+    let text = std::str::from_utf8(raw)
+        .map_err(|e| ApiError::MalformedJson(format!("the body is not UTF-8: {e}")))?;
+    let first = text.bytes().find(|b| !b.is_ascii_whitespace());
     match first {
         None => Err(ApiError::MalformedJson(
             "the body is empty; send one event object or an array of events".into(),
         )),
         Some(b'[') => {
             let items: Vec<&RawValue> =
-                serde_json::from_slice(raw).map_err(|e| ApiError::MalformedJson(e.to_string()))?;
+                serde_json::from_str(text).map_err(|e| ApiError::MalformedJson(e.to_string()))?;
             if items.is_empty() {
                 return Err(ApiError::EmptyBatch);
             }
@@ -333,9 +337,7 @@ fn parse_body(raw: &[u8], edge: &Edge<'_>) -> Result<Parsed, ApiError> {
         }
         Some(_) => {
             let value: Value =
-                serde_json::from_slice(raw).map_err(|e| ApiError::MalformedJson(e.to_string()))?;
-            // Valid JSON is valid UTF-8, so this is `Borrowed` without a copy.
-            let text = String::from_utf8_lossy(raw);
+                serde_json::from_str(text).map_err(|e| ApiError::MalformedJson(e.to_string()))?;
             Ok(Parsed::Single(edge.judge(text.trim(), value)))
         }
     }
