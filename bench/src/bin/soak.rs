@@ -1,5 +1,5 @@
 //! `soak`: hours of mixed traffic against the real release binary, sampled every 10 s,
-//! ending with a verdict (what `bench/soak` runs; see `bench/README.md`).
+//! ending with a verdict (what `bench/soak` runs; see docs/development.md, "The soak run").
 //!
 //! It starts `eye-server` on a fresh SQLite file in its own directory (embedded mode:
 //! the journal; Redis mode: a private `redis-server` with an append-only file fsynced
