@@ -40,11 +40,14 @@ def main():
     ax.plot(t, col(rows, "server_rss_mib"), label="API node RSS" if redis_mode else "server RSS")
     if "server_anon_mib" in rows[0]:
         ax.plot(t, col(rows, "server_anon_mib"), label="of which anonymous (heap)", ls=":")
-    if "server_sqlite_mib" in rows[0]:
+    if "server_heap_mib" in rows[0]:
+        heap = col(rows, "server_heap_mib")
         sqlite = col(rows, "server_sqlite_mib")
-        rss = col(rows, "server_rss_mib")
+        ax.plot(t, heap, label="heap in use", ls="-.")
         ax.plot(t, sqlite, label="of which SQLite (page caches, bounded)", ls="--")
-        ax.plot(t, [r - s for r, s in zip(rss, sqlite)], label="RSS less SQLite (judged)")
+        ax.plot(t, [h - s for h, s in zip(heap, sqlite)], label="heap in use less SQLite (judged)")
+    elif "server_sqlite_mib" in rows[0]:
+        ax.plot(t, col(rows, "server_sqlite_mib"), label="of which SQLite", ls="--")
     if redis_mode:
         ax.plot(t, col(rows, "worker_rss_mib"), label="worker RSS")
         ax.plot(t, col(rows, "redis_rss_mib"), label="redis-server RSS")

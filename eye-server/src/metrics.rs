@@ -14,7 +14,7 @@
 //! - HTTP: [`track_http`], a middleware labelled by the matched route (never the raw
 //!   path, so `/events/{id}` is one series and unknown paths are `unmatched`);
 //! - at scrape time (`GET /metrics`, in [`crate::routes::metrics`]): queue backlog and
-//!   store size, and the memory SQLite holds.
+//!   store size, the memory SQLite holds, and the heap in use.
 //!
 //! Histogram samples are folded into their buckets every 5 s by a thread of the
 //! recorder's own (and at every scrape), so memory does not depend on whether anyone
@@ -38,6 +38,7 @@
 //! | `eye_queue_dropped_total` | counter | `reason` |
 //! | `eye_store_bytes` | gauge | |
 //! | `eye_sqlite_memory_bytes` | gauge | |
+//! | `eye_heap_in_use_bytes` | gauge | |
 //! | `eye_http_requests_total` | counter | `method`, `route`, `status` |
 //! | `eye_http_request_duration_seconds` | histogram | `method`, `route`, `status` |
 //!
@@ -138,6 +139,9 @@ pub mod names {
     /// Memory SQLite holds in this process (page caches, schemas, statements), sampled
     /// at scrape time; absent on PostgreSQL.
     pub const SQLITE_MEMORY_BYTES: &str = "eye_sqlite_memory_bytes";
+    /// Heap allocated and not freed (glibc's `mallinfo2`), sampled at scrape time:
+    /// what RSS is less the memory the allocator keeps for reuse after a peak.
+    pub const HEAP_IN_USE_BYTES: &str = "eye_heap_in_use_bytes";
     /// HTTP requests by `method`, matched `route` and `status`.
     pub const HTTP_REQUESTS: &str = "eye_http_requests_total";
     /// HTTP request latency by `method`, matched `route` and `status`.

@@ -20,8 +20,9 @@
 //! killed and restarted on the same port and data, twice each along the way.
 //!
 //! Every `--sample-every` it writes a CSV row: RSS and open file descriptors of the
-//! server (and worker and Redis), CPU seconds, the memory SQLite holds in the server
-//! (`eye_sqlite_memory_bytes` from `/metrics`), journal, WAL and database size, the
+//! server (and worker and Redis), CPU seconds, the server's heap in use and the memory
+//! SQLite holds in it (`eye_heap_in_use_bytes`, `eye_sqlite_memory_bytes` from
+//! `/metrics`), journal, WAL and database size, the
 //! queue backlog (`/readyz`), and the p99 latency of ingest and query requests in the
 //! window. At the end it waits for the backlog to drain and judges:
 //!
@@ -31,11 +32,13 @@
 //!    acknowledged, plus a sample of acknowledged ids read back one by one;
 //! 2. no unexpected answer (a 5xx, or a 4xx for a valid request);
 //! 3. server memory and open fds flat after warm-up: the least-squares slope over the
-//!    post-warm-up samples within the tolerances. Memory is judged as RSS minus what
-//!    SQLite holds: SQLite's page caches fill for as long as new pages are read (up
-//!    to 32 MiB for the writer, 2 MiB for each reader), which is growth by design and
-//!    bounded; that bound is its own check (`--sqlite-mib-max`), and the raw RSS slope
-//!    is reported beside;
+//!    post-warm-up samples within the tolerances. Memory is judged as the heap in use
+//!    (`eye_heap_in_use_bytes`) less what SQLite holds (`eye_sqlite_memory_bytes`):
+//!    SQLite's page caches fill for as long as new pages are read (up to 32 MiB for
+//!    the writer, 2 MiB for each reader), growth by design and bounded, and that bound
+//!    is its own check (`--sqlite-mib-max`); RSS also holds what the allocator keeps
+//!    after a peak, so it steps up at a heavy moment and stays without anything
+//!    growing: its slope is reported, not judged;
 //! 4. p99 stable: the median p99 of the last quarter within a factor of the second
 //!    quarter's (or under a floor).
 //!
@@ -106,10 +109,10 @@ struct Args {
     /// the duration, at least 2 minutes).
     #[arg(long, value_parser = parse_duration)]
     warmup: Option<Duration>,
-    /// Largest growth after warm-up of the server's RSS less the memory SQLite holds,
-    /// MiB per hour.
-    #[arg(long, default_value_t = 5.0)]
-    rss_mib_per_hour: f64,
+    /// Largest growth after warm-up of the server's heap in use less the memory SQLite
+    /// holds, MiB per hour.
+    #[arg(long, alias = "rss-mib-per-hour", default_value_t = 5.0)]
+    memory_mib_per_hour: f64,
     /// Most memory SQLite may hold in the server at any sample, MiB (its page caches
     /// are bounded at 32 MiB for the writer and 4 x 2 MiB for the readers; schemas and
     /// statements come on top).
@@ -1019,6 +1022,7 @@ struct Sample {
     server: ProcStat,
     worker: ProcStat,
     redis: ProcStat,
+    heap_mib: Option<f64>,
     sqlite_mib: Option<f64>,
     journal_mib: f64,
     wal_mib: f64,
@@ -1035,18 +1039,19 @@ struct Sample {
     note: String,
 }
 
-const CSV_HEADER: &str = "t_s,server_rss_mib,server_anon_mib,server_fds,server_cpu_s,server_sqlite_mib,worker_rss_mib,worker_fds,redis_rss_mib,journal_mib,wal_mib,db_mib,backlog,acked_events,ingest_requests,ingest_p99_ms,query_requests,query_p99_ms,retries,unexpected,load1,note";
+const CSV_HEADER: &str = "t_s,server_rss_mib,server_anon_mib,server_fds,server_cpu_s,server_heap_mib,server_sqlite_mib,worker_rss_mib,worker_fds,redis_rss_mib,journal_mib,wal_mib,db_mib,backlog,acked_events,ingest_requests,ingest_p99_ms,query_requests,query_p99_ms,retries,unexpected,load1,note";
 
 impl Sample {
     fn csv(&self) -> String {
         let opt = |v: Option<f64>| v.map(|v| format!("{v:.2}")).unwrap_or_default();
         format!(
-            "{:.0},{:.1},{:.1},{},{:.2},{},{:.1},{},{:.1},{:.2},{:.2},{:.1},{},{},{},{},{},{},{},{},{:.2},{}",
+            "{:.0},{:.1},{:.1},{},{:.2},{},{},{:.1},{},{:.1},{:.2},{:.2},{:.1},{},{},{},{},{},{},{},{},{:.2},{}",
             self.t_s,
             self.server.rss_mib,
             self.server.anon_mib,
             self.server.fds,
             self.server.cpu_s,
+            self.heap_mib.map(|v| format!("{v:.1}")).unwrap_or_default(),
             self.sqlite_mib
                 .map(|v| format!("{v:.1}"))
                 .unwrap_or_default(),
@@ -1091,25 +1096,32 @@ async fn backlog(sh: &Shared) -> Option<u64> {
     v["backlog"].as_u64()
 }
 
-/// The memory SQLite holds in the server, MiB, from its `/metrics`.
-async fn sqlite_mib(sh: &Shared) -> Option<f64> {
-    let text = sh
+/// The server's memory gauges from its `/metrics`, MiB: the heap in use and the
+/// memory SQLite holds (each `None` when absent).
+async fn memory_gauges(sh: &Shared) -> (Option<f64>, Option<f64>) {
+    let text = match sh
         .http
         .get(format!("{}/metrics", sh.base))
         .timeout(Duration::from_secs(5))
         .send()
         .await
-        .ok()?
-        .text()
-        .await
-        .ok()?;
-    let bytes: f64 = text
-        .lines()
-        .find_map(|l| l.strip_prefix("eye_sqlite_memory_bytes "))?
-        .trim()
-        .parse()
-        .ok()?;
-    Some(bytes / 1048576.0)
+    {
+        Ok(r) => r.text().await.unwrap_or_default(),
+        Err(_) => String::new(),
+    };
+    let gauge = |name: &str| {
+        let bytes: f64 = text
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))?
+            .trim()
+            .parse()
+            .ok()?;
+        Some(bytes / 1048576.0)
+    };
+    (
+        gauge("eye_heap_in_use_bytes"),
+        gauge("eye_sqlite_memory_bytes"),
+    )
 }
 
 fn load1() -> f64 {
@@ -1360,26 +1372,30 @@ fn judge_trends(args: &Args, samples: &[Sample], v: &mut Verdict) {
         .collect();
     let (rs, fs) = (slope(&rss), slope(&fds));
     let rss_range = range(&rss);
-    // RSS less SQLite's memory, where every steady sample has the gauge (a CSV of an
-    // older run has none: then the raw RSS is judged, as it was).
-    let sqlite: Option<Vec<f64>> = steady.iter().map(|s| s.sqlite_mib).collect();
-    match sqlite {
-        Some(sqlite) => {
-            let rest: Vec<(f64, f64)> = rss
-                .iter()
-                .zip(&sqlite)
-                .map(|(r, m)| (r.0, r.1 - m))
-                .collect();
-            let (ms, rest_slope) = (slope(&rss.iter().zip(&sqlite).map(|(r, m)| (r.0, *m)).collect::<Vec<_>>()), slope(&rest));
+    // What a leak makes grow is the heap in use less SQLite's bounded page caches.
+    // RSS also holds what the allocator keeps after a peak (a heavy query's buffers,
+    // a page cache SQLite emptied): it steps up and stays, without anything growing.
+    // A CSV of an older run has no gauges: then the raw RSS is judged, as it was.
+    let heap: Option<Vec<(f64, f64, f64)>> = steady
+        .iter()
+        .map(|s| Some((hours(s), s.heap_mib?, s.sqlite_mib.unwrap_or(0.0))))
+        .collect();
+    match heap {
+        Some(heap) => {
+            let rest: Vec<(f64, f64)> = heap.iter().map(|(t, h, q)| (*t, h - q)).collect();
+            let rest_slope = slope(&rest);
             let rest_range = range(&rest);
+            let heap_range = range(&heap.iter().map(|(t, h, _)| (*t, *h)).collect::<Vec<_>>());
             v.check(
-                rest_slope < args.rss_mib_per_hour,
+                rest_slope < args.memory_mib_per_hour,
                 format!(
-                    "server RSS less SQLite's memory after {warmup:.0} s of warm-up: slope {rest_slope:+.2} MiB/hour (tolerance < {} MiB/hour), {:.1}..{:.1} MiB over {} samples; raw RSS {rs:+.2} MiB/hour ({:.1}..{:.1} MiB), SQLite {ms:+.2} MiB/hour",
-                    args.rss_mib_per_hour,
+                    "server heap in use less SQLite's memory after {warmup:.0} s of warm-up: slope {rest_slope:+.2} MiB/hour (tolerance < {} MiB/hour), {:.1}..{:.1} MiB over {} samples (heap in use {:.1}..{:.1} MiB; RSS {:.1}..{:.1} MiB, slope {rs:+.2} MiB/hour, reported, not judged)",
+                    args.memory_mib_per_hour,
                     rest_range.0,
                     rest_range.1,
                     steady.len(),
+                    heap_range.0,
+                    heap_range.1,
                     rss_range.0,
                     rss_range.1,
                 ),
@@ -1396,10 +1412,10 @@ fn judge_trends(args: &Args, samples: &[Sample], v: &mut Verdict) {
             );
         }
         None => v.check(
-            rs < args.rss_mib_per_hour,
+            rs < args.memory_mib_per_hour,
             format!(
-                "server RSS after {warmup:.0} s of warm-up: slope {rs:+.2} MiB/hour (tolerance < {} MiB/hour), {:.1}..{:.1} MiB over {} samples (no SQLite memory column: raw RSS judged)",
-                args.rss_mib_per_hour,
+                "server RSS after {warmup:.0} s of warm-up: slope {rs:+.2} MiB/hour (tolerance < {} MiB/hour), {:.1}..{:.1} MiB over {} samples (no heap gauge in the CSV: raw RSS judged)",
+                args.memory_mib_per_hour,
                 rss_range.0,
                 rss_range.1,
                 steady.len()
@@ -1661,6 +1677,7 @@ async fn main() -> anyhow::Result<()> {
             let ingest = std::mem::take(&mut *sh.ingest_lat.lock().expect("not poisoned"));
             let query = std::mem::take(&mut *sh.query_lat.lock().expect("not poisoned"));
             let retries = sh.retries.load(Ordering::Relaxed);
+            let (heap_mib, sqlite_mib) = memory_gauges(&sh).await;
             let s = Sample {
                 t_s: elapsed.as_secs_f64(),
                 server: proc_stat(srv.pid()).unwrap_or_default(),
@@ -1672,7 +1689,8 @@ async fn main() -> anyhow::Result<()> {
                     .as_ref()
                     .and_then(|r| proc_stat(r.pid()))
                     .unwrap_or_default(),
-                sqlite_mib: sqlite_mib(&sh).await,
+                heap_mib,
+                sqlite_mib,
                 journal_mib: dir_bytes(&dir.join("eye.db.journal")) as f64 / 1048576.0,
                 wal_mib: file_bytes(&dir.join("eye.db-wal")) as f64 / 1048576.0,
                 db_mib: file_bytes(&setup.db) as f64 / 1048576.0,
@@ -1881,6 +1899,7 @@ fn read_csv(path: &Path) -> anyhow::Result<Vec<Sample>> {
     let (ip, qp) = (col("ingest_p99_ms")?, col("query_p99_ms")?);
     // Absent from the CSVs of runs before the gauge existed.
     let sq = col("server_sqlite_mib").ok();
+    let hp = col("server_heap_mib").ok();
     let mut out = Vec::new();
     for line in lines {
         let f: Vec<&str> = line.split(',').collect();
@@ -1894,6 +1913,7 @@ fn read_csv(path: &Path) -> anyhow::Result<Vec<Sample>> {
                 cpu_s: 0.0,
             },
             sqlite_mib: sq.and_then(num),
+            heap_mib: hp.and_then(num),
             ingest_p99_ms: num(ip),
             query_p99_ms: num(qp),
             ..Sample::default()

@@ -28,7 +28,8 @@ async fn metrics_handler(State(state): State<AppState>) -> impl IntoResponse {
     )
 }
 
-/// Samples the gauges (the queue's backlog, the store's size, SQLite's memory) and renders every metric
+/// Samples the gauges (the queue's backlog, the store's size, SQLite's memory, the
+/// heap in use) and renders every metric
 /// in the Prometheus text format. Takes what it reads, not the whole state.
 pub async fn render(queue: &dyn Queue, store: &Store) -> String {
     let handle = install();
@@ -41,6 +42,9 @@ pub async fn render(queue: &dyn Queue, store: &Store) -> String {
     }
     if let Some(bytes) = store.sqlite_memory_bytes() {
         gauge!(names::SQLITE_MEMORY_BYTES).set(bytes as f64);
+    }
+    if let Some(bytes) = crate::memory::heap_in_use() {
+        gauge!(names::HEAP_IN_USE_BYTES).set(bytes as f64);
     }
     handle.render()
 }

@@ -117,6 +117,13 @@ async fn metrics_count_ingest_and_http_requests_by_route() {
         .and_then(|v| v.trim().parse().ok())
         .unwrap_or_else(|| panic!("no eye_sqlite_memory_bytes sample in {text}"));
     assert!(sqlite_bytes > 64.0 * 1024.0, "{sqlite_bytes}");
+    // The heap in use holds SQLite's memory and more (glibc, as CI and this server run).
+    let heap_bytes: f64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("eye_heap_in_use_bytes "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no eye_heap_in_use_bytes sample in {text}"));
+    assert!(heap_bytes > sqlite_bytes, "{heap_bytes} <= {sqlite_bytes}");
     assert!(text.contains("eye_http_request_duration_seconds_bucket"));
     // The route template, not the raw path.
     assert!(text.contains(r#"route="/events/{id}""#), "{text}");
