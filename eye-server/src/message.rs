@@ -127,7 +127,7 @@ fn truncate_payload(payload: &str) -> &str {
 /// the tag comes first, as serialising writes it; serde's derive for a tagged enum
 /// first copies every member into a buffer of its own, which was a third of the
 /// journal reader's cost per event (issue 18). A message with its tag elsewhere still
-/// decodes, through that derive ([`Tagged`]).
+/// decodes, from its members gathered first.
 ///
 /// ```
 /// use eye_server::message::Message;
@@ -155,14 +155,16 @@ pub enum Message {
 /// The tags [`Message`] knows.
 const MESSAGE_TYPES: &[&str] = &["event.v1", "rejected.v1"];
 
-/// [`Message`] as serde derives it: decodes a message whatever the place of its tag.
-#[derive(Deserialize)]
-#[serde(tag = "type")]
-enum Tagged {
-    #[serde(rename = "event.v1")]
-    EventV1(AcceptedEvent),
-    #[serde(rename = "rejected.v1")]
-    RejectedV1(RejectedEvent),
+/// The variant `tag` names, decoded from the other members in `rest`.
+fn decode_variant<'de, D: serde::Deserializer<'de>>(
+    tag: &str,
+    rest: D,
+) -> Result<Message, D::Error> {
+    match tag {
+        "event.v1" => AcceptedEvent::deserialize(rest).map(Message::EventV1),
+        "rejected.v1" => RejectedEvent::deserialize(rest).map(Message::RejectedV1),
+        other => Err(serde::de::Error::unknown_variant(other, MESSAGE_TYPES)),
+    }
 }
 
 impl<'de> Deserialize<'de> for Message {
@@ -187,23 +189,22 @@ impl<'de> serde::de::Visitor<'de> for MessageVisitor {
         };
         if first == "type" {
             let tag: String = map.next_value()?;
-            let rest = MapAccessDeserializer::new(map);
-            return match tag.as_str() {
-                "event.v1" => AcceptedEvent::deserialize(rest).map(Message::EventV1),
-                "rejected.v1" => RejectedEvent::deserialize(rest).map(Message::RejectedV1),
-                other => Err(A::Error::unknown_variant(other, MESSAGE_TYPES)),
-            };
+            return decode_variant(&tag, MapAccessDeserializer::new(map));
         }
-        // The tag is elsewhere: gather the members and let the derive find it.
+        // The tag is elsewhere: gather the members, take it out, decode the rest.
         let mut members = serde_json::Map::new();
         members.insert(first, map.next_value()?);
         while let Some((k, v)) = map.next_entry::<String, serde_json::Value>()? {
             members.insert(k, v);
         }
-        match Tagged::deserialize(serde_json::Value::Object(members)).map_err(A::Error::custom)? {
-            Tagged::EventV1(e) => Ok(Message::EventV1(e)),
-            Tagged::RejectedV1(r) => Ok(Message::RejectedV1(r)),
-        }
+        let tag = match members.remove("type") {
+            Some(serde_json::Value::String(tag)) => tag,
+            Some(other) => {
+                return Err(A::Error::custom(format!("`type` is {other}, not a string")));
+            }
+            None => return Err(A::Error::missing_field("type")),
+        };
+        decode_variant(&tag, serde_json::Value::Object(members)).map_err(A::Error::custom)
     }
 }
 

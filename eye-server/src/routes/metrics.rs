@@ -29,8 +29,8 @@ async fn metrics_handler(State(state): State<AppState>) -> impl IntoResponse {
 }
 
 /// Samples the gauges (the queue's backlog, the store's size, SQLite's memory, the
-/// heap in use) and renders every metric
-/// in the Prometheus text format. Takes what it reads, not the whole state.
+/// heap in use) and renders every metric in the Prometheus text format. Takes what it
+/// reads, not the whole state.
 pub async fn render(queue: &dyn Queue, store: &Store) -> String {
     let handle = install();
     match queue.backlog().await {

@@ -2,6 +2,7 @@
 
 use std::collections::HashSet;
 
+use eye_core::StoredEvent;
 use eye_server::store::testing::assert_stored_once;
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, LOCATION};
 use serde_json::{Value, json};
@@ -10,6 +11,24 @@ use uuid::Uuid;
 use crate::helpers::{
     assert_error, assert_error_response, page_view, seed_event, spawn_app, spawn_app_with,
 };
+
+/// Posts one event, waits for the store, and returns the event as stored.
+async fn ingest_and_read_back(app: &crate::helpers::TestApp, event: &Value) -> StoredEvent {
+    let body = app.ingest(event).await;
+    assert_eq!(
+        (body["accepted"].as_u64(), body["rejected"].as_u64()),
+        (Some(1), Some(0)),
+        "{body}"
+    );
+    let id = accepted_id(&body, 0);
+    app.settled().await;
+    app.state
+        .store
+        .get_event(id)
+        .await
+        .unwrap()
+        .expect("the acknowledged event is stored")
+}
 
 fn accepted_id(body: &Value, i: usize) -> Uuid {
     assert_eq!(body["results"][i]["status"], "accepted", "{body}");
@@ -33,20 +52,7 @@ async fn each_event_type_is_accepted_with_201_and_stored() {
                "timestamp": "2022-04-11 01:08:01.407119"}),
     ];
     for event in &events {
-        let body = app.ingest(event).await;
-        assert_eq!(
-            (body["accepted"].as_u64(), body["rejected"].as_u64()),
-            (Some(1), Some(0))
-        );
-        let id = accepted_id(&body, 0);
-        app.settled().await;
-        let stored = app
-            .state
-            .store
-            .get_event(id)
-            .await
-            .unwrap()
-            .expect("stored");
+        let stored = ingest_and_read_back(&app, event).await;
         assert_eq!(stored.event_type().name(), event["name"].as_str().unwrap());
         assert_eq!(stored.application, "tests");
     }
@@ -440,16 +446,7 @@ async fn an_event_ahead_within_a_larger_allowed_skew_is_stored() {
     let app = spawn_app_with(|c| c.ingest.max_clock_skew_secs = 3600).await;
     let ahead = chrono::Utc::now() + chrono::Duration::minutes(50);
     let event = page_view("ahead", &eye_core::format_timestamp(&ahead));
-    let body = app.ingest(&event).await;
-    let id = accepted_id(&body, 0);
-    app.settled().await;
-    let stored = app
-        .state
-        .store
-        .get_event(id)
-        .await
-        .unwrap()
-        .expect("the acknowledged event is stored");
+    let stored = ingest_and_read_back(&app, &event).await;
     assert_eq!(
         stored.timestamp,
         eye_core::truncate_to_micros(ahead),
