@@ -26,7 +26,7 @@ use std::io::Read;
 
 use axum::Router;
 use axum::body::{Body, Bytes};
-use axum::extract::{Query, State};
+use axum::extract::{Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
@@ -94,13 +94,11 @@ fn sent_at(params: &IngestParams, headers: &HeaderMap) -> Result<Option<DateTime
 
 /// Authenticates, ingests, and grants CORS to a publishable key's own origins on
 /// whatever the answer is (a 429 or 400 included), so the tracker can read it.
-async fn create_events(
-    State(state): State<AppState>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Body,
-) -> Response {
+async fn create_events(State(state): State<AppState>, request: Request) -> Response {
+    // The request's own parts, not the `Method`, `Uri` and `HeaderMap` extractors:
+    // those clone the header map and the URI for every request (issue 18).
+    let (parts, body) = request.into_parts();
+    let (method, uri, headers) = (parts.method, parts.uri, parts.headers);
     let params = match IngestParams::of(&uri) {
         Ok(p) => p,
         Err(e) => return e.into_response(),
