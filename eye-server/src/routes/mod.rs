@@ -24,6 +24,9 @@
 //! (a span per request; the one-line access log is at DEBUG), response compression,
 //! JSON bodies for the errors the layers answer themselves (405, 408, 413), the
 //! request timeout, the body limit, and the browser negotiation of [`crate::web`].
+//! Ours (metrics, JSON errors, negotiation) are tower services, not
+//! `axum::middleware::from_fn`, which boxes its inner service and its future on
+//! every request: the ack path pays for none of them but what they do.
 
 pub mod errors;
 pub mod events;
@@ -37,8 +40,13 @@ pub mod tracker;
 
 use axum::Router;
 use axum::body::Body;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
 use axum::http::{HeaderValue, Request, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use futures_util::future::BoxFuture;
 use tower::ServiceBuilder;
 use tower_http::compression::CompressionLayer;
 use tower_http::limit::RequestBodyLimitLayer;
@@ -78,7 +86,7 @@ pub fn router(state: AppState) -> Router {
             ServiceBuilder::new()
                 // Outermost, so it sees the final status of every request (408s and
                 // 413s included).
-                .layer(axum::middleware::from_fn(crate::metrics::track_http))
+                .layer(crate::metrics::HttpMetricsLayer)
                 .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
                 .layer(
                     TraceLayer::new_for_http()
@@ -96,9 +104,7 @@ pub fn router(state: AppState) -> Router {
                 )
                 .layer(PropagateRequestIdLayer::x_request_id())
                 .layer(CompressionLayer::new())
-                .layer(axum::middleware::map_response(move |r: Response| {
-                    json_layer_errors(r, max_body)
-                }))
+                .layer(JsonLayerErrorsLayer { max_body })
                 .layer(TimeoutLayer::with_status_code(
                     StatusCode::REQUEST_TIMEOUT,
                     timeout,
@@ -106,14 +112,11 @@ pub fn router(state: AppState) -> Router {
                 // The timeout needs a response body with a `Default`.
                 .map_response(IntoResponse::into_response)
                 .layer(RequestBodyLimitLayer::new(max_body))
-                // `from_fn` layers take a `Body`: box the limited one (still limited).
+                // The routes take a `Body`: box the limited one (still limited).
                 .map_request(|r: Request<tower_http::body::Limited<Body>>| r.map(Body::new))
                 // Browsers get the JSON answers above as HTML pages (needs the
                 // matched route).
-                .layer(axum::middleware::from_fn_with_state(
-                    state,
-                    crate::web::negotiate,
-                )),
+                .layer(crate::web::NegotiateLayer::new(state)),
         )
 }
 
@@ -145,7 +148,89 @@ async fn not_found() -> ApiError {
 /// Gives the answers that layers produce on their own (an empty 405 from the router,
 /// a plain-text 413 from the body limit, an empty 408 from the timeout, a plain-text
 /// 400 from an axum extractor) the same JSON error body as every other error.
-async fn json_layer_errors(response: Response, max_body: usize) -> Response {
+///
+/// A tower layer rather than `axum::middleware::map_response`, which boxes its
+/// future on every request (issue 18); only a plain-text 400, whose text has to be
+/// read, takes a boxed future.
+#[derive(Debug, Clone, Copy)]
+struct JsonLayerErrorsLayer {
+    max_body: usize,
+}
+
+impl<S> tower::Layer<S> for JsonLayerErrorsLayer {
+    type Service = JsonLayerErrors<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        JsonLayerErrors {
+            inner,
+            max_body: self.max_body,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+struct JsonLayerErrors<S> {
+    inner: S,
+    max_body: usize,
+}
+
+impl<S, B> tower::Service<Request<B>> for JsonLayerErrors<S>
+where
+    S: tower::Service<Request<B>, Response = Response>,
+{
+    type Response = Response;
+    type Error = S::Error;
+    type Future = JsonLayerErrorsFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<B>) -> Self::Future {
+        JsonLayerErrorsFuture::Inner {
+            inner: self.inner.call(request),
+            max_body: self.max_body,
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    #[project = JsonLayerErrorsProj]
+    enum JsonLayerErrorsFuture<F> {
+        Inner { #[pin] inner: F, max_body: usize },
+        Reading { reading: BoxFuture<'static, Response> },
+    }
+}
+
+impl<F, E> Future for JsonLayerErrorsFuture<F>
+where
+    F: Future<Output = Result<Response, E>>,
+{
+    type Output = Result<Response, E>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        loop {
+            match self.as_mut().project() {
+                JsonLayerErrorsProj::Inner { inner, max_body } => {
+                    let response = std::task::ready!(inner.poll(cx))?;
+                    match json_layer_error(response, *max_body) {
+                        Ok(answer) => return Poll::Ready(Ok(answer)),
+                        Err(plain_400) => self.set(JsonLayerErrorsFuture::Reading {
+                            reading: Box::pin(bad_request_as_json(plain_400)),
+                        }),
+                    }
+                }
+                JsonLayerErrorsProj::Reading { reading } => {
+                    return reading.as_mut().poll(cx).map(Ok);
+                }
+            }
+        }
+    }
+}
+
+/// The JSON answer for a layer's own plain answer, or `Err` with a plain-text 400,
+/// whose text has to be read first ([`bad_request_as_json`]).
+fn json_layer_error(response: Response, max_body: usize) -> Result<Response, Response> {
     // Only plain-text or empty answers: JSON is already right, and HTML pages for
     // browsers (the web layer) stay HTML.
     let plain = response
@@ -153,25 +238,34 @@ async fn json_layer_errors(response: Response, max_body: usize) -> Response {
         .get(header::CONTENT_TYPE)
         .is_none_or(|v| v.as_bytes().starts_with(b"text/plain"));
     if !plain || !response.status().is_client_error() {
-        return response;
+        return Ok(response);
     }
-    let allow: Option<HeaderValue> = response.headers().get(header::ALLOW).cloned();
     let error = match response.status() {
         StatusCode::METHOD_NOT_ALLOWED => ApiError::MethodNotAllowed,
         StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge { limit: max_body },
         StatusCode::REQUEST_TIMEOUT => ApiError::Timeout,
-        // axum's own rejections (e.g. a path parameter that is not UTF-8) explain
-        // themselves in a short plain-text body that holds nothing internal.
-        StatusCode::BAD_REQUEST => {
-            let text = axum::body::to_bytes(response.into_body(), 1024)
-                .await
-                .map(|b| String::from_utf8_lossy(&b).into_owned())
-                .unwrap_or_default();
-            ApiError::BadRequest(text)
-        }
-        _ => return response,
+        StatusCode::BAD_REQUEST => return Err(response),
+        _ => return Ok(response),
     };
-    let mut json = error.into_response();
+    Ok(with_allow(
+        error.into_response(),
+        response.headers().get(header::ALLOW).cloned(),
+    ))
+}
+
+/// axum's own rejections (e.g. a path parameter that is not UTF-8) explain themselves
+/// in a short plain-text body that holds nothing internal.
+async fn bad_request_as_json(response: Response) -> Response {
+    let allow = response.headers().get(header::ALLOW).cloned();
+    let text = axum::body::to_bytes(response.into_body(), 1024)
+        .await
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_default();
+    with_allow(ApiError::BadRequest(text).into_response(), allow)
+}
+
+/// `json` with the `Allow` header of the answer it replaces, if that had one.
+fn with_allow(mut json: Response, allow: Option<HeaderValue>) -> Response {
     if let Some(allow) = allow {
         json.headers_mut().insert(header::ALLOW, allow);
     }

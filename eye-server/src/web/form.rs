@@ -12,11 +12,10 @@
 use axum::body::{Body, to_bytes};
 use axum::extract::Request;
 use axum::http::{HeaderValue, StatusCode, header};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
-use super::{error_as_html, html_response, pages};
+use super::{Next, error_as_html, html_response, pages};
 use crate::state::AppState;
 
 pub(super) fn is_form(request: &Request) -> bool {

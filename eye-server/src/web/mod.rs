@@ -28,7 +28,7 @@
 //!
 //! # Layout
 //!
-//! - `mod.rs`: negotiation, [`negotiate`], [`router`].
+//! - `mod.rs`: negotiation ([`NegotiateLayer`]), [`router`].
 //! - [`layout`]: the page shell, stylesheet, escaping helpers.
 //! - [`pages`]: one template per JSON answer.
 //! - [`dashboard`]: `/` and its SVG chart.
@@ -41,15 +41,20 @@ pub mod pages;
 
 use axum::Router;
 use axum::body::{Body, to_bytes};
-use axum::extract::{MatchedPath, Request, State};
+use std::convert::Infallible;
+use std::task::Poll;
+
+use axum::extract::{MatchedPath, Request};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use eye_core::{ErrorRecord, Page, Session, StoredEvent};
+use futures_util::future::{BoxFuture, Either};
 use maud::Markup;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
+use tower::ServiceExt;
+use tower::util::BoxCloneSyncService;
 
 use crate::state::AppState;
 use pages::ListContext;
@@ -164,10 +169,91 @@ fn query_pairs(query: Option<&str>) -> Vec<(String, String)> {
 }
 
 /// Middleware around the JSON API: renders its answers as HTML for browsers, and
-/// turns the `/events` page's form post into a JSON post. Add it with
-/// `Router::layer(axum::middleware::from_fn_with_state(state, web::negotiate))` so
-/// the matched route is known.
-pub async fn negotiate(State(state): State<AppState>, request: Request, next: Next) -> Response {
+/// turns the `/events` page's form post into a JSON post ([`negotiate`]). Add it with
+/// `Router::layer(NegotiateLayer::new(state))` so the matched route is known.
+///
+/// Only a `GET` or a form post can be negotiated; every other request (an API
+/// client's `POST /events`: the ack path) goes straight to the route, without the
+/// per-request boxing of `axum::middleware::from_fn` (issue 18).
+#[derive(Clone)]
+pub struct NegotiateLayer {
+    state: AppState,
+}
+
+impl NegotiateLayer {
+    /// The layer, with the state that form posts and page rendering need.
+    pub fn new(state: AppState) -> Self {
+        Self { state }
+    }
+}
+
+impl<S> tower::Layer<S> for NegotiateLayer {
+    type Service = Negotiate<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        Negotiate {
+            inner,
+            state: self.state.clone(),
+        }
+    }
+}
+
+/// The service of [`NegotiateLayer`].
+#[derive(Clone)]
+pub struct Negotiate<S> {
+    inner: S,
+    state: AppState,
+}
+
+impl<S> tower::Service<Request> for Negotiate<S>
+where
+    S: tower::Service<Request, Response = Response, Error = Infallible>
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+    S::Future: Send + 'static,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = Either<S::Future, BoxFuture<'static, Result<Response, Infallible>>>;
+
+    fn poll_ready(&mut self, cx: &mut std::task::Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request) -> Self::Future {
+        let negotiable = request.method() == Method::GET
+            || (request.method() == Method::POST && form::is_form(&request));
+        if !negotiable {
+            return Either::Left(self.inner.call(request));
+        }
+        // The service that was made ready goes with this request; the clone stays.
+        let clone = self.inner.clone();
+        let ready = std::mem::replace(&mut self.inner, clone);
+        let next = Next(BoxCloneSyncService::new(ready));
+        let state = self.state.clone();
+        Either::Right(Box::pin(async move {
+            Ok(negotiate(state, request, next).await)
+        }))
+    }
+}
+
+/// The rest of the stack below [`Negotiate`], for the requests it negotiates.
+pub(crate) struct Next(BoxCloneSyncService<Request, Response, Infallible>);
+
+impl Next {
+    /// Runs the request through the route.
+    pub(crate) async fn run(self, request: Request) -> Response {
+        match self.0.oneshot(request).await {
+            Ok(response) => response,
+            Err(never) => match never {},
+        }
+    }
+}
+
+/// What [`Negotiate`] does with a `GET` or a form post.
+async fn negotiate(state: AppState, request: Request, next: Next) -> Response {
     let route = request
         .extensions()
         .get::<MatchedPath>()
