@@ -38,12 +38,16 @@
 //! - `parse`: wire JSON to [`Event`] with a [`ValidationContext`] (clock and skew):
 //!   [`Event::parse_json`] (bytes, with the size limit), [`Event::parse_value`] and
 //!   [`Event::parse_owned`].
+//! - `direct`: [`Event::parse_valid`], one typed pass from JSON text to a valid
+//!   event (no `Value`), which gives up on anything else so the general parser can
+//!   explain it.
 //! - `query`: [`EventQuery`], [`ErrorQuery`], [`Pagination`], [`Page`].
 //! - `records`: API answers shared by server and SDK ([`StoredEvent`], [`Session`],
 //!   [`ErrorRecord`], [`IngestResponse`], [`ErrorBody`]).
 //! - `schema`: [`event_schema`], the JSON Schema of the wire format.
 
 mod cursor;
+mod direct;
 mod error;
 mod event;
 mod fields;

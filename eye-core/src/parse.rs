@@ -156,6 +156,14 @@ impl Event {
                 ),
             )));
         }
+        // A valid event in one typed pass; anything else through the general parser,
+        // which explains it.
+        if let Some(event) = std::str::from_utf8(json)
+            .ok()
+            .and_then(|text| Event::parse_valid(text, ctx))
+        {
+            return Ok(event);
+        }
         let value: Value = serde_json::from_slice(json).map_err(|e| {
             ValidationErrors::single(FieldError::new(
                 "",
@@ -316,7 +324,10 @@ fn validate_without_form(
 
 /// A parsed timestamp moved by the context's clock offset; `None` when it did not
 /// parse or the correction leaves chrono's range.
-fn corrected(t: Option<DateTime<Utc>>, ctx: &ValidationContext) -> Option<DateTime<Utc>> {
+pub(crate) fn corrected(
+    t: Option<DateTime<Utc>>,
+    ctx: &ValidationContext,
+) -> Option<DateTime<Utc>> {
     t?.checked_add_signed(ctx.clock_offset)
 }
 
@@ -348,7 +359,7 @@ impl Payload {
     }
 }
 
-fn parse_id(s: &str) -> Result<Uuid, FieldProblem> {
+pub(crate) fn parse_id(s: &str) -> Result<Uuid, FieldProblem> {
     // Only the hyphenated form, which is also what the schema's pattern allows.
     let hyphenated = s.len() == 36 && s.as_bytes()[8] == b'-';
     match Uuid::try_parse(s) {

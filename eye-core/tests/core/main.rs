@@ -10,6 +10,7 @@
 
 mod all_errors;
 mod dependencies;
+mod direct;
 mod event_rules;
 mod field_rules;
 mod helpers;

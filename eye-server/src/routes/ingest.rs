@@ -252,6 +252,21 @@ enum Parsed {
 }
 
 impl Edge<'_> {
+    /// Judges one event given as JSON text: a valid one in one typed pass
+    /// ([`Event::parse_valid`]), anything else through its JSON value, which explains
+    /// every problem. `Err` when the text is not JSON at all. `json` is the event's
+    /// own text (what the size limit and a rejection see), `text` what is parsed (the
+    /// same, perhaps with whitespace around it).
+    fn judge_text(&self, json: &str, text: &str) -> Result<Outcome, serde_json::Error> {
+        if json.len() <= self.max_event_bytes
+            && let Some(event) = Event::parse_valid(text, &self.ctx)
+        {
+            return Ok(self.accepted(event));
+        }
+        let value = serde_json::from_str::<Value>(text)?;
+        Ok(self.judge(json, value))
+    }
+
     /// Judges one event given as raw JSON text (already known to be valid JSON).
     fn judge(&self, json: &str, value: Value) -> Outcome {
         let result = if json.len() > self.max_event_bytes {
@@ -269,17 +284,21 @@ impl Edge<'_> {
             Event::parse_owned(value, &self.ctx)
         };
         match result {
-            Ok(event) => Outcome::Accepted(AcceptedEvent {
-                client_timestamp: self
-                    .corrected
-                    .then(|| self.ctx.client_time(event.timestamp())),
-                id: event.id().unwrap_or_else(Uuid::now_v7),
-                application: self.caller.application.clone(),
-                received_at: self.now,
-                event,
-            }),
+            Ok(event) => self.accepted(event),
             Err(errors) => Outcome::Rejected(self.rejected(errors.clone(), json), errors),
         }
+    }
+
+    fn accepted(&self, event: Event) -> Outcome {
+        Outcome::Accepted(AcceptedEvent {
+            client_timestamp: self
+                .corrected
+                .then(|| self.ctx.client_time(event.timestamp())),
+            id: event.id().unwrap_or_else(Uuid::now_v7),
+            application: self.caller.application.clone(),
+            received_at: self.now,
+            event,
+        })
     }
 
     fn rejected(&self, errors: ValidationErrors, payload: &str) -> RejectedEvent {
@@ -319,8 +338,8 @@ fn parse_body(raw: &[u8], edge: &Edge<'_>) -> Result<Parsed, ApiError> {
             // deep, a number out of range) is rejected alone, not with the whole batch.
             let outcomes = items
                 .into_iter()
-                .map(|item| match serde_json::from_str::<Value>(item.get()) {
-                    Ok(value) => edge.judge(item.get(), value),
+                .map(|item| match edge.judge_text(item.get(), item.get()) {
+                    Ok(outcome) => outcome,
                     Err(e) => {
                         let errors = ValidationErrors::single(FieldError::new(
                             "",
@@ -333,11 +352,10 @@ fn parse_body(raw: &[u8], edge: &Edge<'_>) -> Result<Parsed, ApiError> {
                 .collect();
             Ok(Parsed::Batch(outcomes))
         }
-        Some(_) => {
-            let value: Value =
-                serde_json::from_str(text).map_err(|e| ApiError::MalformedJson(e.to_string()))?;
-            Ok(Parsed::Single(edge.judge(text.trim(), value)))
-        }
+        Some(_) => edge
+            .judge_text(text.trim(), text)
+            .map(Parsed::Single)
+            .map_err(|e| ApiError::MalformedJson(e.to_string())),
     }
 }
 
