@@ -7,7 +7,11 @@
 //!
 //! A request's key is hashed and looked up by its hash, so no secret is ever compared
 //! byte by byte: what a timing side channel could reveal is a prefix of a SHA-256
-//! digest, which says nothing about any key. Hits are cached for
+//! digest, which says nothing about any key. The cache in front of the store is keyed
+//! the same way, by a 128-bit SipHash-1-3 of the key under a random key drawn when
+//! the server starts (a tenth of SHA-256's cost on every request; nobody outside
+//! the process can compute it, so a prefix of it says nothing either). Hits are
+//! cached for
 //! [`AUTH_CACHE_TTL`] so a busy client does not cost one database read per request; a
 //! revoked key therefore stops working within that delay. While the store is
 //! unreachable (a PostgreSQL restart), a key that was looked up within
@@ -294,7 +298,10 @@ pub struct Authenticator {
     store: Store,
     disabled: bool,
     public_url: Option<String>,
-    cache: Arc<Mutex<HashMap<[u8; 32], Cached>>>,
+    /// Keyed by [`Authenticator::cache_key`].
+    cache: Arc<Mutex<HashMap<u128, Cached>>>,
+    /// The random SipHash key of the cache's keys.
+    cache_secret: (u64, u64),
     /// The cache's clock: `Instant::now`, or a test's.
     now: Arc<dyn Fn() -> Instant + Send + Sync>,
 }
@@ -309,6 +316,7 @@ impl Authenticator {
             disabled,
             public_url: None,
             cache: Arc::new(Mutex::new(HashMap::new())),
+            cache_secret: (rand::random(), rand::random()),
             now: Arc::new(Instant::now),
         }
     }
@@ -402,10 +410,11 @@ impl Authenticator {
     /// stale cache entry (up to [`AUTH_STALE_IF_ERROR`] old) when the store is
     /// unavailable.
     async fn lookup(&self, key: &str) -> Result<Option<Caller>, ApiError> {
-        let hash = hash_key(key);
-        if let Some(hit) = self.cached(&hash, AUTH_CACHE_TTL) {
+        let cache_key = self.cache_key(key);
+        if let Some(hit) = self.cached(cache_key, AUTH_CACHE_TTL) {
             return Ok(Some(hit));
         }
+        let hash = hash_key(key);
         // Boxed: the store's query future is ~8 KB, and held inline it made every
         // handler's future that large, copied at each of the boxings axum does per
         // request even when the cache answers (issue 18: ~10,000 instructions of
@@ -413,7 +422,7 @@ impl Authenticator {
         let found = match Box::pin(self.store.find_app_by_key_hash(&hash)).await {
             Ok(found) => found,
             Err(e) if e.is_transient() => {
-                if let Some(stale) = self.cached(&hash, AUTH_STALE_IF_ERROR) {
+                if let Some(stale) = self.cached(cache_key, AUTH_STALE_IF_ERROR) {
                     tracing::debug!(error = %e, "store unavailable: using the cached key");
                     return Ok(Some(stale));
                 }
@@ -430,26 +439,36 @@ impl Authenticator {
             rate_limit: app.rate_limit,
             origins: app.origins.map(Arc::from),
         };
-        self.remember(hash, caller.clone());
+        self.remember(cache_key, caller.clone());
         Ok(Some(caller))
     }
 
-    fn cached(&self, hash: &[u8; 32], max_age: Duration) -> Option<Caller> {
+    /// The cache's key for an API key: SipHash-1-3, 128 bits, under
+    /// [`Authenticator::cache_secret`].
+    fn cache_key(&self, key: &str) -> u128 {
+        use siphasher::sip128::Hasher128;
+        let (k0, k1) = self.cache_secret;
+        let mut hasher = siphasher::sip128::SipHasher13::new_with_keys(k0, k1);
+        std::hash::Hasher::write(&mut hasher, key.as_bytes());
+        hasher.finish128().as_u128()
+    }
+
+    fn cached(&self, cache_key: u128, max_age: Duration) -> Option<Caller> {
         let now = (self.now)();
         let cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
         cache
-            .get(hash)
+            .get(&cache_key)
             .filter(|c| now.saturating_duration_since(c.at) < max_age)
             .map(|c| c.caller.clone())
     }
 
-    fn remember(&self, hash: [u8; 32], caller: Caller) {
+    fn remember(&self, cache_key: u128, caller: Caller) {
         let now = (self.now)();
         let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
         if cache.len() >= AUTH_CACHE_SWEEP_AT {
             cache.retain(|_, c| now.saturating_duration_since(c.at) < AUTH_STALE_IF_ERROR);
         }
-        cache.insert(hash, Cached { caller, at: now });
+        cache.insert(cache_key, Cached { caller, at: now });
     }
 }
 

@@ -267,10 +267,13 @@ fn static_labels(labels: &[(&'static str, &'static str)]) -> StaticLabels {
 }
 
 thread_local! {
-    static COUNTERS: std::cell::RefCell<std::collections::HashMap<(&'static str, StaticLabels), metrics::Counter>> =
-        std::cell::RefCell::new(std::collections::HashMap::new());
-    static HISTOGRAMS: std::cell::RefCell<std::collections::HashMap<(&'static str, StaticLabels), metrics::Histogram>> =
-        std::cell::RefCell::new(std::collections::HashMap::new());
+    // FxHash, not std's SipHash: the keys are our own static strings (nothing an
+    // attacker chooses), and SipHash of five strings cost ~900 instructions per
+    // lookup, four lookups per ingest request (issue 18).
+    static COUNTERS: std::cell::RefCell<rustc_hash::FxHashMap<(&'static str, StaticLabels), metrics::Counter>> =
+        std::cell::RefCell::new(rustc_hash::FxHashMap::default());
+    static HISTOGRAMS: std::cell::RefCell<rustc_hash::FxHashMap<(&'static str, StaticLabels), metrics::Histogram>> =
+        std::cell::RefCell::new(rustc_hash::FxHashMap::default());
 }
 
 /// The counter `name{labels}` (at most two labels, static strings), from a
@@ -328,8 +331,8 @@ thread_local! {
     /// recorder builds its key (three label strings) and hashes it, which cost more
     /// than the rest of this middleware (issue 18). The set is bounded: matched routes
     /// (or `unmatched`), eight method values, the status codes answered.
-    static HTTP_SERIES: std::cell::RefCell<std::collections::HashMap<String, RouteSeries>> =
-        std::cell::RefCell::new(std::collections::HashMap::new());
+    static HTTP_SERIES: std::cell::RefCell<rustc_hash::FxHashMap<String, RouteSeries>> =
+        std::cell::RefCell::new(rustc_hash::FxHashMap::default());
 }
 
 fn http_series(method: &'static str, route: &str, status: u16) -> HttpSeries {
