@@ -307,3 +307,23 @@ fn a_correction_out_of_range_is_an_invalid_timestamp_not_a_panic() {
 
     assert!(errors.has_code(ErrorCode::InvalidTimestamp), "{errors:?}");
 }
+
+proptest::proptest! {
+    #[test]
+    fn format_timestamp_writes_what_chrono_writes(
+        micros in proptest::prop_oneof![
+            // Years 0-9999, the digit-by-digit path.
+            -62_167_219_200_000_000i64..253_402_300_799_999_999,
+            // Around and past its edges: chrono's own path.
+            -62_300_000_000_000_000i64..-62_000_000_000_000_000,
+            253_400_000_000_000_000i64..253_500_000_000_000_000,
+        ],
+        nanos in 0u32..1000,
+    ) {
+        let t = DateTime::from_timestamp_micros(micros).unwrap() + Duration::nanoseconds(i64::from(nanos));
+        proptest::prop_assert_eq!(
+            format_timestamp(&t),
+            t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+        );
+    }
+}

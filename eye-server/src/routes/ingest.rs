@@ -371,13 +371,20 @@ async fn respond(state: &AppState, parsed: Parsed) -> Result<Response, ApiError>
             let id = event.id;
             state.queue.enqueue(vec![Message::EventV1(event)]).await?;
             count(1, 0);
-            let body = IngestResponse {
-                accepted: 1,
-                rejected: 0,
-                results: vec![EventResult::Accepted { id }],
-            };
-            let mut response = (StatusCode::CREATED, axum::Json(body)).into_response();
-            if let Ok(location) = HeaderValue::from_str(&format!("/events/{id}")) {
+            let mut response = (
+                StatusCode::CREATED,
+                [(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/json"),
+                )],
+                one_accepted_body(id),
+            )
+                .into_response();
+            // Not `format!`: its machinery cost more than the rest of the header work.
+            let mut location = String::with_capacity(44);
+            location.push_str("/events/");
+            location.push_str(id.hyphenated().encode_lower(&mut Uuid::encode_buffer()));
+            if let Ok(location) = HeaderValue::from_str(&location) {
                 response.headers_mut().insert(header::LOCATION, location);
             }
             Ok(response)
@@ -423,6 +430,21 @@ async fn respond(state: &AppState, parsed: Parsed) -> Result<Response, ApiError>
             Ok((status, axum::Json(body)).into_response())
         }
     }
+}
+
+/// The answer to one accepted event, the [`IngestResponse`] of it as serde writes it
+/// (the unit test checks that), written directly: the commonest answer of the ack
+/// path, where serialising it cost ~2,500 instructions (issue 18).
+fn one_accepted_body(id: Uuid) -> Vec<u8> {
+    let mut body = Vec::with_capacity(96);
+    body.extend_from_slice(br#"{"accepted":1,"rejected":0,"results":[{"status":"accepted","id":""#);
+    body.extend_from_slice(
+        id.hyphenated()
+            .encode_lower(&mut Uuid::encode_buffer())
+            .as_bytes(),
+    );
+    body.extend_from_slice(br#""}]}"#);
+    body
 }
 
 /// Records rejections in the errors log. The client's answer (400) does not depend on
@@ -524,6 +546,22 @@ fn body_error(error: axum::Error, limit: usize) -> ApiError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_answer_to_one_accepted_event_is_what_serde_writes() {
+        for id in [Uuid::nil(), Uuid::max(), Uuid::now_v7()] {
+            let serde = serde_json::to_vec(&IngestResponse {
+                accepted: 1,
+                rejected: 0,
+                results: vec![EventResult::Accepted { id }],
+            })
+            .unwrap();
+            assert_eq!(
+                String::from_utf8(one_accepted_body(id)).unwrap(),
+                String::from_utf8(serde).unwrap()
+            );
+        }
+    }
 
     #[test]
     fn json_content_types_are_accepted_others_refused() {
