@@ -214,10 +214,12 @@ where
                 JsonLayerErrorsProj::Inner { inner, max_body } => {
                     let response = std::task::ready!(inner.poll(cx))?;
                     match json_layer_error(response, *max_body) {
-                        Ok(answer) => return Poll::Ready(Ok(answer)),
-                        Err(plain_400) => self.set(JsonLayerErrorsFuture::Reading {
-                            reading: Box::pin(bad_request_as_json(plain_400)),
-                        }),
+                        LayerAnswer::Done(answer) => return Poll::Ready(Ok(answer)),
+                        LayerAnswer::ReadText(plain_400) => {
+                            self.set(JsonLayerErrorsFuture::Reading {
+                                reading: Box::pin(bad_request_as_json(plain_400)),
+                            });
+                        }
                     }
                 }
                 JsonLayerErrorsProj::Reading { reading } => {
@@ -228,9 +230,16 @@ where
     }
 }
 
-/// The JSON answer for a layer's own plain answer, or `Err` with a plain-text 400,
-/// whose text has to be read first ([`bad_request_as_json`]).
-fn json_layer_error(response: Response, max_body: usize) -> Result<Response, Response> {
+/// What [`json_layer_error`] made of an answer.
+enum LayerAnswer {
+    /// The answer to send.
+    Done(Response),
+    /// A plain-text 400, whose text has to be read first ([`bad_request_as_json`]).
+    ReadText(Response),
+}
+
+/// The JSON answer for a layer's own plain answer.
+fn json_layer_error(response: Response, max_body: usize) -> LayerAnswer {
     // Only plain-text or empty answers: JSON is already right, and HTML pages for
     // browsers (the web layer) stay HTML.
     let plain = response
@@ -238,16 +247,16 @@ fn json_layer_error(response: Response, max_body: usize) -> Result<Response, Res
         .get(header::CONTENT_TYPE)
         .is_none_or(|v| v.as_bytes().starts_with(b"text/plain"));
     if !plain || !response.status().is_client_error() {
-        return Ok(response);
+        return LayerAnswer::Done(response);
     }
     let error = match response.status() {
         StatusCode::METHOD_NOT_ALLOWED => ApiError::MethodNotAllowed,
         StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge { limit: max_body },
         StatusCode::REQUEST_TIMEOUT => ApiError::Timeout,
-        StatusCode::BAD_REQUEST => return Err(response),
-        _ => return Ok(response),
+        StatusCode::BAD_REQUEST => return LayerAnswer::ReadText(response),
+        _ => return LayerAnswer::Done(response),
     };
-    Ok(with_allow(
+    LayerAnswer::Done(with_allow(
         error.into_response(),
         response.headers().get(header::ALLOW).cloned(),
     ))
