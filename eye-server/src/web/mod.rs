@@ -39,11 +39,11 @@ mod form;
 pub mod layout;
 pub mod pages;
 
-use axum::Router;
-use axum::body::{Body, to_bytes};
 use std::convert::Infallible;
 use std::task::Poll;
 
+use axum::Router;
+use axum::body::{Body, to_bytes};
 use axum::extract::{MatchedPath, Request};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -169,7 +169,7 @@ fn query_pairs(query: Option<&str>) -> Vec<(String, String)> {
 }
 
 /// Middleware around the JSON API: renders its answers as HTML for browsers, and
-/// turns the `/events` page's form post into a JSON post ([`negotiate`]). Add it with
+/// turns the `/events` page's form post into a JSON post. Add it with
 /// `Router::layer(NegotiateLayer::new(state))` so the matched route is known.
 ///
 /// Only a `GET` or a form post can be negotiated; every other request (an API
